@@ -1,0 +1,272 @@
+"""Deep linear networks trained by full-batch gradient descent on sufficient statistics.
+
+A network is a tuple of weight matrices ``(W^1, ..., W^{n})`` with ``W^l`` of shape
+``(N_{l+1}, N_l)`` and ``n = N_l - 1`` (``depth`` counts layers, as the paper does).
+The training error (paper README conventions) is
+
+    E = 1/2 sum_mu ||y - W x||^2 = 1/2 tr Sigma33 - tr(W Sigma31^T) + 1/2 tr(W Sigma11 W^T)
+
+with ``W = W^n ... W^1``, so a step never touches the P examples. The gradient of Eq. 13,
+``dE/dW^l = A_l^T (W Sigma11 - Sigma31) B_l^T`` (``A_l`` the product above layer l,
+``B_l`` the product below), is computed by hand in two passes over the weights, every
+product contracted from the narrow end of the chain (``min(N_1, N_{N_l})`` rows), so a
+step costs O(min(N_1, N_out) * sum_l N_l N_{l+1}) and reads each weight twice and writes it
+once. :func:`loss_from_stats` is the plain autodiff-able definition, kept as the test oracle.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+
+Array = Any
+Weights = tuple  # tuple[Array, ...]
+
+
+class Stats(NamedTuple):
+    """Sufficient statistics of a regression data set (sums over examples, Eq. 2)."""
+
+    sigma11: Array  # (N1, N1) = sum x x^T
+    sigma31: Array  # (N3, N1) = sum y x^T
+    tr33: Array  # scalar  = sum ||y||^2
+
+    @property
+    def n_in(self) -> int:
+        return int(self.sigma11.shape[0])
+
+    @property
+    def n_out(self) -> int:
+        return int(self.sigma31.shape[0])
+
+    def astype(self, dtype: Any) -> "Stats":
+        return Stats(*(jnp.asarray(v, dtype) for v in self))
+
+
+def stats_from_examples(x: Array, y: Array, dtype: Any = None) -> Stats:
+    """Sigma11 = X^T X, Sigma31 = Y^T X, tr Sigma33 = ||Y||_F^2 with examples as rows.
+
+    Accumulated in float64 when x64 is on, else float32 (sums of up to 60,000 examples).
+    """
+    x = jnp.asarray(x)
+    y = jnp.asarray(y)
+    dtype = dtype or jnp.result_type(float)
+    x = x.astype(dtype)
+    y = y.astype(dtype)
+    return Stats(x.T @ x, y.T @ x, jnp.sum(y * y))
+
+
+def product(weights: Sequence[Array]) -> Array:
+    """End-to-end map ``W^n ... W^1``, contracted from the narrower end of the chain."""
+    weights = tuple(weights)
+    if weights[-1].shape[0] <= weights[0].shape[1]:
+        out = weights[-1]
+        for w in reversed(weights[:-1]):
+            out = out @ w
+    else:
+        out = weights[0]
+        for w in weights[1:]:
+            out = w @ out
+    return out
+
+
+def loss_from_stats(weights: Sequence[Array], stats: Stats) -> Array:
+    """E = 1/2 tr S33 - tr(W S31^T) + 1/2 tr(W S11 W^T) (autodiff oracle)."""
+    w = product(weights)
+    return 0.5 * stats.tr33 - jnp.sum(w * stats.sigma31) + 0.5 * jnp.sum(w * (w @ stats.sigma11))
+
+
+def loss_from_examples(weights: Sequence[Array], x: Array, y: Array) -> Array:
+    """E = 1/2 sum_mu ||y^mu - W x^mu||^2 on the examples themselves (rows)."""
+    w = product(weights)
+    r = y - x @ w.T
+    return 0.5 * jnp.sum(r * r)
+
+
+def loss_and_grad(weights: Sequence[Array], stats: Stats) -> tuple[Array, Weights]:
+    """Loss and hand-written gradient (Eq. 13), two narrow passes over the weights."""
+    weights = tuple(weights)
+    n = len(weights)
+    if weights[-1].shape[0] <= weights[0].shape[1]:
+        # output side is narrow: A_l = W^n ... W^{l+1}  (N_out x N_{l+1}), built top-down
+        above = [None] * n
+        acc = None
+        for l in range(n - 1, -1, -1):
+            above[l] = acc
+            acc = weights[l] if acc is None else acc @ weights[l]
+        w = acc
+        ws11 = w @ stats.sigma11
+        err = ws11 - stats.sigma31  # (N_out, N_in)
+        loss = 0.5 * stats.tr33 - jnp.sum(w * stats.sigma31) + 0.5 * jnp.sum(w * ws11)
+        grads = []
+        m = err  # M_l = G B_l^T  (N_out x N_l), built bottom-up
+        for l in range(n):
+            g = m if above[l] is None else above[l].T @ m
+            grads.append(g)
+            if l + 1 < n:
+                m = m @ weights[l].T
+        return loss, tuple(grads)
+    # input side is narrow: B_l = W^{l-1} ... W^1 (N_l x N_in), built bottom-up
+    below = [None] * n
+    acc = None
+    for l in range(n):
+        below[l] = acc
+        acc = weights[l] if acc is None else weights[l] @ acc
+    w = acc
+    ws11 = w @ stats.sigma11
+    err = ws11 - stats.sigma31
+    loss = 0.5 * stats.tr33 - jnp.sum(w * stats.sigma31) + 0.5 * jnp.sum(w * ws11)
+    grads = [None] * n
+    k = err  # K_l = A_l^T G (N_{l+1} x N_in), built top-down
+    for l in range(n - 1, -1, -1):
+        grads[l] = k if below[l] is None else k @ below[l].T
+        if l > 0:
+            k = weights[l].T @ k
+    return loss, tuple(grads)
+
+
+def mode_strengths(w_total: Array, u: Array, v: Array) -> Array:
+    """diag(U^T W V): strength of each task mode in the end-to-end map (U, V fixed, not re-sorted)."""
+    return jnp.einsum("ir,ij,jr->r", u, w_total, v)
+
+
+class TrainState(NamedTuple):
+    """State of one network's training, carried across chunks of steps."""
+
+    weights: Weights
+    step: Array  # int32: number of updates applied
+    cross_step: Array  # int32: first step with E < threshold, -1 if none yet
+    diverged: Array  # bool
+    diverge_step: Array  # int32, -1 if not diverged
+    loss_ref: Array  # loss at step 0 (for the divergence test)
+
+
+class Records(NamedTuple):
+    step: Array  # (R,)
+    loss: Array  # (R,)  E at that step (nan after divergence)
+    modes: Array  # (R, r) mode strengths (nan after divergence)
+
+
+def init_state(weights: Sequence[Array], stats: Stats) -> TrainState:
+    weights = tuple(weights)
+    loss0 = loss_from_stats(weights, stats)
+    i = jnp.int32
+    return TrainState(weights, i(0), i(-1), jnp.asarray(False), i(-1), loss0)
+
+
+def make_runner(
+    stats: Stats,
+    *,
+    record_every: int,
+    n_records: int,
+    u: Array | None = None,
+    v: Array | None = None,
+    diverge_factor: float = 1e4,
+) -> Any:
+    """Build ``run(state, lr, threshold) -> (state, Records)``: ``n_records * record_every`` steps.
+
+    Each record holds the loss and mode strengths at the start of its block of
+    ``record_every`` steps. Inside, every step checks the loss: the first step with
+    ``E < threshold`` is kept exactly in ``cross_step``; a loss that is not finite or exceeds
+    ``diverge_factor * E(0)`` marks the network diverged and freezes it (no more updates, its
+    later records are nan), so one bad member of a vmapped batch never disturbs the others.
+    ``lr`` and ``threshold`` are traced scalars: vmap over them, over states, or both.
+    """
+    record_every = int(record_every)
+    n_records = int(n_records)
+    has_modes = u is not None
+
+    def one_step(carry, lr, threshold):
+        st: TrainState = carry
+        loss, grads = loss_and_grad(st.weights, stats)
+        bad = (~jnp.isfinite(loss)) | (loss > diverge_factor * jnp.abs(st.loss_ref) + 1e-30)
+        newly_bad = bad & ~st.diverged
+        diverged = st.diverged | bad
+        crossed = (loss < threshold) & (st.cross_step < 0) & ~diverged
+        cross_step = jnp.where(crossed, st.step, st.cross_step)
+        new_w = tuple(jnp.where(diverged, w, w - lr * g) for w, g in zip(st.weights, grads))
+        return TrainState(
+            new_w,
+            st.step + jnp.where(diverged, 0, 1).astype(st.step.dtype),
+            cross_step,
+            diverged,
+            jnp.where(newly_bad, st.step, st.diverge_step),
+            st.loss_ref,
+        ), loss
+
+    def block(st: TrainState, lr, threshold):
+        w_tot = product(st.weights)
+        modes = mode_strengths(w_tot, u, v) if has_modes else jnp.zeros((0,), w_tot.dtype)
+        step0 = st.step
+        st, first_loss = one_step(st, lr, threshold)
+        st = jax.lax.fori_loop(1, record_every, lambda _, s: one_step(s, lr, threshold)[0], st)
+        nan = jnp.asarray(jnp.nan, first_loss.dtype)
+        dead = st.diverged & (st.diverge_step <= step0)
+        rec = Records(step0, jnp.where(dead, nan, first_loss), jnp.where(dead, nan, modes))
+        return st, rec
+
+    def run(state: TrainState, lr: Array, threshold: Array = -jnp.inf) -> tuple[TrainState, Records]:
+        lr = jnp.asarray(lr, state.loss_ref.dtype)
+        threshold = jnp.asarray(threshold, state.loss_ref.dtype)
+        return jax.lax.scan(lambda st, _: block(st, lr, threshold), state, None, length=n_records)
+
+    return run
+
+
+def evaluate(state: TrainState, stats: Stats, u: Array | None = None, v: Array | None = None) -> Records:
+    """A single record at the state's current step (the end point of a run)."""
+    w_tot = product(state.weights)
+    loss = loss_from_stats(state.weights, stats)
+    modes = mode_strengths(w_tot, u, v) if u is not None else jnp.zeros((0,), w_tot.dtype)
+    nan = jnp.asarray(jnp.nan, loss.dtype)
+    return Records(state.step, jnp.where(state.diverged, nan, loss), jnp.where(state.diverged, nan, modes))
+
+
+def train(
+    weights: Sequence[Array],
+    stats: Stats,
+    lr: Array,
+    *,
+    num_steps: int,
+    record_every: int = 1,
+    u: Array | None = None,
+    v: Array | None = None,
+    threshold: Array = -jnp.inf,
+    diverge_factor: float = 1e4,
+) -> tuple[TrainState, Records]:
+    """Train one network for ``num_steps`` full-batch steps (jit/vmap friendly).
+
+    Returns the final state and ``num_steps // record_every + 1`` records at steps
+    ``0, k, 2k, ..., num_steps``. vmap it over weights (seeds, initial scales) and ``lr``.
+    """
+    if num_steps % record_every:
+        raise ValueError(f"num_steps ({num_steps}) must be a multiple of record_every ({record_every})")
+    run = make_runner(
+        stats, record_every=record_every, n_records=num_steps // record_every, u=u, v=v, diverge_factor=diverge_factor
+    )
+    st, rec = run(init_state(weights, stats), lr, threshold)
+    last = evaluate(st, stats, u, v)
+    rec = jax.tree_util.tree_map(lambda r, l: jnp.concatenate([r, l[None]]), rec, last)
+    return st, rec
+
+
+def best_error(stats: Stats, rank: int | None = None) -> float:
+    """Smallest E any product of rank <= ``rank`` reaches on these statistics (exact).
+
+    With ``Sigma11 = L L^T`` (eigendecomposition, zero directions dropped), E(W) =
+    1/2 tr S33 - 1/2 ||S31 L^+T||^2 + 1/2 ||W L - S31 L^+T||^2, so the minimum over
+    rank-k W is ``1/2 tr S33 - 1/2 sum_{i <= k} sigma_i^2`` with sigma_i the singular
+    values of ``S31 L^{+T}`` (Eckart-Young in the whitened coordinates).
+    """
+    import numpy as np  # one-off, outside any jit: always in float64
+
+    s11 = np.asarray(stats.sigma11, np.float64)
+    s31 = np.asarray(stats.sigma31, np.float64)
+    evals, evecs = np.linalg.eigh(s11)
+    keep = evals > evals.max() * 1e-12
+    m = (s31 @ evecs[:, keep]) / np.sqrt(evals[keep])
+    sv = np.linalg.svd(m, compute_uv=False)
+    if rank is not None:
+        sv = sv[: int(rank)]
+    return float(0.5 * float(stats.tr33) - 0.5 * np.sum(sv**2))

@@ -1,0 +1,199 @@
+"""Learning-time sweeps over learning rates for deep linear networks (Fig. 4 protocol).
+
+One jitted, vmapped batch per depth over all learning rates, run in chunks of steps
+until every member has crossed the threshold or diverged (or ``max_steps``). No I/O here:
+progress is reported through an optional callback.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import init as inits
+from . import linear, theory
+
+Array = Any
+
+
+@dataclass
+class Task:
+    """Statistics plus the task's singular structure (computed once per run)."""
+
+    stats: linear.Stats
+    u: Array  # (N3, N3) output singular vectors
+    s: np.ndarray  # singular values of Sigma31 (descending)
+    v: Array  # (N1, N1) input singular vectors
+    d: np.ndarray  # v_a^T Sigma11 v_a for each mode (1 for whitened inputs)
+
+    @classmethod
+    def from_stats(cls, stats: linear.Stats) -> "Task":
+        u, s, v = inits.full_svd_basis(stats.sigma31)
+        r = len(s)
+        d = jnp.einsum("ia,ij,ja->a", v[:, :r], stats.sigma11, v[:, :r])
+        return cls(stats, u, np.asarray(s, np.float64), v, np.asarray(d, np.float64))
+
+    @property
+    def n_modes(self) -> int:
+        return int(np.sum(self.s > self.s[0] * 1e-10))
+
+    def effective_modes(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-mode (s_eff, d) of the diagonal approximation ``tau du/dt = n d u^(2-2/n)(s/d - u)``.
+
+        Exact when ``V^T Sigma11 V`` is diagonal (whitened inputs: d = 1, s_eff = s), i.e. when
+        the consistency condition of Eq. 18 holds; an approximation otherwise.
+        """
+        k = self.n_modes
+        return self.s[:k] / self.d[:k], self.d[:k]
+
+
+def widths_for(n_in: int, n_out: int, depth: int, hidden: int) -> tuple[int, ...]:
+    return (n_in,) + (hidden,) * (depth - 2) + (n_out,)
+
+
+def threshold_value(task: Task, widths: Sequence[int], loss0: float, kind: str, eps: float, value: float) -> tuple[float, float]:
+    """(threshold, E*) with E* the best error of rank min(widths) (exact, from the statistics)."""
+    e_star = float(linear.best_error(task.stats, rank=min(widths)))
+    if kind == "relative":
+        return e_star + eps * (loss0 - e_star), e_star
+    return float(value), e_star
+
+
+def theory_error_curve(task: Task, t: np.ndarray, lr: float, depth: int, u0: float, rank: int) -> np.ndarray:
+    """Training error predicted by the decoupled theory (Eq. 12/15 per mode) at times ``t`` (steps).
+
+    ``E(t) = E_rest + sum_a d_a/2 (s_eff_a - u_a(t))^2`` with ``u_a`` from
+    :func:`theory.mode_strength` (``tau_a = 1 / (lr d_a)``) for the ``rank`` strongest modes;
+    weaker modes keep their full error. Exact for whitened inputs; for raw or centred inputs
+    it is the diagonal approximation of :meth:`Task.effective_modes`.
+    """
+    s_eff, d = task.effective_modes()
+    k = min(len(s_eff), rank)
+    dtype = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
+    tt = jnp.asarray(t, dtype)[:, None]
+    u = theory.mode_strength(tt, jnp.asarray(s_eff[:k], dtype), u0, 1.0 / (lr * jnp.asarray(d[:k], dtype)), depth)
+    u = np.asarray(u, np.float64)
+    e_rest = 0.5 * float(task.stats.tr33) - 0.5 * float(np.sum(s_eff * s_eff * d))
+    mode_err = 0.5 * np.sum(d[:k] * (s_eff[:k] - u) ** 2, axis=1) + 0.5 * float(np.sum(d[k:] * s_eff[k:] ** 2))
+    return e_rest + mode_err
+
+
+def theory_learning_time(task: Task, lr: float, depth: int, u0: float, rank: int, eps: float, t_max: float) -> float:
+    """Steps for the theory's error (:func:`theory_error_curve`) to go a fraction 1 - eps of the
+    way from its start to its own floor (nan if not within ``t_max``).
+
+    Using the theory's own floor makes the prediction comparable with the relative
+    threshold of the simulation; for whitened inputs both floors coincide.
+    """
+    t = np.linspace(0.0, t_max, 20001)
+    e = theory_error_curve(task, t, lr, depth, u0, rank)
+    e_floor = theory_error_curve(task, np.array([1e12]), lr, depth, u0, rank)[0]
+    thr = e_floor + eps * (e[0] - e_floor)
+    return first_crossing(t, e, thr)
+
+
+def first_crossing(t: np.ndarray, e: np.ndarray, thr: float) -> float:
+    below = np.nonzero(e < thr)[0]
+    if len(below) == 0:
+        return float("nan")
+    i = below[0]
+    if i == 0:
+        return float(t[0])
+    # linear interpolation between the two bracketing grid points
+    f = (e[i - 1] - thr) / (e[i - 1] - e[i])
+    return float(t[i - 1] + f * (t[i] - t[i - 1]))
+
+
+@dataclass
+class DepthResult:
+    depth: int
+    learning_rates: np.ndarray
+    learning_time: np.ndarray  # (R,) first step with E < threshold; nan if never (or diverged)
+    diverged: np.ndarray  # (R,) bool
+    steps_run: int
+    record_steps: np.ndarray  # (T,)
+    loss: np.ndarray  # (R, T) nan after divergence
+    threshold: float
+    e_star: float
+    loss0: float
+
+
+def run_depth(
+    task: Task,
+    depth: int,
+    learning_rates: Sequence[float],
+    *,
+    hidden: int,
+    u0: float,
+    threshold: tuple[str, float, float],
+    max_steps: int,
+    chunk_steps: int,
+    record_every: int,
+    key: Array,
+    hidden_basis: str = "random",
+    progress: Callable[[int, int, int], None] | None = None,
+) -> DepthResult:
+    """Train one decoupled network per learning rate (vmapped) until all cross or diverge."""
+    stats = task.stats
+    dtype = stats.sigma11.dtype
+    widths = widths_for(stats.n_in, stats.n_out, depth, hidden)
+    w0 = inits.decoupled(key, widths, u0, task.u, task.v, hidden_basis=hidden_basis, dtype=dtype)
+    state0 = linear.init_state(w0, stats)
+    loss0 = float(state0.loss_ref)
+    thr, e_star = threshold_value(task, widths, loss0, *threshold)
+    lrs = jnp.asarray(np.asarray(learning_rates, np.float64), dtype)
+    n_rates = len(learning_rates)
+    states = jax.tree_util.tree_map(lambda x: jnp.broadcast_to(x, (n_rates,) + jnp.shape(x)), state0)
+    runner = linear.make_runner(stats, record_every=record_every, n_records=chunk_steps // record_every)
+    step_fn = jax.jit(jax.vmap(runner, in_axes=(0, 0, None)))
+    thr_arr = jnp.asarray(thr, dtype)
+    steps, losses = [], []
+    done_steps = 0
+    while done_steps < max_steps:
+        states, rec = step_fn(states, lrs, thr_arr)
+        steps.append(np.asarray(rec.step[0]))
+        losses.append(np.asarray(rec.loss))
+        done_steps += chunk_steps
+        crossed = np.asarray(states.cross_step) >= 0
+        diverged = np.asarray(states.diverged)
+        if progress is not None:
+            progress(done_steps, int(np.sum(crossed | diverged)), n_rates)
+        if np.all(crossed | diverged):
+            break
+    cross = np.asarray(states.cross_step).astype(np.float64)
+    diverged = np.asarray(states.diverged)
+    lt = np.where((cross >= 0) & ~diverged, cross, np.nan)
+    return DepthResult(
+        depth=depth,
+        learning_rates=np.asarray(learning_rates, np.float64),
+        learning_time=lt,
+        diverged=diverged,
+        steps_run=done_steps,
+        record_steps=np.concatenate(steps),
+        loss=np.concatenate(losses, axis=1),
+        threshold=thr,
+        e_star=e_star,
+        loss0=loss0,
+    )
+
+
+def best_rate(res: DepthResult) -> tuple[float | None, float | None]:
+    """(best learning rate, its learning time) among rates that learned; (None, None) if none."""
+    if np.all(np.isnan(res.learning_time)):
+        return None, None
+    i = int(np.nanargmin(res.learning_time))
+    return float(res.learning_rates[i]), float(res.learning_time[i])
+
+
+def loglog_slope(x: Sequence[float], y: Sequence[float]) -> float | None:
+    """Least-squares slope of log y against log x over finite, positive pairs (None if < 2)."""
+    x = np.asarray(x, np.float64)
+    y = np.asarray([np.nan if v is None else v for v in y], np.float64)
+    ok = np.isfinite(x) & np.isfinite(y) & (x > 0) & (y > 0)
+    if ok.sum() < 2:
+        return None
+    return float(np.polyfit(np.log(x[ok]), np.log(y[ok]), 1)[0])

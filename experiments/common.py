@@ -1,0 +1,159 @@
+"""What every experiment app shares: precision switch, data loading, atomic outputs, errors."""
+
+from __future__ import annotations
+
+import functools
+import io
+import json
+import logging
+import math
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from .schema import ConfigError, validate
+
+log = logging.getLogger("dlnjax")
+
+
+def set_precision(precision: Any) -> None:
+    """float32 (default) or float64 for everything the run creates afterwards."""
+    import jax
+
+    name = getattr(precision, "value", precision)
+    jax.config.update("jax_enable_x64", name == "float64")
+
+
+def run_dir() -> Path:
+    """Hydra's output directory of this run (the working directory outside Hydra)."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        return Path(HydraConfig.get().runtime.output_dir)
+    except Exception:  # noqa: BLE001 - not under Hydra (tests calling run() directly)
+        return Path.cwd()
+
+
+# ----------------------------------------------------------------------------------------
+# atomic outputs: write to a temporary name in the same folder, then rename
+# ----------------------------------------------------------------------------------------
+def _atomic(path: Path, write: Callable[[io.BufferedWriter], None]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return _jsonable(x.tolist())
+    if isinstance(x, (np.floating, float)):
+        x = float(x)
+        return x if math.isfinite(x) else None  # NaN/inf -> null: never poison a reader
+    if isinstance(x, (np.integer,)):
+        return int(x)
+    if isinstance(x, (np.bool_,)):
+        return bool(x)
+    if hasattr(x, "value") and not isinstance(x, (str, int)):
+        return x.value
+    return x
+
+
+def save_json(path: Path, obj: dict) -> None:
+    text = json.dumps(_jsonable(obj), indent=2, sort_keys=False, allow_nan=False) + "\n"
+    _atomic(path, lambda f: f.write(text.encode()))
+
+
+def save_npz(path: Path, **arrays: Any) -> None:
+    def write(f):
+        np.savez_compressed(f, **{k: np.asarray(v) for k, v in arrays.items()})
+
+    _atomic(path, write)
+
+
+def save_figure(fig: Any, stem: Path) -> list[Path]:
+    """PNG (150 dpi) and PDF beside each other, each written atomically."""
+    out = []
+    for ext, kw in (("png", {"dpi": 150}), ("pdf", {})):
+        p = stem.with_suffix(f".{ext}")
+        _atomic(p, lambda f, ext=ext, kw=kw: fig.savefig(f, format=ext, bbox_inches="tight", **kw))
+        out.append(p)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return out
+
+
+def resolved_config(cfg: DictConfig) -> dict:
+    return OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)  # type: ignore[return-value]
+
+
+# ----------------------------------------------------------------------------------------
+# data
+# ----------------------------------------------------------------------------------------
+def load_dataset(d: DictConfig) -> Any:
+    """Build the data set a config names (``data`` group)."""
+    from dlnjax.data import hierarchy, teacher
+    from dlnjax.data.digits import load_digits
+    from dlnjax.data.preprocess import preprocess
+
+    name = getattr(d.name, "value", d.name)
+    if name == "hierarchy":
+        return hierarchy(levels=d.levels, branching=d.branching, n_features=d.n_features, flip_prob=d.flip_prob, seed=d.seed)
+    if name == "teacher":
+        return teacher(list(d.singular_values), d.n_in, d.n_out, noise_std=d.noise_std, seed=d.seed)
+    ds = load_digits(name, root=d.root, download=d.download, n_train=d.n_train)
+    return preprocess(ds, getattr(d.preprocessing, "value", d.preprocessing))
+
+
+# ----------------------------------------------------------------------------------------
+# the app wrapper: clear one-line errors, non-zero exit
+# ----------------------------------------------------------------------------------------
+def app(fn: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any]:
+    """Validate the config, set precision, and turn expected errors into one line + exit 2."""
+    from dlnjax.data.digits import DataError
+    from dlnjax.data.idx import IdxError
+
+    @functools.wraps(fn)
+    def wrapped(cfg: DictConfig) -> Any:
+        try:
+            validate(cfg)
+            if "precision" in cfg:
+                set_precision(cfg.precision)
+            return fn(cfg)
+        except (ConfigError, DataError, IdxError) as e:
+            log.error(str(e))
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(2)
+
+    return wrapped
+
+
+class Progress:
+    """Progress lines through Hydra's logger (a text bar, throttled to one line per update)."""
+
+    def __init__(self, label: str, total: int):
+        self.label, self.total, self.n = label, max(int(total), 1), 0
+
+    def update(self, n: int, extra: str = "") -> None:
+        self.n = n
+        frac = min(self.n / self.total, 1.0)
+        bar = "#" * int(20 * frac) + "." * (20 - int(20 * frac))
+        log.info("%s [%s] %3d%% %s", self.label, bar, int(100 * frac), extra)

@@ -1,0 +1,221 @@
+"""Structured config schemas (dataclasses in Hydra's ConfigStore).
+
+Types and enum values are checked by OmegaConf when the config is composed (a typo, an
+unknown key, a non-numeric value or an unknown name fails with the key and the allowed
+values); ranges are checked by :func:`validate`, which every app calls before doing any
+work and which raises :class:`ConfigError` with a one-line message.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, List, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+
+class ConfigError(ValueError):
+    """A config value outside its allowed range (message names key, value and what is allowed)."""
+
+
+class DataName(Enum):
+    hierarchy = "hierarchy"
+    teacher = "teacher"
+    embedded = "embedded"
+    mnist = "mnist"
+    fashion_mnist = "fashion_mnist"
+
+
+class Preprocessing(Enum):
+    raw = "raw"
+    centred = "centred"
+    whitened = "whitened"
+
+
+class Precision(Enum):
+    float32 = "float32"
+    float64 = "float64"
+
+
+class ThresholdKind(Enum):
+    relative = "relative"
+    absolute = "absolute"
+
+
+class Activation(Enum):
+    linear = "linear"
+    tanh = "tanh"
+    relu = "relu"
+    sigmoid = "sigmoid"
+
+
+@dataclass
+class DataConfig:
+    """One schema for every data source; fields a source does not use are ignored."""
+
+    name: DataName = MISSING
+    seed: int = 0
+    # hierarchy
+    levels: int = 5
+    branching: int = 2
+    n_features: int = 1000
+    flip_prob: float = 0.1
+    # teacher
+    singular_values: List[float] = field(default_factory=lambda: [8.0, 4.0, 2.0, 1.0])
+    n_in: int = 8
+    n_out: int = 8
+    noise_std: float = 0.0
+    # MNIST-format digits (embedded / mnist / fashion_mnist)
+    root: Optional[str] = None
+    download: bool = False
+    n_train: Optional[int] = None
+    preprocessing: Preprocessing = Preprocessing.raw
+
+
+@dataclass
+class PhasePortraitConfig:
+    s: float = 1.0
+    tau: float = 1.0
+    dt: float = 0.01  # step of the simulated gradient descent, in units of tau
+    t_max: float = 8.0
+    starts: List[List[float]] = field(
+        default_factory=lambda: [[0.05, 0.6], [0.6, 0.05], [-0.3, 1.2], [1.4, -0.2], [0.02, 0.02], [1.8, 1.5], [-0.4, 0.5], [-0.9, 0.2]]
+    )
+    uf_fraction: float = 0.9  # u_f = fraction * s for the learning-time check
+    grid: int = 21
+    extent: float = 2.0
+    precision: Precision = Precision.float64
+
+
+@dataclass
+class ModeDynamicsConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    hidden: int = 32
+    lr: float = 0.5e-3
+    u0: float = 1e-6
+    init_std: Optional[float] = None  # default sqrt(u0 / hidden): |a||b| ~ u0 per mode
+    num_steps: int = 4000
+    record_every: int = 10
+    modes: List[int] = field(default_factory=lambda: [1, 2, 3, 5, 12, 18, 31])
+    n_init: int = 100
+    seed: int = 0
+    decoupled_lr_factors: List[float] = field(default_factory=lambda: [1.0, 0.1])
+    precision: Precision = Precision.float32
+
+
+@dataclass
+class LearningRates:
+    min: float = 1e-7
+    max: float = 1e-4
+    num: int = 20
+    values: Optional[List[float]] = None  # explicit list overrides min/max/num
+
+
+@dataclass
+class ThresholdConfig:
+    kind: ThresholdKind = ThresholdKind.relative
+    eps: float = 0.05  # relative: E <= E* + eps (E(0) - E*)
+    value: float = 1.3e4  # absolute: summed squared error (paper, 60,000 digits)
+
+
+@dataclass
+class DepthSweepConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    depths: List[int] = field(default_factory=lambda: [3, 4, 6, 8, 12, 16, 24, 32, 48, 64])
+    hidden: int = 64
+    u0: float = 1e-3
+    learning_rates: LearningRates = field(default_factory=LearningRates)
+    threshold: ThresholdConfig = field(default_factory=ThresholdConfig)
+    max_steps: int = 20000
+    chunk_steps: int = 500
+    record_every: int = 10
+    hidden_basis: str = "random"
+    fit_min_depth: int = 5
+    seed: int = 0
+    precision: Precision = Precision.float32
+
+
+@dataclass
+class LrSweepConfig(DepthSweepConfig):
+    depth: int = 10
+
+
+cs = ConfigStore.instance()
+cs.store(name="phase_portrait_schema", node=PhasePortraitConfig)
+cs.store(name="mode_dynamics_schema", node=ModeDynamicsConfig)
+cs.store(name="depth_sweep_schema", node=DepthSweepConfig)
+cs.store(name="lr_sweep_schema", node=LrSweepConfig)
+
+
+# ----------------------------------------------------------------------------------------
+# range checks
+# ----------------------------------------------------------------------------------------
+def _check(ok: bool, key: str, value: Any, allowed: str) -> None:
+    if not ok:
+        raise ConfigError(f"invalid config: {key}={value!r} (allowed: {allowed})")
+
+
+def _positive(cfg: DictConfig, key: str) -> None:
+    v = OmegaConf.select(cfg, key)
+    _check(v is not None and v > 0, key, v, "a number > 0")
+
+
+def _validate_data(d: DictConfig, prefix: str = "data") -> None:
+    _check(d.levels >= 1, f"{prefix}.levels", d.levels, "an integer >= 1")
+    _check(d.branching >= 2, f"{prefix}.branching", d.branching, "an integer >= 2")
+    _check(d.n_features >= 1, f"{prefix}.n_features", d.n_features, "an integer >= 1")
+    _check(0.0 <= d.flip_prob <= 1.0, f"{prefix}.flip_prob", d.flip_prob, "a probability in [0, 1]")
+    _check(d.n_train is None or d.n_train >= 1, f"{prefix}.n_train", d.n_train, "null or an integer >= 1")
+    if d.name == DataName.teacher:
+        sv = list(d.singular_values)
+        _check(len(sv) >= 1 and all(s >= 0 for s in sv), f"{prefix}.singular_values", sv, "a non-empty list of numbers >= 0")
+        _check(len(sv) <= min(d.n_in, d.n_out), f"{prefix}.singular_values", sv, f"at most min(n_in, n_out) = {min(d.n_in, d.n_out)} values")
+
+
+def validate(cfg: DictConfig) -> None:
+    """Range checks beyond what the schema's types enforce (raises ConfigError)."""
+    if "data" in cfg:
+        _validate_data(cfg.data)
+    if "lr" in cfg:
+        _positive(cfg, "lr")
+    for key in ("u0", "dt", "t_max", "tau", "s"):
+        if key in cfg:
+            _positive(cfg, key)
+    for key in ("hidden", "num_steps", "record_every", "n_init", "max_steps", "chunk_steps", "grid"):
+        if key in cfg:
+            v = cfg[key]
+            _check(v >= 1, key, v, "an integer >= 1")
+    if "num_steps" in cfg and "record_every" in cfg:
+        _check(cfg.num_steps % cfg.record_every == 0, "num_steps", cfg.num_steps, f"a multiple of record_every ({cfg.record_every})")
+    if "chunk_steps" in cfg:
+        _check(cfg.chunk_steps % cfg.record_every == 0, "chunk_steps", cfg.chunk_steps, f"a multiple of record_every ({cfg.record_every})")
+    if "modes" in cfg:
+        modes = list(cfg.modes)
+        _check(len(modes) >= 1 and all(m >= 1 for m in modes), "modes", modes, "a non-empty list of mode numbers >= 1 (1 = strongest)")
+    if "decoupled_lr_factors" in cfg:
+        f = list(cfg.decoupled_lr_factors)
+        _check(len(f) >= 1 and all(x > 0 for x in f), "decoupled_lr_factors", f, "a non-empty list of numbers > 0")
+    if "init_std" in cfg and cfg.init_std is not None:
+        _positive(cfg, "init_std")
+    if "depths" in cfg:
+        depths = list(cfg.depths)
+        _check(len(depths) >= 1, "depths", depths, "a non-empty list of integers >= 2")
+        _check(all(d >= 2 for d in depths), "depths", depths, "integers >= 2 (layers, input and output included)")
+    if "depth" in cfg:
+        _check(cfg.depth >= 2, "depth", cfg.depth, "an integer >= 2")
+    if "learning_rates" in cfg:
+        lr = cfg.learning_rates
+        if lr["values"] is not None:
+            vals = list(lr["values"])
+            _check(len(vals) >= 1 and all(v > 0 for v in vals), "learning_rates.values", vals, "a non-empty list of numbers > 0")
+        else:
+            _check(lr["min"] > 0, "learning_rates.min", lr["min"], "a number > 0")
+            _check(lr["max"] >= lr["min"], "learning_rates.max", lr["max"], f"a number >= learning_rates.min ({lr['min']})")
+            _check(lr.num >= 1, "learning_rates.num", lr.num, "an integer >= 1")
+    if "threshold" in cfg:
+        _check(0.0 < cfg.threshold.eps < 1.0, "threshold.eps", cfg.threshold.eps, "a fraction in (0, 1)")
+        _positive(cfg, "threshold.value")
+    if "hidden_basis" in cfg:
+        _check(cfg.hidden_basis in ("random", "identity"), "hidden_basis", cfg.hidden_basis, "random, identity")
