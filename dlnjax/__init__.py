@@ -1,0 +1,13 @@
+"""dlnjax: exact learning dynamics of deep linear networks (Saxe, McClelland & Ganguli 2014) in JAX.
+
+Modules: :mod:`~dlnjax.theory` (closed forms), :mod:`~dlnjax.linear` (deep linear networks on
+sufficient statistics), :mod:`~dlnjax.reduced` (exact reduced one-hidden-layer dynamics,
+linear or nonlinear), :mod:`~dlnjax.nonlinear` (flax/optax networks on examples),
+:mod:`~dlnjax.init` (initialisations), :mod:`~dlnjax.sweep` (learning-time sweeps),
+:mod:`~dlnjax.data` (data sets). Nothing here writes files or plots.
+"""
+
+from . import data, init, linear, nonlinear, reduced, sweep, theory
+
+__all__ = ["data", "init", "linear", "nonlinear", "reduced", "sweep", "theory"]
+__version__ = "0.1.0"

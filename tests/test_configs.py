@@ -1,0 +1,83 @@
+"""Every config composes; bad configs fail at composition or validation with a clear message."""
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.errors import ConfigCompositionException
+from omegaconf.errors import ConfigKeyError, ValidationError
+
+import experiments.schema  # noqa: F401  (registers the schemas)
+from experiments.schema import ConfigError, validate
+
+from pathlib import Path
+
+CONFIGS = str(Path(__file__).resolve().parents[1] / "configs")
+APPS = ["phase_portrait", "mode_dynamics", "depth_sweep", "lr_sweep"]
+
+
+def _compose(name, overrides=()):
+    with initialize_config_dir(config_dir=CONFIGS, version_base=None):
+        return compose(config_name=name, overrides=list(overrides))
+
+
+@pytest.mark.parametrize("app", APPS)
+@pytest.mark.parametrize("experiment", ["none", "debug", "paper"])
+def test_every_config_composes_and_validates(app, experiment):
+    cfg = _compose(app, [f"experiment={experiment}"])
+    validate(cfg)
+
+
+def test_paper_presets_carry_the_papers_protocol():
+    cfg = _compose("depth_sweep", ["experiment=paper"])
+    assert cfg.data.name.value == "mnist" and cfg.hidden == 1000 and cfg.u0 == 0.001
+    assert min(cfg.depths) == 3 and max(cfg.depths) == 100
+    assert (cfg.learning_rates["min"], cfg.learning_rates["max"], cfg.learning_rates.num) == (1e-7, 1e-4, 20)
+    assert cfg.threshold.kind.value == "absolute" and cfg.threshold.value == 1.3e4
+    md = _compose("mode_dynamics", ["experiment=paper"])
+    assert (md.lr, md.hidden, md.u0, md.n_init) == (0.5e-3, 32, 1e-6, 100)
+    assert list(md.modes) == [1, 2, 3, 5, 12, 18, 31]
+
+
+@pytest.mark.parametrize(
+    "app,override,fragment",
+    [
+        ("depth_sweep", "data=nosuch", "Could not find 'data/nosuch'"),
+        ("depth_sweep", "experiment=nosuch", "Could not find 'experiment/nosuch'"),
+        ("depth_sweep", "data.preprocessing=blur", "expected one of [raw, centred, whitened]"),
+        ("depth_sweep", "hidden=many", "hidden"),
+        ("depth_sweep", "u0=abc", "u0"),
+        ("mode_dynamics", "lrr=0.1", "lrr"),
+        ("depth_sweep", "threshold.kind=median", "expected one of [relative, absolute]"),
+        ("depth_sweep", "precision=float16", "expected one of [float32, float64]"),
+    ],
+)
+def test_bad_values_fail_at_composition(app, override, fragment):
+    with pytest.raises((ConfigCompositionException, ValidationError, ConfigKeyError, Exception)) as e:
+        _compose(app, [override])
+    text = str(e.value) + str(getattr(e.value, "__cause__", ""))
+    assert fragment in text
+
+
+@pytest.mark.parametrize(
+    "app,override,key",
+    [
+        ("mode_dynamics", "lr=0", "lr"),
+        ("mode_dynamics", "lr=-0.1", "lr"),
+        ("depth_sweep", "depths=[1,3]", "depths"),
+        ("depth_sweep", "depths=[]", "depths"),
+        ("lr_sweep", "depth=1", "depth"),
+        ("depth_sweep", "learning_rates.min=-1", "learning_rates.min"),
+        ("depth_sweep", "learning_rates.values=[]", "learning_rates.values"),
+        ("depth_sweep", "threshold.eps=1.5", "threshold.eps"),
+        ("depth_sweep", "chunk_steps=15", "chunk_steps"),
+        ("mode_dynamics", "modes=[0]", "modes"),
+        ("mode_dynamics", "data.flip_prob=2", "data.flip_prob"),
+        ("depth_sweep", "data.n_train=0", "data.n_train"),
+        ("depth_sweep", "u0=0", "u0"),
+    ],
+)
+def test_out_of_range_values_fail_validation(app, override, key):
+    cfg = _compose(app, [override])
+    with pytest.raises(ConfigError) as e:
+        validate(cfg)
+    msg = str(e.value)
+    assert f"{key}=" in msg and "allowed" in msg and "\n" not in msg

@@ -1,0 +1,75 @@
+"""Every experiment runs end to end in its debug overlay and writes its files; bad input exits cleanly."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+FILES = {
+    "phase_portrait": ["phase_portrait.png", "phase_portrait.pdf"],
+    "mode_dynamics": ["mode_dynamics.png", "mode_dynamics.pdf"],
+    "depth_sweep": ["depth_sweep.png", "depth_sweep.pdf", "depth_sweep_grid.png", "depth_sweep_grid.pdf"],
+    "lr_sweep": ["lr_sweep.png", "lr_sweep.pdf"],
+}
+KEYS = {
+    "phase_portrait": ["max_conserved_drift", "max_analytic_time_error"],
+    "mode_dynamics": ["singular_values", "modes_plotted", "decoupled_max_abs_error", "half_time_delay_linear_mean",
+                      "half_time_delay_linear_std", "half_time_delay_tanh_mean", "half_time_delay_tanh_std", "n_init"],
+    "depth_sweep": ["dataset", "n_train", "preprocessing", "depths", "learning_rates", "learning_time", "best_learning_rate",
+                    "lr_exponent", "learning_time_growth", "diverged", "threshold"],
+    "lr_sweep": ["depth", "learning_rates", "learning_time", "diverged", "best_learning_rate", "theory_optimal_learning_rate"],
+}
+
+
+def _run(app, out, *overrides):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu"}
+    return subprocess.run(
+        [sys.executable, "-m", f"experiments.{app}", "experiment=debug", f"hydra.run.dir={out}", *overrides],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+    )
+
+
+@pytest.mark.parametrize("app", list(FILES))
+def test_experiment_runs_end_to_end(app, tmp_path):
+    out = tmp_path / app
+    r = _run(app, out)
+    assert r.returncode == 0, r.stderr[-3000:]
+    for f in FILES[app] + ["summary.json", "results.npz", ".hydra/config.yaml"]:
+        assert (out / f).exists(), f
+    summary = json.loads((out / "summary.json").read_text())
+    for k in KEYS[app]:
+        assert k in summary, k
+    with np.load(out / "results.npz") as z:
+        assert len(z.files) > 0
+    assert not list(out.glob(".*.tmp"))
+
+
+def test_float64_switch(tmp_path):
+    r = _run("lr_sweep", tmp_path / "f64", "precision=float64")
+    assert r.returncode == 0, r.stderr[-3000:]
+
+
+@pytest.mark.parametrize(
+    "app,override,fragment",
+    [
+        ("mode_dynamics", "lr=-1", "lr=-1"),
+        ("depth_sweep", "data=mnist", "data.download=true"),
+    ],
+)
+def test_bad_input_exits_with_one_line(app, override, fragment, tmp_path, monkeypatch):
+    monkeypatch.setenv("DLNJAX_DATA_ROOT", str(tmp_path / "empty"))
+    r = subprocess.run(
+        [sys.executable, "-m", f"experiments.{app}", "experiment=debug", f"hydra.run.dir={tmp_path}/o", override],
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), "DLNJAX_DATA_ROOT": str(tmp_path / "empty")},
+        capture_output=True, text=True, timeout=300,
+    )
+    assert r.returncode == 2
+    err_lines = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
+    assert len(err_lines) == 1 and fragment in err_lines[0]
+    assert "Traceback" not in r.stderr
+    assert not (tmp_path / "o" / "summary.json").exists()

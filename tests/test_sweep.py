@@ -1,0 +1,64 @@
+"""Learning-time sweeps: detector, divergence, vmap vs loop, theory on whitened data."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from dlnjax import linear, sweep, theory
+from dlnjax.data import teacher
+
+
+def test_first_crossing_on_synthetic_curves():
+    t = np.arange(10.0)
+    e = np.array([10, 9, 8, 7, 6, 5, 4, 3, 2, 1.0])
+    assert sweep.first_crossing(t, e, 5.5) == pytest.approx(4.5)
+    assert sweep.first_crossing(t, e, 11.0) == 0.0
+    assert np.isnan(sweep.first_crossing(t, e, 0.5))
+    # non-monotone: the first crossing counts, not a later one
+    e2 = np.array([10, 4, 8, 3, 2, 1, 1, 1, 1, 1.0])
+    assert sweep.first_crossing(t, e2, 5.0) == pytest.approx(5 / 6)
+
+
+def test_loglog_slope():
+    x = np.array([3, 5, 10, 20, 50.0])
+    assert sweep.loglog_slope(x, 2.0 / x) == pytest.approx(-1.0)
+    assert sweep.loglog_slope(x, [1.0, None, None, None, None]) is None
+
+
+@pytest.fixture(scope="module")
+def white_task():
+    ds = teacher([2.0, 1.5, 1.0], 5, 4, seed=0)
+    st = linear.stats_from_examples(ds.x, ds.y, dtype=jnp.float64)
+    return sweep.Task.from_stats(st)
+
+
+def test_sweep_equals_loop_and_records_divergence(white_task):
+    rates = [0.01, 0.05, 40.0]
+    kw = dict(hidden=6, u0=1e-2, threshold=("relative", 0.05, 0.0), max_steps=3000, chunk_steps=500, record_every=10, key=jax.random.PRNGKey(0))
+    res = sweep.run_depth(white_task, 5, rates, **kw)
+    assert list(res.diverged) == [False, False, True]
+    assert np.isnan(res.learning_time[2]) and np.all(np.isfinite(res.learning_time[:2]))
+    for i, lr in enumerate(rates[:2]):
+        one = sweep.run_depth(white_task, 5, [lr], **kw)
+        assert one.learning_time[0] == res.learning_time[i]
+        np.testing.assert_allclose(one.loss[0], res.loss[i][: one.loss.shape[1]], rtol=1e-10, atol=1e-12 * res.loss0)
+    assert sweep.best_rate(res) == (0.05, res.learning_time[1])
+
+
+@pytest.mark.parametrize("depth", [3, 6])
+def test_theory_learning_time_matches_simulation_on_whitened_data(white_task, depth):
+    """For Sigma11 = I the decoupled theory's error curve is exact up to discretisation."""
+    lr = 0.02 * float(theory.optimal_learning_rate(2.0, depth))
+    res = sweep.run_depth(white_task, depth, [lr], hidden=6, u0=1e-2, threshold=("relative", 0.05, 0.0),
+                          max_steps=40000, chunk_steps=1000, record_every=10, key=jax.random.PRNGKey(1))
+    t_th = sweep.theory_learning_time(white_task, lr, depth, 1e-2, rank=4, eps=0.05, t_max=50000)
+    assert np.isfinite(res.learning_time[0])
+    assert res.learning_time[0] == pytest.approx(t_th, rel=0.03)
+
+
+def test_threshold_kinds(white_task):
+    widths = (5, 6, 4)
+    thr, e_star = sweep.threshold_value(white_task, widths, 10.0, "relative", 0.1, 0.0)
+    assert thr == pytest.approx(e_star + 0.1 * (10.0 - e_star))
+    assert sweep.threshold_value(white_task, widths, 10.0, "absolute", 0.1, 3.0)[0] == 3.0
