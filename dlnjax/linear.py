@@ -199,8 +199,15 @@ def make_runner(
         w_tot = product(st.weights)
         modes = mode_strengths(w_tot, u, v) if has_modes else jnp.zeros((0,), w_tot.dtype)
         step0 = st.step
-        st, first_loss = one_step(st, lr, threshold)
-        st = jax.lax.fori_loop(1, record_every, lambda _, s: one_step(s, lr, threshold)[0], st)
+
+        def body(i, carry):
+            s, first = carry
+            s, loss = one_step(s, lr, threshold)
+            return s, jnp.where(i == 0, loss, first)
+
+        # the block's first loss is carried through the loop (a first step outside the loop
+        # would make XLA keep a second copy of every weight: 2x instead of ~1.3x peak memory)
+        st, first_loss = jax.lax.fori_loop(0, record_every, body, (st, jnp.zeros_like(st.loss_ref)))
         nan = jnp.asarray(jnp.nan, first_loss.dtype)
         dead = st.diverged & (st.diverge_step <= step0)
         rec = Records(step0, jnp.where(dead, nan, first_loss), jnp.where(dead, nan, modes))

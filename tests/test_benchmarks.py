@@ -1,0 +1,20 @@
+"""Each benchmark runs once at a tiny size so that it cannot rot (no timing assertions)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("name,out", [("linear_step", "linear_step_tiny.json"), ("fig3", "fig3_tiny.json")])
+def test_benchmark_runs_tiny(name, out, tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "DLNJAX_BENCH_DIR": str(tmp_path)}
+    r = subprocess.run([sys.executable, "-m", f"benchmarks.{name}", "--tiny"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    payload = json.loads((tmp_path / out).read_text())
+    assert "machine" in payload
