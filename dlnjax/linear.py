@@ -84,46 +84,76 @@ def loss_from_examples(weights: Sequence[Array], x: Array, y: Array) -> Array:
     return 0.5 * jnp.sum(r * r)
 
 
-def loss_and_grad(weights: Sequence[Array], stats: Stats) -> tuple[Array, Weights]:
-    """Loss and hand-written gradient (Eq. 13), two narrow passes over the weights."""
+def _factors(weights: Sequence[Array], stats: Stats) -> tuple[Array, list, list]:
+    """Loss and the rank-r factors of every layer's gradient: ``dE/dW^l = left_l @ right_l``.
+
+    Output side narrow (r = N_out rows): ``left_l = A_l^T`` (N_{l+1} x r) from a top-down pass
+    and ``right_l = M_l = G B_l^T`` (r x N_l) from a bottom-up pass. Input side narrow
+    (r = N_in): ``left_l = K_l = A_l^T G`` (N_{l+1} x r), ``right_l = B_l^T`` (r x N_l).
+    ``None`` stands for an identity factor (first / last layer).
+    """
     weights = tuple(weights)
     n = len(weights)
+    left: list = [None] * n
+    right: list = [None] * n
     if weights[-1].shape[0] <= weights[0].shape[1]:
-        # output side is narrow: A_l = W^n ... W^{l+1}  (N_out x N_{l+1}), built top-down
-        above = [None] * n
         acc = None
         for l in range(n - 1, -1, -1):
-            above[l] = acc
+            left[l] = None if acc is None else acc.T
             acc = weights[l] if acc is None else acc @ weights[l]
         w = acc
         ws11 = w @ stats.sigma11
-        err = ws11 - stats.sigma31  # (N_out, N_in)
-        loss = 0.5 * stats.tr33 - jnp.sum(w * stats.sigma31) + 0.5 * jnp.sum(w * ws11)
-        grads = []
-        m = err  # M_l = G B_l^T  (N_out x N_l), built bottom-up
+        m = ws11 - stats.sigma31  # M_1 = G (N_out, N_in)
         for l in range(n):
-            g = m if above[l] is None else above[l].T @ m
-            grads.append(g)
+            right[l] = m
             if l + 1 < n:
                 m = m @ weights[l].T
-        return loss, tuple(grads)
-    # input side is narrow: B_l = W^{l-1} ... W^1 (N_l x N_in), built bottom-up
-    below = [None] * n
-    acc = None
-    for l in range(n):
-        below[l] = acc
-        acc = weights[l] if acc is None else weights[l] @ acc
-    w = acc
-    ws11 = w @ stats.sigma11
-    err = ws11 - stats.sigma31
+    else:
+        acc = None
+        for l in range(n):
+            right[l] = None if acc is None else acc.T
+            acc = weights[l] if acc is None else weights[l] @ acc
+        w = acc
+        ws11 = w @ stats.sigma11
+        k = ws11 - stats.sigma31  # K_n = G
+        for l in range(n - 1, -1, -1):
+            left[l] = k
+            if l > 0:
+                k = weights[l].T @ k
     loss = 0.5 * stats.tr33 - jnp.sum(w * stats.sigma31) + 0.5 * jnp.sum(w * ws11)
-    grads = [None] * n
-    k = err  # K_l = A_l^T G (N_{l+1} x N_in), built top-down
-    for l in range(n - 1, -1, -1):
-        grads[l] = k if below[l] is None else k @ below[l].T
-        if l > 0:
-            k = weights[l].T @ k
-    return loss, tuple(grads)
+    return loss, left, right
+
+
+def _apply(left: Array | None, right: Array | None) -> Array:
+    if left is None:
+        return right
+    if right is None:
+        return left
+    return left @ right
+
+
+def loss_and_grad(weights: Sequence[Array], stats: Stats) -> tuple[Array, Weights]:
+    """Loss and hand-written gradient (Eq. 13), two narrow passes over the weights."""
+    loss, left, right = _factors(weights, stats)
+    return loss, tuple(_apply(a, b) for a, b in zip(left, right))
+
+
+# Below this rank the update ``W - lr * left @ right`` is written as ``rank`` fused
+# multiply-adds (one pass over W, memory-bound) instead of a dot with a tiny inner dimension
+# followed by a subtraction (which XLA on CPU runs as a slow GEMM plus a second pass).
+FUSED_UPDATE_MAX_RANK = 16
+
+
+def _update(w: Array, lr: Array, left: Array | None, right: Array | None) -> Array:
+    if left is None or right is None:
+        return w - lr * _apply(left, right)
+    r = left.shape[1]
+    if r > FUSED_UPDATE_MAX_RANK:
+        return w - lr * (left @ right)
+    acc = w
+    for k in range(r):
+        acc = acc - (lr * left[:, k])[:, None] * right[k][None, :]
+    return acc
 
 
 def mode_strengths(w_total: Array, u: Array, v: Array) -> Array:
@@ -169,8 +199,8 @@ def make_runner(
     Each record holds the loss and mode strengths at the start of its block of
     ``record_every`` steps. Inside, every step checks the loss: the first step with
     ``E < threshold`` is kept exactly in ``cross_step``; a loss that is not finite or exceeds
-    ``diverge_factor * E(0)`` marks the network diverged and freezes it (no more updates, its
-    later records are nan), so one bad member of a vmapped batch never disturbs the others.
+    ``diverge_factor * E(0)`` marks the network diverged and stops its updates (its later
+    records are nan), so one bad member of a vmapped batch never disturbs the others.
     ``lr`` and ``threshold`` are traced scalars: vmap over them, over states, or both.
     """
     record_every = int(record_every)
@@ -179,13 +209,17 @@ def make_runner(
 
     def one_step(carry, lr, threshold):
         st: TrainState = carry
-        loss, grads = loss_and_grad(st.weights, stats)
+        loss, left, right = _factors(st.weights, stats)
         bad = (~jnp.isfinite(loss)) | (loss > diverge_factor * jnp.abs(st.loss_ref) + 1e-30)
         newly_bad = bad & ~st.diverged
         diverged = st.diverged | bad
         crossed = (loss < threshold) & (st.cross_step < 0) & ~diverged
         cross_step = jnp.where(crossed, st.step, st.cross_step)
-        new_w = tuple(jnp.where(diverged, w, w - lr * g) for w, g in zip(st.weights, grads))
+        # a diverged member gets a zero rate: the update stays a plain ``w - lr g`` (which XLA can
+        # fold into the matrix product's epilogue) and its weights stop changing (or turn nan if
+        # its gradient is no longer finite; its records are masked either way)
+        eff_lr = jnp.where(diverged, jnp.zeros_like(lr), lr)
+        new_w = tuple(_update(w, eff_lr, a, b) for w, a, b in zip(st.weights, left, right))
         return TrainState(
             new_w,
             st.step + jnp.where(diverged, 0, 1).astype(st.step.dtype),
