@@ -14,7 +14,6 @@ import argparse
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from dlnjax import init as inits
 from dlnjax import linear, reduced

@@ -70,7 +70,6 @@ def main() -> None:
     tc = timeit(run_copy, a.repeats + 2)
     bw = 2 * bytes_w / tc["median_s"]
     t_min = 3 * bytes_w / bw
-    del cb
 
     runner = linear.make_runner(stats, record_every=a.steps, n_records=1)
     fresh = lambda: jax.vmap(lambda w: linear.init_state(w, stats))(jax.tree_util.tree_map(jnp.copy, ws))  # noqa: E731
@@ -88,7 +87,6 @@ def main() -> None:
 
     t_ours = timeit(run_dlnjax, a.repeats)
     per_step = t_ours["median_s"] / a.steps
-    del state
 
     # plain autodiff reference
     def plain_train(w, lr):
@@ -107,7 +105,6 @@ def main() -> None:
 
     t_plain = timeit(run_plain, a.repeats)
     per_step_plain = t_plain["median_s"] / a.steps
-    del holder
 
     # P-independence: same architecture, statistics from 8,000 vs 60,000 examples
     p_rows = []
@@ -118,7 +115,6 @@ def main() -> None:
         s0 = jax.vmap(lambda w: linear.init_state(w, st_p))(ws_p)
         tp = timeit(lambda: f(s0, lrs, -jnp.inf)[1].loss, a.repeats)
         p_rows.append((p, tp["median_s"] / a.steps))
-        del ws_p, s0
 
     rows = [
         ("weights (all rates)", f"{bytes_w / 1e6:.1f} MB"),

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import functools
-import io
 import json
 import logging
 import math
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
+
+from dlnjax.data.idx import atomic_write
 
 from .schema import ConfigError, validate
 
@@ -42,21 +41,6 @@ def run_dir() -> Path:
 # ----------------------------------------------------------------------------------------
 # atomic outputs: write to a temporary name in the same folder, then rename
 # ----------------------------------------------------------------------------------------
-def _atomic(path: Path, write: Callable[[io.BufferedWriter], None]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _jsonable(x: Any) -> Any:
     if isinstance(x, dict):
         return {str(k): _jsonable(v) for k, v in x.items()}
@@ -78,14 +62,14 @@ def _jsonable(x: Any) -> Any:
 
 def save_json(path: Path, obj: dict) -> None:
     text = json.dumps(_jsonable(obj), indent=2, sort_keys=False, allow_nan=False) + "\n"
-    _atomic(path, lambda f: f.write(text.encode()))
+    atomic_write(path, lambda f: f.write(text.encode()))
 
 
 def save_npz(path: Path, **arrays: Any) -> None:
     def write(f):
         np.savez_compressed(f, **{k: np.asarray(v) for k, v in arrays.items()})
 
-    _atomic(path, write)
+    atomic_write(path, write)
 
 
 def save_figure(fig: Any, stem: Path) -> list[Path]:
@@ -93,7 +77,7 @@ def save_figure(fig: Any, stem: Path) -> list[Path]:
     out = []
     for ext, kw in (("png", {"dpi": 150}), ("pdf", {})):
         p = stem.with_suffix(f".{ext}")
-        _atomic(p, lambda f, ext=ext, kw=kw: fig.savefig(f, format=ext, bbox_inches="tight", **kw))
+        atomic_write(p, lambda f, ext=ext, kw=kw: fig.savefig(f, format=ext, bbox_inches="tight", **kw))
         out.append(p)
     import matplotlib.pyplot as plt
 

@@ -109,7 +109,6 @@ def run(cfg: DictConfig) -> dict:
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     from dlnjax import sweep
 

@@ -13,6 +13,7 @@ import struct
 import tempfile
 import zlib
 from pathlib import Path
+from typing import BinaryIO, Callable
 
 import numpy as np
 
@@ -74,12 +75,18 @@ def write_idx(path: str | os.PathLike, array: np.ndarray, compress: bool | None 
     atomic_write_bytes(path, payload)
 
 
-def atomic_write_bytes(path: Path, payload: bytes) -> None:
+def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> None:
+    """Write through ``write(f)`` to a temporary file beside ``path``, fsync, then rename.
+
+    A killed process leaves either the old file or the complete new one, never a partial
+    file under the final name (the temporary, dot-prefixed, is removed on error).
+    """
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(payload)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -87,3 +94,7 @@ def atomic_write_bytes(path: Path, payload: bytes) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def atomic_write_bytes(path: str | os.PathLike, payload: bytes) -> None:
+    atomic_write(path, lambda f: f.write(payload))
