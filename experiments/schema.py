@@ -142,11 +142,45 @@ class LrSweepConfig(DepthSweepConfig):
     depth: int = 10
 
 
+class WeightKind(Enum):
+    orthogonal = "orthogonal"
+    gaussian = "gaussian"
+
+
+@dataclass
+class EdgeOfChaosConfig:
+    gain_min: float = 0.5
+    gain_max: float = 3.0
+    gain_points: int = 201
+    sim_gains: List[float] = field(default_factory=lambda: [0.5, 0.8, 0.9, 0.95, 1.0, 1.05, 1.1, 1.2, 1.5, 2.0, 2.5, 3.0])
+    widths: List[int] = field(default_factory=lambda: [50, 200, 1000])
+    depth: int = 30
+    q1: float = 1.0
+    n_seeds: int = 4
+    weights: WeightKind = WeightKind.orthogonal
+    seed: int = 0
+    precision: Precision = Precision.float32
+
+
+@dataclass
+class IsometryConfig:
+    gains: List[float] = field(default_factory=lambda: [0.9, 0.95, 1.0, 1.05, 1.1, 1.5])
+    input_variances: List[float] = field(default_factory=lambda: [0.2, 1.0, 4.0])
+    width: int = 300
+    depth: int = 100
+    seed: int = 0
+    # float64: an SVD resolves singular values down to ~eps x the largest; float32's 1e-7 would
+    # cut off the small tail of the Gaussian products
+    precision: Precision = Precision.float64
+
+
 cs = ConfigStore.instance()
 cs.store(name="phase_portrait_schema", node=PhasePortraitConfig)
 cs.store(name="mode_dynamics_schema", node=ModeDynamicsConfig)
 cs.store(name="depth_sweep_schema", node=DepthSweepConfig)
 cs.store(name="lr_sweep_schema", node=LrSweepConfig)
+cs.store(name="edge_of_chaos_schema", node=EdgeOfChaosConfig)
+cs.store(name="isometry_schema", node=IsometryConfig)
 
 
 # ----------------------------------------------------------------------------------------
@@ -217,5 +251,14 @@ def validate(cfg: DictConfig) -> None:
     if "threshold" in cfg:
         _check(0.0 < cfg.threshold.eps < 1.0, "threshold.eps", cfg.threshold.eps, "a fraction in (0, 1)")
         _positive(cfg, "threshold.value")
+    for key in ("gains", "sim_gains", "input_variances", "widths"):
+        if key in cfg:
+            vals = list(cfg[key])
+            _check(len(vals) >= 1 and all(v > 0 for v in vals), key, vals, "a non-empty list of numbers > 0")
+    for key in ("width", "n_seeds", "gain_points", "q1"):
+        if key in cfg:
+            _check(cfg[key] > 0, key, cfg[key], "a number > 0")
+    if "gain_min" in cfg:
+        _check(0 < cfg.gain_min < cfg.gain_max, "gain_min", cfg.gain_min, f"a number in (0, gain_max = {cfg.gain_max})")
     if "hidden_basis" in cfg:
         _check(cfg.hidden_basis in ("random", "identity"), "hidden_basis", cfg.hidden_basis, "random, identity")

@@ -15,6 +15,8 @@ FILES = {
     "mode_dynamics": ["mode_dynamics.png", "mode_dynamics.pdf"],
     "depth_sweep": ["depth_sweep.png", "depth_sweep.pdf", "depth_sweep_grid.png", "depth_sweep_grid.pdf"],
     "lr_sweep": ["lr_sweep.png", "lr_sweep.pdf"],
+    "edge_of_chaos": ["edge_of_chaos.png", "edge_of_chaos.pdf"],
+    "isometry": ["isometry.png", "isometry.pdf"],
 }
 KEYS = {
     "phase_portrait": ["max_conserved_drift", "max_analytic_time_error"],
@@ -23,6 +25,8 @@ KEYS = {
     "depth_sweep": ["dataset", "n_train", "preprocessing", "depths", "learning_rates", "learning_time", "best_learning_rate",
                     "lr_exponent", "learning_time_growth", "diverged", "threshold"],
     "lr_sweep": ["depth", "learning_rates", "learning_time", "diverged", "best_learning_rate", "theory_optimal_learning_rate"],
+    "edge_of_chaos": ["gains", "q_inf_theory", "q_inf_simulated", "chi", "critical_gain"],
+    "isometry": ["gains", "input_variances", "median_singular_value", "fraction_within_2x_of_median", "p90_over_p10"],
 }
 
 

@@ -1,0 +1,87 @@
+"""Edge of chaos and dynamical isometry (ICLR version, Section 4)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from dlnjax import chaos
+
+
+def test_quadrature_integrates_gaussian_moments():
+    z, w = chaos.gauss_hermite(51)
+    assert np.sum(w) == pytest.approx(1.0, abs=1e-12)
+    assert np.sum(w * z**2) == pytest.approx(1.0, abs=1e-12)
+    assert np.sum(w * z**4) == pytest.approx(3.0, abs=1e-10)
+
+
+def test_variance_map_against_monte_carlo():
+    rng = np.random.default_rng(0)
+    z = rng.standard_normal(2_000_000)
+    for q, g in ((0.3, 1.2), (2.0, 0.8), (5.0, 1.5)):
+        mc = g**2 * np.mean(np.tanh(np.sqrt(q) * z) ** 2)
+        assert float(chaos.variance_map(q, g)) == pytest.approx(mc, rel=3e-3)
+
+
+def test_fixed_point_zero_below_and_positive_above_edge():
+    gs = jnp.asarray([0.5, 0.9, 1.0, 1.01, 1.1, 1.5, 3.0])
+    q = np.asarray(chaos.q_fixed_point(gs))
+    assert np.all(q[:3] == 0.0)
+    assert np.all(q[3:] > 0.0)
+    assert np.all(np.diff(q[3:]) > 0)
+    # it is a fixed point of the map
+    np.testing.assert_allclose(np.asarray(chaos.variance_map(q[3:], gs[3:])), q[3:], rtol=1e-8)
+    # iterating the map from q = 1 goes to it
+    for g, qi in zip(gs[4:], q[4:]):
+        x = 1.0
+        for _ in range(500):
+            x = float(chaos.variance_map(x, g))
+        assert x == pytest.approx(float(qi), rel=1e-6)
+
+
+def test_chi_crosses_one_at_the_edge():
+    """chi = g^2 < 1 on the ordered side (q_inf = 0), exactly 1 at g = 1, > 1 and growing above (chaos)."""
+    gs = jnp.asarray([0.8, 0.95, 1.0, 1.05, 1.3, 2.0])
+    c = np.asarray(chaos.chi(gs, chaos.q_fixed_point(gs)))
+    np.testing.assert_allclose(c[:3], np.asarray(gs[:3]) ** 2, rtol=1e-12)
+    assert c[0] < c[1] < c[2] == pytest.approx(1.0)
+    assert np.all(c[3:] > 1.0) and np.all(np.diff(c[3:]) > 0)
+
+
+def test_accumulated_jacobian_equals_jacfwd():
+    key = jax.random.PRNGKey(0)
+    n, layers, g = 7, 5, 1.3
+    w = chaos.random_weights(key, n, layers, "orthogonal", dtype=jnp.float64)
+    x1 = jax.random.normal(jax.random.PRNGKey(1), (n,), jnp.float64)
+
+    def f(x):
+        for l in range(layers):
+            x = g * (w[l] @ jnp.tanh(x))
+        return x
+
+    np.testing.assert_allclose(np.asarray(chaos.end_to_end_jacobian(x1, w, g)), np.asarray(jax.jacfwd(f)(x1)), rtol=1e-10, atol=1e-12)
+
+
+def test_linear_orthogonal_network_is_an_exact_isometry():
+    key = jax.random.PRNGKey(2)
+    n, layers, g = 20, 9, 1.07
+    w = chaos.random_weights(key, n, layers, "orthogonal", dtype=jnp.float64)
+    jac = chaos.end_to_end_jacobian(jnp.ones(n, jnp.float64), w, g, phi=lambda x: x)
+    sv = np.linalg.svd(np.asarray(jac), compute_uv=False)
+    np.testing.assert_allclose(sv, g**layers, rtol=1e-10)  # g^(N_l - 1) with N_l - 1 = layers
+
+
+def test_simulated_variance_converges_to_theory_with_width():
+    """The depth-30 variance of simulated networks approaches q_inf; the error shrinks with N."""
+    g = 1.5
+    q_inf = float(chaos.q_fixed_point(g))
+    errs = []
+    for n in (32, 128, 512):
+        e = []
+        for seed in range(4):
+            w = chaos.random_weights(jax.random.PRNGKey(seed), n, 29, "orthogonal", dtype=jnp.float64)
+            x1 = jax.random.normal(jax.random.PRNGKey(100 + seed), (n,), jnp.float64)
+            e.append(abs(float(chaos.forward_variances(x1, w, g)[-1]) - q_inf))
+        errs.append(np.mean(e))
+    assert errs[2] < errs[0]
+    assert errs[2] < 0.02 * q_inf
