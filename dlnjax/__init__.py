@@ -4,10 +4,11 @@ Modules: :mod:`~dlnjax.theory` (closed forms), :mod:`~dlnjax.linear` (deep linea
 sufficient statistics), :mod:`~dlnjax.reduced` (exact reduced one-hidden-layer dynamics,
 linear or nonlinear), :mod:`~dlnjax.nonlinear` (flax/optax networks on examples),
 :mod:`~dlnjax.init` (initialisations), :mod:`~dlnjax.sweep` (learning-time sweeps),
-:mod:`~dlnjax.data` (data sets). Nothing here writes files or plots.
+:mod:`~dlnjax.chaos` (edge of chaos, dynamical isometry), :mod:`~dlnjax.data` (data sets:
+the only part that reads or downloads files). Nothing here plots or writes results.
 """
 
-from . import data, init, linear, nonlinear, reduced, sweep, theory
+from . import chaos, data, init, linear, nonlinear, reduced, sweep, theory
 
-__all__ = ["data", "init", "linear", "nonlinear", "reduced", "sweep", "theory"]
+__all__ = ["chaos", "data", "init", "linear", "nonlinear", "reduced", "sweep", "theory"]
 __version__ = "0.1.0"

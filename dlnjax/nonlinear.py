@@ -83,3 +83,75 @@ def make_train_examples(
         return params, jnp.concatenate([losses, loss_fn(params)[None]])
 
     return train
+
+
+def deep_tanh_weights(key: Array, widths: Sequence[int], init: str, gain: float | Array, dtype: Any = None) -> tuple:
+    """Weights ``W^l`` (N_{l+1} x N_l) for a deep tanh network.
+
+    ``init='orthogonal'``: Haar (semi-)orthogonal times ``gain`` (ICLR version, Section 4);
+    ``'gaussian'``: i.i.d. N(0, gain^2 / N_in) (scaled Gaussian). The readout layer gets the
+    same scaling as the others.
+    """
+    from .init import random_orthogonal, scaled_gaussian
+
+    if init == "orthogonal":
+        return random_orthogonal(key, widths, gain, dtype)
+    if init == "gaussian":
+        return scaled_gaussian(key, widths, gain, dtype)
+    raise ValueError(f"init must be 'orthogonal' or 'gaussian', got {init!r}")
+
+
+def make_classifier_train(
+    model: nn.Module,
+    optimizer: optax.GradientTransformation,
+    x: Array,
+    labels: Array,
+    x_test: Array,
+    labels_test: Array,
+    *,
+    batch_size: int,
+    epochs: int,
+    key: Array,
+) -> Callable:
+    """``train(params) -> (params, metrics)``: minibatch training with softmax cross-entropy.
+
+    Every member of a vmapped batch of parameters sees the same minibatches (one shuffle per
+    epoch from ``key``), so members differ only by their initialisation. ``metrics`` holds,
+    for epoch 0 (before training) to ``epochs``: ``train_error`` and ``test_error`` (fraction
+    misclassified) and ``train_loss`` (mean cross-entropy on the training set).
+    """
+    n = x.shape[0]
+    steps = n // batch_size
+    if steps < 1:
+        raise ValueError(f"batch_size ({batch_size}) exceeds the {n} training examples")
+    perms = jnp.stack(
+        [jax.random.permutation(k, n)[: steps * batch_size].reshape(steps, batch_size) for k in jax.random.split(key, epochs)]
+    )
+
+    def loss_fn(p, xb, yb):
+        return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(model.apply(p, xb), yb))
+
+    def evaluate(p):
+        logits = model.apply(p, x)
+        e_tr = jnp.mean(jnp.argmax(logits, -1) != labels)
+        l_tr = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, labels))
+        e_te = jnp.mean(jnp.argmax(model.apply(p, x_test), -1) != labels_test)
+        return e_tr, e_te, l_tr
+
+    def step(carry, idx):
+        p, o = carry
+        g = jax.grad(loss_fn)(p, x[idx], labels[idx])
+        upd, o = optimizer.update(g, o, p)
+        return (optax.apply_updates(p, upd), o), None
+
+    def epoch(carry, perm):
+        carry, _ = jax.lax.scan(step, carry, perm)
+        return carry, evaluate(carry[0])
+
+    def train(params):
+        first = evaluate(params)
+        (params, _), metrics = jax.lax.scan(epoch, (params, optimizer.init(params)), perms)
+        names = ("train_error", "test_error", "train_loss")
+        return params, {k: jnp.concatenate([f[None], m]) for k, f, m in zip(names, first, metrics)}
+
+    return train

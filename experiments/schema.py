@@ -174,6 +174,23 @@ class IsometryConfig:
     precision: Precision = Precision.float64
 
 
+@dataclass
+class DeepTanhConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    depth: int = 30
+    width: int = 128
+    gains: List[float] = field(default_factory=lambda: [1.0, 1.1, 2.0, 4.0, 10.0])
+    gaussian: bool = True  # also scaled Gaussian weights (gain 1)
+    seeds: int = 2
+    lr: float = 0.01
+    momentum: float = 0.9
+    batch_size: int = 128
+    epochs: int = 10
+    error_threshold: float = 0.05  # epochs_to_train_error: first epoch with train error below it
+    seed: int = 0
+    precision: Precision = Precision.float32
+
+
 cs = ConfigStore.instance()
 cs.store(name="phase_portrait_schema", node=PhasePortraitConfig)
 cs.store(name="mode_dynamics_schema", node=ModeDynamicsConfig)
@@ -181,6 +198,7 @@ cs.store(name="depth_sweep_schema", node=DepthSweepConfig)
 cs.store(name="lr_sweep_schema", node=LrSweepConfig)
 cs.store(name="edge_of_chaos_schema", node=EdgeOfChaosConfig)
 cs.store(name="isometry_schema", node=IsometryConfig)
+cs.store(name="deep_tanh_schema", node=DeepTanhConfig)
 
 
 # ----------------------------------------------------------------------------------------
@@ -258,6 +276,13 @@ def validate(cfg: DictConfig) -> None:
     for key in ("width", "n_seeds", "gain_points", "q1"):
         if key in cfg:
             _check(cfg[key] > 0, key, cfg[key], "a number > 0")
+    for key in ("batch_size", "epochs", "seeds"):
+        if key in cfg:
+            _check(cfg[key] >= 1, key, cfg[key], "an integer >= 1")
+    if "momentum" in cfg:
+        _check(0.0 <= cfg.momentum < 1.0, "momentum", cfg.momentum, "a number in [0, 1)")
+    if "error_threshold" in cfg:
+        _check(0.0 < cfg.error_threshold < 1.0, "error_threshold", cfg.error_threshold, "a fraction in (0, 1)")
     if "gain_min" in cfg:
         _check(0 < cfg.gain_min < cfg.gain_max, "gain_min", cfg.gain_min, f"a number in (0, gain_max = {cfg.gain_max})")
     if "hidden_basis" in cfg:

@@ -17,6 +17,7 @@ FILES = {
     "lr_sweep": ["lr_sweep.png", "lr_sweep.pdf"],
     "edge_of_chaos": ["edge_of_chaos.png", "edge_of_chaos.pdf"],
     "isometry": ["isometry.png", "isometry.pdf"],
+    "deep_tanh": ["deep_tanh.png", "deep_tanh.pdf"],
 }
 KEYS = {
     "phase_portrait": ["max_conserved_drift", "max_analytic_time_error"],
@@ -27,6 +28,7 @@ KEYS = {
     "lr_sweep": ["depth", "learning_rates", "learning_time", "diverged", "best_learning_rate", "theory_optimal_learning_rate"],
     "edge_of_chaos": ["gains", "q_inf_theory", "q_inf_simulated", "chi", "critical_gain"],
     "isometry": ["gains", "input_variances", "median_singular_value", "fraction_within_2x_of_median", "p90_over_p10"],
+    "deep_tanh": ["gains", "final_train_error", "final_test_error", "epochs_to_train_error"],
 }
 
 
