@@ -130,6 +130,28 @@ def app(fn: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any]:
     return wrapped
 
 
+def write_results(out: Path, summary: dict, **arrays: Any) -> None:
+    """``results.npz`` (curves) then ``summary.json`` (headline numbers), each atomically."""
+    save_npz(out / "results.npz", **arrays)
+    save_json(out / "summary.json", summary)
+
+
+def entry(config_name: str, run: Callable[[DictConfig], Any]) -> Callable[[], Any]:
+    """The Hydra entry point of an app: ``main = entry("<name>", run)``."""
+    import hydra
+
+    # an absolute path: relative paths are resolved against the module defining the task
+    # function, which here is this (imported) module, not the app run with ``python -m``
+    configs = str(Path(__file__).resolve().parents[1] / "configs")
+
+    @hydra.main(config_path=configs, config_name=config_name, version_base=None)
+    @app
+    def main(cfg: DictConfig) -> Any:
+        return run(cfg)
+
+    return main
+
+
 class Progress:
     """Progress lines through Hydra's logger (a text bar, throttled to one line per update)."""
 

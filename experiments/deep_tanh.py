@@ -16,12 +16,11 @@ from __future__ import annotations
 import logging
 import time
 
-import hydra
 import numpy as np
 from omegaconf import DictConfig
 
 from . import schema  # noqa: F401
-from .common import Progress, app, load_dataset, resolved_config, run_dir, save_figure, save_json, save_npz
+from .common import Progress, entry, load_dataset, resolved_config, run_dir, save_figure, write_results
 
 log = logging.getLogger("dlnjax")
 
@@ -110,17 +109,13 @@ def run(cfg: DictConfig) -> dict:
         seconds_total=time.time() - t0,
         config=resolved_config(cfg),
     )
-    save_npz(out / "results.npz", epochs=epochs, **{f"{k}_per_seed": v for k, v in metrics.items()})
-    save_json(out / "summary.json", summary)
+    write_results(out, summary, epochs=epochs, **{f"{k}_per_seed": v for k, v in metrics.items()})
     for lab_, tr, te, e in zip(labels, summary["final_train_error"], summary["final_test_error"], to_thr):
         log.info("%-20s final train error %.4f, test error %.4f, epochs to train error < %g: %s", lab_, tr, te, thr, e)
     return summary
 
 
-@hydra.main(config_path="../configs", config_name="deep_tanh", version_base=None)
-@app
-def main(cfg: DictConfig) -> dict:
-    return run(cfg)
+main = entry("deep_tanh", run)
 
 
 if __name__ == "__main__":

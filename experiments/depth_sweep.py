@@ -29,12 +29,11 @@ from __future__ import annotations
 import logging
 import time
 
-import hydra
 import numpy as np
 from omegaconf import DictConfig
 
 from . import schema  # noqa: F401
-from .common import Progress, app, load_dataset, resolved_config, run_dir, save_figure, save_json, save_npz
+from .common import Progress, entry, load_dataset, resolved_config, run_dir, save_figure, write_results
 
 log = logging.getLogger("dlnjax")
 
@@ -181,8 +180,7 @@ def run(cfg: DictConfig) -> dict:
     for r in results:
         arrays[f"loss_depth{r.depth}"] = r.loss
         arrays[f"steps_depth{r.depth}"] = r.record_steps
-    save_npz(out / "results.npz", **arrays)
-    save_json(out / "summary.json", summary)
+    write_results(out, summary, **arrays)
     log.info("lr_exponent %s (theory %s), learning_time_growth %s; wrote %s", lr_exponent, lr_exponent_theory, growth, out)
     return summary
 
@@ -259,10 +257,7 @@ def make_figures(out, dataset, depths, rates, best_lr, best_t, opt, th_time, lt_
     save_figure(fig, out / "depth_sweep_grid")
 
 
-@hydra.main(config_path="../configs", config_name="depth_sweep", version_base=None)
-@app
-def main(cfg: DictConfig) -> dict:
-    return run(cfg)
+main = entry("depth_sweep", run)
 
 
 if __name__ == "__main__":

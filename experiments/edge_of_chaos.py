@@ -14,12 +14,11 @@ from __future__ import annotations
 import logging
 import time
 
-import hydra
 import numpy as np
 from omegaconf import DictConfig
 
 from . import schema  # noqa: F401
-from .common import Progress, app, resolved_config, run_dir, save_figure, save_json, save_npz
+from .common import Progress, entry, resolved_config, run_dir, save_figure, write_results
 
 log = logging.getLogger("dlnjax")
 
@@ -119,17 +118,13 @@ def run(cfg: DictConfig) -> dict:
         seconds_total=time.time() - t0,
         config=resolved_config(cfg),
     )
-    save_npz(out / "results.npz", gains_fine=g_fine, q_inf_fine=q_fine, chi_fine=chi_fine, gains=gs, q_inf_theory=q_th,
+    write_results(out, summary, gains_fine=g_fine, q_inf_fine=q_fine, chi_fine=chi_fine, gains=gs, q_inf_theory=q_th,
              **{f"q_layers_N{n}": traj[n] for n in traj})
-    save_json(out / "summary.json", summary)
     log.info("critical gain %.5f; wrote %s", gc, out)
     return summary
 
 
-@hydra.main(config_path="../configs", config_name="edge_of_chaos", version_base=None)
-@app
-def main(cfg: DictConfig) -> dict:
-    return run(cfg)
+main = entry("edge_of_chaos", run)
 
 
 if __name__ == "__main__":

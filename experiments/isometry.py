@@ -20,12 +20,11 @@ from __future__ import annotations
 import logging
 import time
 
-import hydra
 import numpy as np
 from omegaconf import DictConfig
 
 from . import schema  # noqa: F401
-from .common import Progress, app, resolved_config, run_dir, save_figure, save_json, save_npz
+from .common import Progress, entry, resolved_config, run_dir, save_figure, write_results
 
 log = logging.getLogger("dlnjax")
 
@@ -112,16 +111,12 @@ def run(cfg: DictConfig) -> dict:
         seconds_total=time.time() - t0,
         config=resolved_config(cfg),
     )
-    save_npz(out / "results.npz", gains=gains, input_variances=qs, sv_orthogonal=sv["orthogonal"], sv_gaussian=sv["gaussian"])
-    save_json(out / "summary.json", summary)
+    write_results(out, summary, gains=gains, input_variances=qs, sv_orthogonal=sv["orthogonal"], sv_gaussian=sv["gaussian"])
     log.info("wrote %s", out)
     return summary
 
 
-@hydra.main(config_path="../configs", config_name="isometry", version_base=None)
-@app
-def main(cfg: DictConfig) -> dict:
-    return run(cfg)
+main = entry("isometry", run)
 
 
 if __name__ == "__main__":

@@ -10,12 +10,11 @@ from __future__ import annotations
 import logging
 import time
 
-import hydra
 import numpy as np
 from omegaconf import DictConfig
 
 from . import schema  # noqa: F401
-from .common import app, resolved_config, run_dir, save_figure, save_json, save_npz
+from .common import entry, resolved_config, run_dir, save_figure, write_results
 from .depth_sweep import learning_rate_grid, prepare, sweep_depths, theory_optimal_rate
 
 log = logging.getLogger("dlnjax")
@@ -94,17 +93,13 @@ def run(cfg: DictConfig) -> dict:
         seconds_total=time.time() - t_start,
         config=resolved_config(cfg),
     )
-    save_npz(out / "results.npz", learning_rates=rates, steps=res.record_steps, loss=res.loss,
+    write_results(out, summary, learning_rates=rates, steps=res.record_steps, loss=res.loss,
              learning_time=res.learning_time, diverged=res.diverged)
-    save_json(out / "summary.json", summary)
     log.info("depth %d: best rate %s (theory %.3g), first diverging %s; wrote %s", depth, best, opt, measured_edge, out)
     return summary
 
 
-@hydra.main(config_path="../configs", config_name="lr_sweep", version_base=None)
-@app
-def main(cfg: DictConfig) -> dict:
-    return run(cfg)
+main = entry("lr_sweep", run)
 
 
 if __name__ == "__main__":

@@ -20,12 +20,11 @@ from __future__ import annotations
 import logging
 import time
 
-import hydra
 import numpy as np
 from omegaconf import DictConfig
 
 from . import schema  # noqa: F401
-from .common import Progress, app, load_dataset, resolved_config, run_dir, save_figure, save_json, save_npz
+from .common import Progress, entry, load_dataset, resolved_config, run_dir, save_figure, write_results
 
 log = logging.getLogger("dlnjax")
 
@@ -182,8 +181,7 @@ def run(cfg: DictConfig) -> dict:
         seconds_total=time.time() - t_start,
         config=resolved_config(cfg),
     )
-    save_npz(
-        out / "results.npz",
+    write_results(out, summary,
         t=t,
         singular_values=s_np[:rank],
         u_analytic=u_an,
@@ -195,15 +193,11 @@ def run(cfg: DictConfig) -> dict:
         u_decoupled=dec[base_f]["u"],
         half_time_analytic=th_an,
     )
-    save_json(out / "summary.json", summary)
     log.info("wrote %s", out)
     return summary
 
 
-@hydra.main(config_path="../configs", config_name="mode_dynamics", version_base=None)
-@app
-def main(cfg: DictConfig) -> dict:
-    return run(cfg)
+main = entry("mode_dynamics", run)
 
 
 if __name__ == "__main__":

@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import logging
 
-import hydra
 import numpy as np
 from omegaconf import DictConfig
 
 from . import schema  # noqa: F401  (registers the structured configs)
-from .common import app, resolved_config, run_dir, save_figure, save_json, save_npz
+from .common import entry, resolved_config, run_dir, save_figure, write_results
 
 log = logging.getLogger("dlnjax")
 
@@ -116,16 +115,12 @@ def run(cfg: DictConfig) -> dict:
         starts=rows,
         config=resolved_config(cfg),
     )
-    save_npz(out / "results.npz", t=t, simulated=np.stack(sims), analytic=np.stack(anas), starts=np.asarray(cfg.starts))
-    save_json(out / "summary.json", summary)
+    write_results(out, summary, t=t, simulated=np.stack(sims), analytic=np.stack(anas), starts=np.asarray(cfg.starts))
     log.info("max conserved drift %.3g, max analytic time error %.3g", summary["max_conserved_drift"], summary["max_analytic_time_error"] or float("nan"))
     return summary
 
 
-@hydra.main(config_path="../configs", config_name="phase_portrait", version_base=None)
-@app
-def main(cfg: DictConfig) -> dict:
-    return run(cfg)
+main = entry("phase_portrait", run)
 
 
 if __name__ == "__main__":
