@@ -7,7 +7,7 @@ start) in one vmapped batch that sees the same minibatches. Error = fraction mis
 The claims: a gain just above 1 trains faster with slightly better test error; gains of
 2-10 fit the training set in a few iterations but generalise worse.
 
-    python -m experiments.deep_tanh                      # embedded digits, ~3 min on 2 cores
+    python -m experiments.deep_tanh                      # embedded digits, ~1 min on 2 cores
     python -m experiments.deep_tanh data=fashion_mnist epochs=5
 """
 
