@@ -117,3 +117,17 @@ def isometry_measures(sv: np.ndarray) -> dict:
     frac = float(np.mean((sv >= med / 2) & (sv <= med * 2))) if med > 0 else 0.0
     p10, p90 = np.percentile(sv, [10, 90])
     return {"median": med, "fraction_within_2x_of_median": frac, "p90_over_p10": float(p90 / p10) if p10 > 0 else float("inf")}
+
+
+def random_product(key: Array, n: int, n_factors: int, kind: str = "gaussian", dtype: Any = None) -> Array:
+    """Product of ``n_factors`` independent N x N matrices: i.i.d. N(0, 1/N) or Haar orthogonal (Fig. 6B-C)."""
+    w = random_weights(key, n, n_factors, kind, dtype)
+    return jax.lax.fori_loop(1, n_factors, lambda i, p: w[i] @ p, w[0])
+
+
+def eigen_angle_uniformity(q: np.ndarray) -> float:
+    """Kolmogorov-Smirnov p-value of the eigenvalue angles of ``q`` against the uniform law on (-pi, pi]."""
+    from scipy import stats
+
+    angles = np.angle(np.linalg.eigvals(np.asarray(q, np.float64)))
+    return float(stats.kstest((angles + np.pi) / (2 * np.pi), "uniform").pvalue)

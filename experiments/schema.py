@@ -191,6 +191,16 @@ class DeepTanhConfig:
     precision: Precision = Precision.float32
 
 
+@dataclass
+class RandomProductsConfig:
+    width: int = 200
+    depths: List[int] = field(default_factory=lambda: [2, 3, 5, 10, 30])  # N_l: products of N_l - 1 matrices
+    realisations: int = 50
+    bin_width: float = 0.1
+    seed: int = 0
+    precision: Precision = Precision.float64
+
+
 cs = ConfigStore.instance()
 cs.store(name="phase_portrait_schema", node=PhasePortraitConfig)
 cs.store(name="mode_dynamics_schema", node=ModeDynamicsConfig)
@@ -199,6 +209,7 @@ cs.store(name="lr_sweep_schema", node=LrSweepConfig)
 cs.store(name="edge_of_chaos_schema", node=EdgeOfChaosConfig)
 cs.store(name="isometry_schema", node=IsometryConfig)
 cs.store(name="deep_tanh_schema", node=DeepTanhConfig)
+cs.store(name="random_products_schema", node=RandomProductsConfig)
 
 
 # ----------------------------------------------------------------------------------------
@@ -276,7 +287,9 @@ def validate(cfg: DictConfig) -> None:
     for key in ("width", "n_seeds", "gain_points", "q1"):
         if key in cfg:
             _check(cfg[key] > 0, key, cfg[key], "a number > 0")
-    for key in ("batch_size", "epochs", "seeds"):
+    if "bin_width" in cfg:
+        _check(cfg.bin_width > 0, "bin_width", cfg.bin_width, "a number > 0")
+    for key in ("batch_size", "epochs", "seeds", "realisations"):
         if key in cfg:
             _check(cfg[key] >= 1, key, cfg[key], "an integer >= 1")
     if "momentum" in cfg:

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from dlnjax import chaos
+from dlnjax import init as inits
 
 
 def test_quadrature_integrates_gaussian_moments():
@@ -85,3 +86,32 @@ def test_simulated_variance_converges_to_theory_with_width():
         errs.append(np.mean(e))
     assert errs[2] < errs[0]
     assert errs[2] < 0.02 * q_inf
+
+
+def test_haar_eigenvalue_angles_are_uniform():
+    """Kolmogorov-Smirnov test of the eigen-angles of Haar matrices against the uniform law.
+
+    Fixed seeds; five seeds each need p > 0.01 / 5 (Bonferroni: total false-alarm rate 1% for
+    i.i.d. angles; Haar eigen-angles repel each other, so they are even more regular and p is
+    near 1). Negative control, which the same test must reject: an orthogonal matrix that is not
+    Haar, expm of a small antisymmetric matrix, whose angles cluster around 0.
+    """
+    from scipy.linalg import expm
+
+    ps = [chaos.eigen_angle_uniformity(np.asarray(inits.haar_orthogonal(jax.random.PRNGKey(s), 200, dtype=jnp.float64))) for s in range(5)]
+    assert min(ps) > 0.01 / 5
+    a = np.asarray(jax.random.normal(jax.random.PRNGKey(9), (200, 200), jnp.float64)) * 0.02
+    near_identity = expm(a - a.T)
+    np.testing.assert_allclose(near_identity @ near_identity.T, np.eye(200), atol=1e-10)
+    assert chaos.eigen_angle_uniformity(near_identity) < 1e-6
+
+
+def test_products_of_orthogonal_matrices_have_unit_singular_values():
+    p = chaos.random_product(jax.random.PRNGKey(0), 50, 20, "orthogonal", jnp.float64)
+    np.testing.assert_allclose(np.linalg.svd(np.asarray(p), compute_uv=False), 1.0, atol=1e-10)
+
+
+def test_gaussian_products_preserve_norm_on_average_but_not_isotropically():
+    sv = np.concatenate([np.linalg.svd(np.asarray(chaos.random_product(jax.random.PRNGKey(s), 100, 9, "gaussian", jnp.float64)), compute_uv=False) for s in range(10)])
+    assert np.mean(sv**2) == pytest.approx(1.0, abs=0.15)  # E ||W x||^2 = ||x||^2 at every depth
+    assert np.mean(sv < 0.1) > 0.4  # most singular values nearly vanish at depth 10

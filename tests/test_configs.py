@@ -11,7 +11,7 @@ from experiments.schema import ConfigError, validate
 from pathlib import Path
 
 CONFIGS = str(Path(__file__).resolve().parents[1] / "configs")
-APPS = ["phase_portrait", "mode_dynamics", "depth_sweep", "lr_sweep", "edge_of_chaos", "isometry", "deep_tanh"]
+APPS = ["phase_portrait", "mode_dynamics", "depth_sweep", "lr_sweep", "edge_of_chaos", "isometry", "deep_tanh", "random_products"]
 
 
 def _compose(name, overrides=()):

@@ -18,6 +18,7 @@ FILES = {
     "edge_of_chaos": ["edge_of_chaos.png", "edge_of_chaos.pdf"],
     "isometry": ["isometry.png", "isometry.pdf"],
     "deep_tanh": ["deep_tanh.png", "deep_tanh.pdf"],
+    "random_products": ["random_products.png", "random_products.pdf"],
 }
 KEYS = {
     "phase_portrait": ["max_conserved_drift", "max_analytic_time_error"],
@@ -29,6 +30,7 @@ KEYS = {
     "edge_of_chaos": ["gains", "q_inf_theory", "q_inf_simulated", "chi", "critical_gain"],
     "isometry": ["gains", "input_variances", "median_singular_value", "fraction_within_2x_of_median", "p90_over_p10"],
     "deep_tanh": ["gains", "final_train_error", "final_test_error", "epochs_to_train_error"],
+    "random_products": ["depths", "sv_fraction_below_0_1", "sv_max", "sv_kurtosis", "eig_origin_bin_fraction"],
 }
 
 
