@@ -151,6 +151,16 @@ def test_failed_download_raises_clear_error(tmp_path, monkeypatch):
     assert not any(tmp_path.iterdir())  # nothing half-written
 
 
+def test_broken_connection_is_a_clear_error(tmp_path):
+    import http.client
+
+    def fetch(url, timeout):
+        raise http.client.IncompleteRead(b"partial", 100)
+
+    with pytest.raises(DataError, match="IncompleteRead|could not download"):
+        locate("mnist", root=tmp_path, allow_download=True, fetch=fetch)
+
+
 def test_checksum_mismatch_is_rejected(tmp_path):
     def fetch(url, timeout):
         return b"not the file"

@@ -13,6 +13,7 @@ otherwise the error says which files to put where. No torch or tensorflow involv
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import urllib.error
 import urllib.request
@@ -107,7 +108,7 @@ def download(name: str, directory: Path, fetch: Fetcher = _urlopen, timeout: flo
             url = mirror + fname
             try:
                 payload = fetch(url, timeout)
-            except (OSError, urllib.error.URLError, ValueError) as e:
+            except (OSError, urllib.error.URLError, http.client.HTTPException, ValueError) as e:
                 errors.append(f"{url}: {e}")
                 continue
             got = hashlib.md5(payload, usedforsecurity=False).hexdigest()
