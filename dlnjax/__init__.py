@@ -8,7 +8,7 @@ linear or nonlinear), :mod:`~dlnjax.nonlinear` (flax/optax networks on examples)
 the only part that reads or downloads files). Nothing here plots or writes results.
 """
 
-from . import chaos, data, init, linear, nonlinear, reduced, sweep, theory
+from . import chaos, data, devices, init, linear, nonlinear, reduced, sweep, theory
 
-__all__ = ["chaos", "data", "init", "linear", "nonlinear", "reduced", "sweep", "theory"]
+__all__ = ["chaos", "data", "devices", "init", "linear", "nonlinear", "reduced", "sweep", "theory"]
 __version__ = "0.1.0"

@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from . import devices
 from . import init as inits
 from . import linear, theory
 
@@ -145,9 +146,13 @@ def run_depth(
     state0 = linear.init_state(w0, stats)
     loss0 = float(state0.loss_ref)
     thr, e_star = threshold_value(task, widths, loss0, *threshold)
-    lrs = jnp.asarray(np.asarray(learning_rates, np.float64), dtype)
     n_rates = len(learning_rates)
-    states = jax.tree_util.tree_map(lambda x: jnp.broadcast_to(x, (n_rates,) + jnp.shape(x)), state0)
+    # the batch of rates is spread over all local devices (padded to a multiple of their count
+    # by repeating the last rate; the padding is dropped from every result)
+    size = devices.padded_size(n_rates)
+    lrs = devices.pad_batch(jnp.asarray(np.asarray(learning_rates, np.float64), dtype), size)
+    states = jax.tree_util.tree_map(lambda x: jnp.broadcast_to(x, (size,) + jnp.shape(x)), state0)
+    lrs, states = devices.shard_batch((lrs, states))
     runner = linear.make_runner(stats, record_every=record_every, n_records=chunk_steps // record_every)
     step_fn = jax.jit(jax.vmap(runner, in_axes=(0, 0, None)))
     thr_arr = jnp.asarray(thr, dtype)
@@ -156,16 +161,16 @@ def run_depth(
     while done_steps < max_steps:
         states, rec = step_fn(states, lrs, thr_arr)
         steps.append(np.asarray(rec.step[0]))
-        losses.append(np.asarray(rec.loss))
+        losses.append(np.asarray(rec.loss)[:n_rates])
         done_steps += chunk_steps
-        crossed = np.asarray(states.cross_step) >= 0
-        diverged = np.asarray(states.diverged)
+        crossed = np.asarray(states.cross_step)[:n_rates] >= 0
+        diverged = np.asarray(states.diverged)[:n_rates]
         if progress is not None:
             progress(done_steps, int(np.sum(crossed | diverged)), n_rates)
         if np.all(crossed | diverged):
             break
-    cross = np.asarray(states.cross_step).astype(np.float64)
-    diverged = np.asarray(states.diverged)
+    cross = np.asarray(states.cross_step)[:n_rates].astype(np.float64)
+    diverged = np.asarray(states.diverged)[:n_rates]
     lt = np.where((cross >= 0) & ~diverged, cross, np.nan)
     return DepthResult(
         depth=depth,

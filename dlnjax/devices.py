@@ -1,0 +1,53 @@
+"""Spreading a vmapped batch over all local devices (jax.sharding).
+
+The members of a batch (learning rates, seeds, gains) are independent, so splitting the
+leading axis across devices needs no communication: XLA partitions the jitted, vmapped step
+along it. With one device everything is left as it is.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+Array = Any
+
+
+def padded_size(n: int, n_devices: int | None = None) -> int:
+    """Smallest multiple of the device count that holds ``n`` members."""
+    d = n_devices or jax.local_device_count()
+    return -(-n // d) * d
+
+
+def pad_batch(tree: Any, size: int) -> Any:
+    """Pad the leading axis of every leaf to ``size`` by repeating its last member."""
+
+    def pad(x):
+        x = jnp.asarray(x)
+        extra = size - x.shape[0]
+        if extra <= 0:
+            return x
+        return jnp.concatenate([x, jnp.repeat(x[-1:], extra, axis=0)], axis=0)
+
+    return jax.tree_util.tree_map(pad, tree)
+
+
+def shard_batch(tree: Any) -> Any:
+    """Place every leaf's leading (batch) axis across the local devices (a no-op on one device).
+
+    The leading axis must already be a multiple of the device count (see :func:`pad_batch`).
+    """
+    devices = jax.local_devices()
+    if len(devices) == 1:
+        return tree
+    mesh = Mesh(np.asarray(devices), ("batch",))
+
+    def put(x):
+        spec = PartitionSpec("batch", *([None] * (jnp.ndim(x) - 1)))
+        return jax.device_put(x, NamedSharding(mesh, spec))
+
+    return jax.tree_util.tree_map(put, tree)
