@@ -64,6 +64,15 @@ def threshold_value(task: Task, widths: Sequence[int], loss0: float, kind: str, 
     return float(value), e_star
 
 
+def zero_map_threshold(task: Task, widths: Sequence[int], eps: float) -> tuple[float, float]:
+    """(threshold, E*) with the threshold a fraction 1 - eps of the way from the zero map's
+    error ``1/2 tr Sigma33`` to E*: one threshold for every initialisation (random starts
+    begin at different errors, some far above the zero map's)."""
+    e_star = float(linear.best_error(task.stats, rank=min(widths)))
+    e_zero = 0.5 * float(task.stats.tr33)
+    return e_star + eps * (e_zero - e_star), e_star
+
+
 def theory_error_curve(task: Task, t: np.ndarray, lr: float, depth: int, u0: float, rank: int) -> np.ndarray:
     """Training error predicted by the decoupled theory (Eq. 12/15 per mode) at times ``t`` (steps).
 
@@ -123,6 +132,74 @@ class DepthResult:
     loss0: float
 
 
+@dataclass
+class BatchResult:
+    """A vmapped batch of networks trained to a threshold (one member per rate / seed / init)."""
+
+    learning_rates: np.ndarray  # (M,)
+    learning_time: np.ndarray  # (M,) first step with E < threshold; nan if never (or diverged)
+    diverged: np.ndarray  # (M,) bool
+    steps_run: int
+    record_steps: np.ndarray  # (T,)
+    loss: np.ndarray  # (M, T) nan after divergence
+    loss0: np.ndarray  # (M,) error at step 0
+
+
+def run_batch(
+    stats: linear.Stats,
+    weights: Sequence[Array],
+    learning_rates: Sequence[float],
+    *,
+    threshold: float,
+    max_steps: int,
+    chunk_steps: int,
+    record_every: int,
+    progress: Callable[[int, int, int], None] | None = None,
+) -> BatchResult:
+    """Train a batch of networks (``weights``: every array with a leading member axis M, one
+    learning rate per member) in chunks of ``chunk_steps`` until every member has crossed
+    ``threshold`` or diverged (or ``max_steps``). The batch is spread over all local devices
+    (padded to a multiple of their count by repeating the last member; padding dropped)."""
+    dtype = stats.sigma11.dtype
+    weights = tuple(jnp.asarray(w, dtype) for w in weights)
+    n = len(learning_rates)
+    if any(w.shape[0] != n for w in weights):
+        raise ValueError(f"every weight needs a leading axis of {n} members (one per learning rate)")
+    states = jax.vmap(lambda w: linear.init_state(w, stats))(weights)
+    loss0 = np.asarray(states.loss_ref, np.float64)
+    size = devices.padded_size(n)
+    lrs = devices.pad_batch(jnp.asarray(np.asarray(learning_rates, np.float64), dtype), size)
+    states = jax.tree_util.tree_map(lambda x: devices.pad_batch(x, size), states)
+    lrs, states = devices.shard_batch((lrs, states))
+    runner = linear.make_runner(stats, record_every=record_every, n_records=chunk_steps // record_every)
+    step_fn = jax.jit(jax.vmap(runner, in_axes=(0, 0, None)))
+    thr_arr = jnp.asarray(threshold, dtype)
+    steps, losses = [], []
+    done_steps = 0
+    while done_steps < max_steps:
+        states, rec = step_fn(states, lrs, thr_arr)
+        steps.append(np.asarray(rec.step[0]))
+        losses.append(np.asarray(rec.loss)[:n])
+        done_steps += chunk_steps
+        crossed = np.asarray(states.cross_step)[:n] >= 0
+        diverged = np.asarray(states.diverged)[:n]
+        if progress is not None:
+            progress(done_steps, int(np.sum(crossed | diverged)), n)
+        if np.all(crossed | diverged):
+            break
+    cross = np.asarray(states.cross_step)[:n].astype(np.float64)
+    diverged = np.asarray(states.diverged)[:n]
+    return BatchResult(
+        learning_rates=np.asarray(learning_rates, np.float64),
+        learning_time=np.where((cross >= 0) & ~diverged, cross, np.nan),
+        diverged=diverged,
+        steps_run=done_steps,
+        record_steps=np.concatenate(steps),
+        loss=np.concatenate(losses, axis=1),
+        loss0=loss0,
+    )
+
+
 def run_depth(
     task: Task,
     depth: int,
@@ -143,43 +220,22 @@ def run_depth(
     dtype = stats.sigma11.dtype
     widths = widths_for(stats.n_in, stats.n_out, depth, hidden)
     w0 = inits.decoupled(key, widths, u0, task.u, task.v, hidden_basis=hidden_basis, dtype=dtype)
-    state0 = linear.init_state(w0, stats)
-    loss0 = float(state0.loss_ref)
+    loss0 = float(linear.loss_from_stats(w0, stats))
     thr, e_star = threshold_value(task, widths, loss0, *threshold)
     n_rates = len(learning_rates)
-    # the batch of rates is spread over all local devices (padded to a multiple of their count
-    # by repeating the last rate; the padding is dropped from every result)
-    size = devices.padded_size(n_rates)
-    lrs = devices.pad_batch(jnp.asarray(np.asarray(learning_rates, np.float64), dtype), size)
-    states = jax.tree_util.tree_map(lambda x: jnp.broadcast_to(x, (size,) + jnp.shape(x)), state0)
-    lrs, states = devices.shard_batch((lrs, states))
-    runner = linear.make_runner(stats, record_every=record_every, n_records=chunk_steps // record_every)
-    step_fn = jax.jit(jax.vmap(runner, in_axes=(0, 0, None)))
-    thr_arr = jnp.asarray(thr, dtype)
-    steps, losses = [], []
-    done_steps = 0
-    while done_steps < max_steps:
-        states, rec = step_fn(states, lrs, thr_arr)
-        steps.append(np.asarray(rec.step[0]))
-        losses.append(np.asarray(rec.loss)[:n_rates])
-        done_steps += chunk_steps
-        crossed = np.asarray(states.cross_step)[:n_rates] >= 0
-        diverged = np.asarray(states.diverged)[:n_rates]
-        if progress is not None:
-            progress(done_steps, int(np.sum(crossed | diverged)), n_rates)
-        if np.all(crossed | diverged):
-            break
-    cross = np.asarray(states.cross_step)[:n_rates].astype(np.float64)
-    diverged = np.asarray(states.diverged)[:n_rates]
-    lt = np.where((cross >= 0) & ~diverged, cross, np.nan)
+    batch = tuple(jnp.broadcast_to(w, (n_rates,) + w.shape) for w in w0)
+    res = run_batch(
+        stats, batch, learning_rates, threshold=thr, max_steps=max_steps, chunk_steps=chunk_steps,
+        record_every=record_every, progress=progress,
+    )
     return DepthResult(
         depth=depth,
-        learning_rates=np.asarray(learning_rates, np.float64),
-        learning_time=lt,
-        diverged=diverged,
-        steps_run=done_steps,
-        record_steps=np.concatenate(steps),
-        loss=np.concatenate(losses, axis=1),
+        learning_rates=res.learning_rates,
+        learning_time=res.learning_time,
+        diverged=res.diverged,
+        steps_run=res.steps_run,
+        record_steps=res.record_steps,
+        loss=res.loss,
         threshold=thr,
         e_star=e_star,
         loss0=loss0,

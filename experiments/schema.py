@@ -201,6 +201,65 @@ class RandomProductsConfig:
     precision: Precision = Precision.float64
 
 
+@dataclass
+class PretrainConfig:
+    """Greedy layer-wise autoencoder pretraining (Section 3)."""
+
+    steps: int = 1000  # gradient steps per layer
+    lr_scale: float = 0.5  # rate = lr_scale / lambda_max(C_l); < 1 is stable
+    std: float = 0.01  # i.i.d. N(0, std^2) start of each autoencoder
+    top_std: float = 0.01  # the output layer (not pretrainable) starts i.i.d. N(0, top_std^2)
+    record_every: int = 10
+
+
+@dataclass
+class PretrainingConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    depth: int = 5
+    hidden: int = 64
+    init_std: float = 0.01  # the random start: every weight i.i.d. N(0, init_std^2)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    learning_rates: LearningRates = field(default_factory=LearningRates)
+    threshold: ThresholdConfig = field(default_factory=ThresholdConfig)
+    max_steps: int = 40000
+    chunk_steps: int = 1000
+    record_every: int = 10
+    submatrix: int = 30  # size of the displayed blocks of Sigma11 and V Sigma11 V^T
+    random_basis_draws: int = 20
+    seed: int = 0
+    precision: Precision = Precision.float32
+
+
+class InitKind(Enum):
+    decoupled = "decoupled"
+    scaled_gaussian = "scaled_gaussian"
+    orthogonal = "orthogonal"
+    pretrained = "pretrained"
+
+
+@dataclass
+class InitComparisonConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    depths: List[int] = field(default_factory=lambda: [3, 4, 6, 8, 12, 16, 24, 32])
+    hidden: int = 64
+    inits: List[InitKind] = field(
+        default_factory=lambda: [InitKind.scaled_gaussian, InitKind.pretrained, InitKind.orthogonal, InitKind.decoupled]
+    )
+    seeds: int = 1  # random initialisations per (depth, rate); learning time = their median
+    u0: float = 1e-3  # decoupled reference
+    gain: float = 1.0  # orthogonal and scaled Gaussian gain
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    learning_rates: LearningRates = field(default_factory=LearningRates)
+    threshold: ThresholdConfig = field(default_factory=ThresholdConfig)
+    max_steps: int = 20000
+    chunk_steps: int = 500
+    record_every: int = 10
+    fit_min_depth: int = 5
+    orthogonal_example: int = 100  # size of the random orthogonal matrix whose eigenvalues are shown
+    seed: int = 0
+    precision: Precision = Precision.float32
+
+
 cs = ConfigStore.instance()
 cs.store(name="phase_portrait_schema", node=PhasePortraitConfig)
 cs.store(name="mode_dynamics_schema", node=ModeDynamicsConfig)
@@ -210,6 +269,8 @@ cs.store(name="edge_of_chaos_schema", node=EdgeOfChaosConfig)
 cs.store(name="isometry_schema", node=IsometryConfig)
 cs.store(name="deep_tanh_schema", node=DeepTanhConfig)
 cs.store(name="random_products_schema", node=RandomProductsConfig)
+cs.store(name="pretraining_schema", node=PretrainingConfig)
+cs.store(name="init_comparison_schema", node=InitComparisonConfig)
 
 
 # ----------------------------------------------------------------------------------------
@@ -298,5 +359,25 @@ def validate(cfg: DictConfig) -> None:
         _check(0.0 < cfg.error_threshold < 1.0, "error_threshold", cfg.error_threshold, "a fraction in (0, 1)")
     if "gain_min" in cfg:
         _check(0 < cfg.gain_min < cfg.gain_max, "gain_min", cfg.gain_min, f"a number in (0, gain_max = {cfg.gain_max})")
+    if "pretrain" in cfg:
+        p = cfg.pretrain
+        _check(p.steps >= 1, "pretrain.steps", p.steps, "an integer >= 1")
+        _check(0.0 < p.lr_scale < 2.0, "pretrain.lr_scale", p.lr_scale, "a number in (0, 2) (1 = the stability edge of a learned mode)")
+        _positive(cfg, "pretrain.std")
+        _positive(cfg, "pretrain.top_std")
+        _check(p.record_every >= 1 and p.steps % p.record_every == 0, "pretrain.record_every", p.record_every, f"an integer >= 1 dividing pretrain.steps ({p.steps})")
+    if "init_std" in cfg and "pretrain" in cfg:
+        _positive(cfg, "init_std")
+    if "pretrain" in cfg and "depth" in cfg:
+        _check(cfg.depth >= 3, "depth", cfg.depth, "an integer >= 3 (pretraining needs a hidden layer)")
+    if "inits" in cfg:
+        _check(len(cfg.inits) >= 1, "inits", list(cfg.inits), "a non-empty list of: " + ", ".join(k.value for k in InitKind))
+    if "pretrain" in cfg and "depths" in cfg and any(k == InitKind.pretrained for k in cfg.get("inits", [])):
+        _check(all(d >= 3 for d in cfg.depths), "depths", list(cfg.depths), "integers >= 3 with inits including pretrained (it needs a hidden layer)")
+    for key in ("submatrix", "random_basis_draws", "orthogonal_example"):
+        if key in cfg:
+            _check(cfg[key] >= 1, key, cfg[key], "an integer >= 1")
+    if "gain" in cfg:
+        _positive(cfg, "gain")
     if "hidden_basis" in cfg:
         _check(cfg.hidden_basis in ("random", "identity"), "hidden_basis", cfg.hidden_basis, "random, identity")

@@ -11,7 +11,8 @@ from experiments.schema import ConfigError, validate
 from pathlib import Path
 
 CONFIGS = str(Path(__file__).resolve().parents[1] / "configs")
-APPS = ["phase_portrait", "mode_dynamics", "depth_sweep", "lr_sweep", "edge_of_chaos", "isometry", "deep_tanh", "random_products"]
+APPS = ["phase_portrait", "mode_dynamics", "depth_sweep", "lr_sweep", "edge_of_chaos", "isometry", "deep_tanh", "random_products",
+        "pretraining", "init_comparison"]
 
 
 def _compose(name, overrides=()):
@@ -48,6 +49,7 @@ def test_paper_presets_carry_the_papers_protocol():
         ("mode_dynamics", "lrr=0.1", "lrr"),
         ("depth_sweep", "threshold.kind=median", "expected one of [relative, absolute]"),
         ("depth_sweep", "precision=float16", "expected one of [float32, float64]"),
+        ("init_comparison", "inits=[orthogonal,xavier]", "expected one of [decoupled, scaled_gaussian, orthogonal, pretrained]"),
     ],
 )
 def test_bad_values_fail_at_composition(app, override, fragment):
@@ -73,6 +75,13 @@ def test_bad_values_fail_at_composition(app, override, fragment):
         ("mode_dynamics", "data.flip_prob=2", "data.flip_prob"),
         ("depth_sweep", "data.n_train=0", "data.n_train"),
         ("depth_sweep", "u0=0", "u0"),
+        ("pretraining", "depth=2", "depth"),
+        ("pretraining", "pretrain.lr_scale=3", "pretrain.lr_scale"),
+        ("pretraining", "pretrain.steps=0", "pretrain.steps"),
+        ("pretraining", "init_std=0", "init_std"),
+        ("init_comparison", "inits=[]", "inits"),
+        ("init_comparison", "depths=[2,4]", "depths"),
+        ("init_comparison", "gain=-1", "gain"),
     ],
 )
 def test_out_of_range_values_fail_validation(app, override, key):
@@ -81,3 +90,11 @@ def test_out_of_range_values_fail_validation(app, override, key):
         validate(cfg)
     msg = str(e.value)
     assert f"{key}=" in msg and "allowed" in msg and "\n" not in msg
+
+
+def test_fig5_and_fig6a_paper_presets():
+    pt = _compose("pretraining", ["experiment=paper"])
+    assert pt.depth == 5 and pt.init_std == 0.01 and pt.data.name.value == "mnist"
+    ic = _compose("init_comparison", ["experiment=paper"])
+    assert ic.hidden == 1000 and min(ic.depths) == 3 and max(ic.depths) == 100
+    assert {k.value for k in ic.inits} == {"scaled_gaussian", "pretrained", "orthogonal", "decoupled"}

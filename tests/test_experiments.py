@@ -19,6 +19,8 @@ FILES = {
     "isometry": ["isometry.png", "isometry.pdf"],
     "deep_tanh": ["deep_tanh.png", "deep_tanh.pdf"],
     "random_products": ["random_products.png", "random_products.pdf"],
+    "pretraining": ["pretraining.png", "pretraining.pdf"],
+    "init_comparison": ["init_comparison.png", "init_comparison.pdf"],
 }
 KEYS = {
     "phase_portrait": ["max_conserved_drift", "max_analytic_time_error"],
@@ -31,6 +33,9 @@ KEYS = {
     "isometry": ["gains", "input_variances", "median_singular_value", "fraction_within_2x_of_median", "p90_over_p10"],
     "deep_tanh": ["gains", "final_train_error", "final_test_error", "epochs_to_train_error"],
     "random_products": ["depths", "sv_fraction_below_0_1", "sv_max", "sv_kurtosis", "eig_origin_bin_fraction"],
+    "pretraining": ["offdiag_fraction", "offdiag_fraction_random_basis", "learning_time_random", "learning_time_pretrained",
+                    "pretraining_steps", "decoupling_offdiag_pretrained", "learning_time_ratio"],
+    "init_comparison": ["depths", "scaled_gaussian", "orthogonal", "pretrained", "decoupled", "pretraining_steps"],
 }
 
 

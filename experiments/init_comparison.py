@@ -1,0 +1,297 @@
+"""Fig. 6A: learning time and best learning rate against depth for several initialisations.
+
+The depth-sweep protocol (Fig. 4) for each initial condition: for every depth, a log-spaced grid
+of learning rates (times ``seeds`` random draws) trained by full-batch gradient descent on the
+statistics, all initialisations of a depth in one jitted, vmapped batch, run in chunks until
+every member has crossed the threshold or diverged. Per depth and initialisation the fastest
+rate is kept (learning time: the median over seeds; a rate counts only if most seeds learned).
+
+Initialisations (``inits``):
+  scaled_gaussian  i.i.d. N(0, gain^2 / N_in): norm-preserving on average (Glorot-style);
+  orthogonal       Haar (semi-)orthogonal layers times ``gain`` (W^T W = I for gain 1);
+  pretrained       greedy layer-wise autoencoder pretraining of the hidden layers
+                   (:mod:`dlnjax.pretrain`; one stack per seed, pretrained once for the deepest
+                   network and cut to each depth, as greedy pretraining does not look ahead), the
+                   output layer i.i.d. N(0, pretrain.top_std^2);
+  decoupled        every task mode at strength u0, balanced (the reference of Fig. 4), with the
+                   learning time Eq. 15 predicts at its chosen rate drawn over it.
+
+Threshold: ``E <= E* + eps (1/2 tr Sigma33 - E*)`` (relative; the zero map's error as the common
+reference, since random starts begin at different errors) or ``threshold.value`` (absolute).
+Learning times count fine-tuning steps only; the pretraining steps are reported beside them.
+Right panel: the eigenvalues of one Haar orthogonal matrix (``orthogonal_example`` square) on
+the unit circle.
+
+    python -m experiments.init_comparison                          # embedded digits, a few minutes
+    python -m experiments.init_comparison data=fashion_mnist
+    python -m experiments.init_comparison experiment=paper         # Fig. 4's protocol (GPU)
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+from omegaconf import DictConfig
+
+from . import schema  # noqa: F401
+from .common import Progress, entry, resolved_config, run_dir, save_figure, write_results
+from .depth_sweep import learning_rate_grid, prepare, theory_optimal_rate
+
+log = logging.getLogger("dlnjax")
+
+COLOURS = dict(scaled_gaussian="tab:blue", orthogonal="tab:green", pretrained="tab:red", decoupled="k")
+LABELS = dict(
+    scaled_gaussian="scaled Gaussian (var 1/N)",
+    orthogonal="random orthogonal",
+    pretrained="greedy pretraining",
+    decoupled="decoupled, u0 (reference)",
+)
+
+
+def seed_median(lt: np.ndarray) -> np.ndarray:
+    """Median over the last (seed) axis with a failure counted as infinitely slow (nan if most failed)."""
+    x = np.where(np.isnan(lt), np.inf, lt)
+    m = np.median(x, axis=-1)
+    return np.where(np.isfinite(m), m, np.nan)
+
+
+def initial_weights(kind: str, key, widths, n_seeds: int, cfg: DictConfig, task, stacks, dtype) -> list[tuple]:
+    """``n_seeds`` networks of one initialisation (the decoupled reference is deterministic up to
+    its hidden bases: one draw)."""
+    import jax
+
+    from dlnjax import init as inits
+    from dlnjax import pretrain
+
+    keys = jax.random.split(key, n_seeds)
+    if kind == "decoupled":
+        return [inits.decoupled(keys[0], widths, float(cfg.u0), task.u, task.v, dtype=dtype)]
+    if kind == "scaled_gaussian":
+        return [inits.scaled_gaussian(k, widths, float(cfg.gain), dtype=dtype) for k in keys]
+    if kind == "orthogonal":
+        return [inits.random_orthogonal(k, widths, float(cfg.gain), dtype=dtype) for k in keys]
+    if kind == "pretrained":
+        depth = len(widths)
+        return [pretrain.pretrained_network(k, stacks[i], depth, widths[-1], float(cfg.pretrain.top_std)) for i, k in enumerate(keys)]
+    raise ValueError(f"unknown init {kind!r}")
+
+
+def run(cfg: DictConfig) -> dict:
+    import jax
+    import jax.numpy as jnp
+    import matplotlib
+
+    matplotlib.use("Agg")
+
+    from dlnjax import init as inits
+    from dlnjax import linear, pretrain, sweep
+
+    out = run_dir()
+    t_start = time.time()
+    ds, task = prepare(cfg)
+    stats = task.stats
+    dtype = stats.sigma11.dtype
+    depths = sorted(int(d) for d in cfg.depths)
+    kinds = list(dict.fromkeys(k.value for k in cfg.inits))
+    rates = learning_rate_grid(cfg)
+    n_r, n_seeds = len(rates), int(cfg.seeds)
+    key = jax.random.PRNGKey(cfg.seed)
+    k_pre, k_init, k_example = jax.random.split(key, 3)
+
+    stacks, pre_steps = [], 0
+    if "pretrained" in kinds:
+        p = cfg.pretrain
+        n_layers = max(depths) - 2
+        for i, k in enumerate(jax.random.split(k_pre, n_seeds)):
+            t0 = time.time()
+            stacks.append(pretrain.greedy_pretrain(
+                k, stats.sigma11, [int(cfg.hidden)] * n_layers, std=float(p.std), lr_scale=float(p.lr_scale),
+                steps=int(p.steps), record_every=int(p.record_every),
+            ))
+            log.info("pretrained stack %d/%d: %d layers x %d steps (%.1fs)", i + 1, n_seeds, n_layers, int(p.steps), time.time() - t0)
+        pre_steps = int(cfg.pretrain.steps)  # per layer: a depth-N_l network used N_l - 2 of them
+
+    max_chunks = -(-int(cfg.max_steps) // int(cfg.chunk_steps))
+    prog = Progress("init_comparison", len(depths) * max_chunks)
+    # lt[kind]: (D, R, seeds); diverged[kind]: (D, R, seeds)
+    lt = {k: np.full((len(depths), n_r, n_seeds), np.nan) for k in kinds}
+    div = {k: np.zeros((len(depths), n_r, n_seeds), bool) for k in kinds}
+    curves = {}
+    thresholds, e_stars = [], []
+    for di, depth in enumerate(depths):
+        t0 = time.time()
+        widths = sweep.widths_for(stats.n_in, stats.n_out, depth, int(cfg.hidden))
+        members, index = [], []
+        for kind in kinds:
+            nets = initial_weights(kind, jax.random.fold_in(jax.random.fold_in(k_init, depth), kinds.index(kind)), widths, n_seeds, cfg, task, stacks, dtype)
+            for si, net in enumerate(nets):
+                for ri in range(n_r):
+                    members.append(net)
+                    index.append((kind, ri, si))
+        batch = tuple(jnp.stack([m[l] for m in members]) for l in range(len(widths) - 1))
+        lrs = np.asarray([rates[ri] for _, ri, _ in index])
+        if cfg.threshold.kind.value == "relative":
+            thr, e_star = sweep.zero_map_threshold(task, widths, float(cfg.threshold.eps))
+        else:
+            thr, e_star = float(cfg.threshold.value), float(linear.best_error(stats, rank=min(widths)))
+        thresholds.append(thr)
+        e_stars.append(e_star)
+
+        def cb(steps, done, total, di=di, depth=depth):
+            prog.update(di * max_chunks + steps // int(cfg.chunk_steps), f"depth {depth}: step {steps}, {done}/{total} crossed or diverged")
+
+        res = sweep.run_batch(
+            stats, batch, lrs, threshold=thr, max_steps=int(cfg.max_steps), chunk_steps=int(cfg.chunk_steps),
+            record_every=int(cfg.record_every), progress=cb,
+        )
+        prog.update((di + 1) * max_chunks)
+        for m, (kind, ri, si) in enumerate(index):
+            lt[kind][di, ri, si] = res.learning_time[m]
+            div[kind][di, ri, si] = res.diverged[m]
+        for kind in kinds:
+            med = seed_median(lt[kind][di])
+            j = None if np.all(np.isnan(med)) else int(np.nanargmin(med))
+            if j is not None:
+                m = index.index((kind, j, 0))
+                curves[f"loss_{kind}_depth{depth}"] = res.loss[m]
+        curves[f"steps_depth{depth}"] = res.record_steps
+        log.info(
+            "depth %d: %s (%.1fs)", depth,
+            ", ".join(f"{k} {np.nanmin(seed_median(lt[k][di])) if not np.all(np.isnan(seed_median(lt[k][di]))) else None}" for k in kinds),
+            time.time() - t0,
+        )
+
+    per_init = {}
+    for kind in kinds:
+        med = seed_median(lt[kind])  # (D, R)
+        best_t, best_lr = [], []
+        for di in range(len(depths)):
+            if np.all(np.isnan(med[di])):
+                best_t.append(None)
+                best_lr.append(None)
+            else:
+                j = int(np.nanargmin(med[di]))
+                best_t.append(float(med[di, j]))
+                best_lr.append(float(rates[j]))
+        growth = best_t[-1] / best_t[0] if (best_t[0] and best_t[-1]) else None
+        fit = [(d, b) for d, b in zip(depths, best_lr) if d >= cfg.fit_min_depth]
+        per_init[kind] = dict(
+            learning_time=best_t,
+            best_learning_rate=best_lr,
+            learning_time_growth=growth,
+            lr_exponent=sweep.loglog_slope([d for d, _ in fit], [b for _, b in fit]),
+            diverged=[int(x) for x in div[kind].any(axis=2).sum(axis=1)],
+            not_learned=[int(x) for x in (np.isnan(med) & ~div[kind].any(axis=2)).sum(axis=1)],
+            best_rate_at_grid_edge=[b is not None and (b == rates[0] or b == rates[-1]) for b in best_lr],
+        )
+    theory_t = None
+    if "decoupled" in kinds:
+        theory_t = []
+        for d, lr in zip(depths, per_init["decoupled"]["best_learning_rate"]):
+            if lr is None:
+                theory_t.append(None)
+                continue
+            rank = min(sweep.widths_for(stats.n_in, stats.n_out, d, int(cfg.hidden)))
+            v = sweep.theory_learning_time(task, lr, d, float(cfg.u0), rank, float(cfg.threshold.eps), t_max=20.0 * int(cfg.max_steps))
+            theory_t.append(v if np.isfinite(v) else None)
+    opt = [theory_optimal_rate(task, d) for d in depths]
+
+    q = np.asarray(inits.haar_orthogonal(k_example, int(cfg.orthogonal_example), dtype=jnp.float32), np.float64)
+    eig = np.linalg.eigvals(q)
+    make_figure(out, ds.name, depths, rates, kinds, per_init, theory_t, opt, eig, cfg)
+
+    summary = dict(
+        experiment="init_comparison",
+        dataset=ds.name,
+        n_train=ds.n_train,
+        preprocessing=ds.info.get("preprocessing", "none"),
+        depths=depths,
+        hidden=int(cfg.hidden),
+        inits=kinds,
+        seeds=n_seeds,
+        learning_rates=rates,
+        **per_init,
+        pretraining_steps_per_layer=pre_steps if stacks else None,
+        pretraining_steps=[pre_steps * (d - 2) for d in depths] if stacks else None,
+        pretraining_learning_rates=stacks[0].learning_rates if stacks else None,
+        theory_learning_time_decoupled=theory_t,
+        theory_optimal_learning_rate_decoupled=opt,
+        orthogonal_example_max_abs_eigenvalue_deviation=float(np.max(np.abs(np.abs(eig) - 1.0))),
+        threshold=dict(kind=cfg.threshold.kind.value, eps=float(cfg.threshold.eps), value_per_depth=thresholds, best_error_per_depth=e_stars, zero_map_error=0.5 * float(stats.tr33)),
+        seconds_total=time.time() - t_start,
+        config=resolved_config(cfg),
+    )
+    arrays = dict(depths=np.asarray(depths), learning_rates=rates, orthogonal_eigenvalues=eig, **curves)
+    for kind in kinds:
+        arrays[f"learning_time_{kind}"] = lt[kind]
+        arrays[f"diverged_{kind}"] = div[kind]
+    write_results(out, summary, **arrays)
+    log.info(
+        "learning_time_growth: %s; wrote %s",
+        ", ".join(f"{k} {per_init[k]['learning_time_growth']}" for k in kinds), out,
+    )
+    return summary
+
+
+def make_figure(out, dataset, depths, rates, kinds, per_init, theory_t, opt, eig, cfg) -> None:
+    import matplotlib.pyplot as plt
+
+    from .depth_sweep import _depth_ticks
+
+    d = np.asarray(depths, float)
+    fig, (a1, a2, a3) = plt.subplots(1, 3, figsize=(16, 4.6), gridspec_kw=dict(width_ratios=[1.3, 1.3, 1]))
+    any_t = False
+    for kind in kinds:
+        r = per_init[kind]
+        ok = np.asarray([t is not None for t in r["learning_time"]])
+        if ok.any():
+            any_t = True
+            a1.plot(d[ok], [t for t in r["learning_time"] if t is not None], "o-", color=COLOURS[kind], label=LABELS[kind])
+            a2.plot(d[ok], [b for b in r["best_learning_rate"] if b is not None], "o-", color=COLOURS[kind], label=LABELS[kind])
+        lost = ~ok
+        if lost.any():
+            a1.plot(d[lost], np.full(lost.sum(), cfg.max_steps), "x", color=COLOURS[kind], ms=9)
+    if theory_t is not None:
+        okt = np.asarray([t is not None for t in theory_t])
+        if okt.any():
+            whitened = getattr(cfg.data.preprocessing, "value", "") == "whitened" or cfg.data.name.value in ("teacher", "hierarchy")
+            label = "decoupled: theory (Eq. 15) at its rate" + ("" if whitened else "\n(diagonal approx., poor for Σ11 ≠ I)")
+            a1.plot(d[okt], [t for t in theory_t if t is not None], "s--", color="0.4", mfc="none", label=label)
+    a1.axhline(cfg.max_steps, color="0.8", lw=0.8)
+    a1.set_xscale("log")
+    if any_t:
+        a1.set_yscale("log")
+    _depth_ticks(a1, depths)
+    a1.set_xlabel("depth N_l (layers)")
+    a1.set_ylabel("learning time (fine-tuning steps)")
+    a1.set_title(f"Learning time vs depth ({dataset}); × not learned in {cfg.max_steps}")
+    a1.legend(fontsize=8)
+    if "decoupled" in kinds:
+        a2.plot(d, opt, ":", color="0.4", label="decoupled: supplement 1/λ₁(a_opt)")
+    a2.axhline(rates[0], color="0.8", lw=0.8)
+    a2.axhline(rates[-1], color="0.8", lw=0.8)
+    a2.set_xscale("log")
+    a2.set_yscale("log")
+    _depth_ticks(a2, depths)
+    a2.set_xlabel("depth N_l (layers)")
+    a2.set_ylabel("best learning rate")
+    a2.set_title("Best learning rate vs depth (grey: grid edges)")
+    a2.legend(fontsize=8)
+    th = np.linspace(0, 2 * np.pi, 400)
+    a3.plot(np.cos(th), np.sin(th), color="0.7", lw=1)
+    a3.plot(eig.real, eig.imag, ".", color="tab:green")
+    a3.set_aspect("equal")
+    a3.set_xlabel("Re λ")
+    a3.set_ylabel("Im λ")
+    a3.set_title(f"Eigenvalues of one random {len(eig)} x {len(eig)} orthogonal matrix")
+    fig.tight_layout()
+    save_figure(fig, out / "init_comparison")
+
+
+main = entry("init_comparison", run)
+
+
+if __name__ == "__main__":
+    main()
