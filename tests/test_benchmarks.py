@@ -12,7 +12,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("name,out", [("linear_step", "linear_step_tiny.json"), ("fig3", "fig3_tiny.json"),
-                                      ("baselines", "baselines_tiny.json")])
+                                      ("baselines", "baselines_tiny.json"),
+                                      ("scaling", "scaling_tiny.json")])
 def test_benchmark_runs_tiny(name, out, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "DLNJAX_BENCH_DIR": str(tmp_path)}
     r = subprocess.run([sys.executable, "-m", f"benchmarks.{name}", "--tiny"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
