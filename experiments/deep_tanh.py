@@ -34,7 +34,7 @@ def run(cfg: DictConfig) -> dict:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from dlnjax import nonlinear
+    from dlnjax import devices, nonlinear
 
     out = run_dir()
     t0 = time.time()
@@ -61,7 +61,7 @@ def run(cfg: DictConfig) -> dict:
     prog = Progress("deep_tanh", 1)
     log.info("training %d networks (%d inits x %d seeds) of depth %d, width %d on %s (%d examples) for %d epochs",
              len(params), len(runs), cfg.seeds, cfg.depth, cfg.width, ds.name, ds.n_train, cfg.epochs)
-    _, metrics = jax.jit(jax.vmap(train))(stacked)
+    _, metrics = devices.sharded_vmap(train)(stacked)  # the batch spread over all local devices
     metrics = {k: np.asarray(v, np.float64).reshape(len(runs), int(cfg.seeds), -1) for k, v in metrics.items()}
     prog.update(1, f"{time.time() - t0:.0f}s")
     # a member whose loss is not finite diverged: report it, keep it out of the means

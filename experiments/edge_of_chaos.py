@@ -44,7 +44,7 @@ def run(cfg: DictConfig) -> dict:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from dlnjax import chaos
+    from dlnjax import chaos, devices
 
     out = run_dir()
     t0 = time.time()
@@ -67,7 +67,7 @@ def run(cfg: DictConfig) -> dict:
             kw, kx = jax.random.split(jax.random.fold_in(jax.random.fold_in(key, n), s))
             w = chaos.random_weights(kw, int(n), n_layers, kind, dtype=dtype)
             x1 = jnp.sqrt(cfg.q1) * jax.random.normal(kx, (int(n),), dtype)
-            f = jax.jit(jax.vmap(lambda g: chaos.forward_variances(x1, w, g)))
+            f = devices.sharded_vmap(lambda g, x1=x1, w=w: chaos.forward_variances(x1, w, g))
             qs.append(np.asarray(f(jnp.asarray(gs, dtype)), np.float64))  # (G, depth)
         qs = np.stack(qs)  # (seeds, G, depth)
         sim[int(n)] = qs[:, :, -1].mean(0)

@@ -37,7 +37,7 @@ def run(cfg: DictConfig) -> dict:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from dlnjax import chaos
+    from dlnjax import chaos, devices
 
     out = run_dir()
     t0 = time.time()
@@ -58,7 +58,7 @@ def run(cfg: DictConfig) -> dict:
             jac = chaos.end_to_end_jacobian(jnp.sqrt(q) * z, w, g)
             return jnp.linalg.svd(jac, compute_uv=False)
 
-        f = jax.jit(jax.vmap(jax.vmap(one, in_axes=(None, 0)), in_axes=(0, None)))
+        f = devices.sharded_vmap(jax.vmap(one, in_axes=(None, 0)), in_axes=(0, None))  # gains over devices
         sv[kind] = np.asarray(f(jnp.asarray(gains, dtype), jnp.asarray(qs, dtype)), np.float64)  # (G, Q, N)
         measures[kind] = [[chaos.isometry_measures(sv[kind][a, b]) for b in range(len(qs))] for a in range(len(gains))]
         eps = float(np.finfo(np.float64 if dtype == jnp.float64 else np.float32).eps)

@@ -56,7 +56,7 @@ def run(cfg: DictConfig) -> dict:
     import matplotlib.pyplot as plt
 
     from dlnjax import init as inits
-    from dlnjax import linear, reduced, theory
+    from dlnjax import devices, linear, reduced, theory
 
     out = run_dir()
     t_start = time.time()
@@ -113,8 +113,8 @@ def run(cfg: DictConfig) -> dict:
     sims = {}
     prog = Progress("mode_dynamics", 2)
     for j, act in enumerate(("linear", "tanh")):
-        fn = jax.jit(
-            jax.vmap(lambda w, a=act: reduced.train(reduced.reduce_weights(w[0], w[1], u_r), prob, lr, activation=a, num_steps=num_steps, record_every=rec))
+        fn = devices.sharded_vmap(  # the batch of initialisations spread over all local devices
+            lambda w, a=act: reduced.train(reduced.reduce_weights(w[0], w[1], u_r), prob, lr, activation=a, num_steps=num_steps, record_every=rec)
         )
         t0 = time.time()
         _, losses, md = fn(ws)

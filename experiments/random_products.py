@@ -35,7 +35,7 @@ def run(cfg: DictConfig) -> dict:
     from matplotlib.colors import LogNorm
     from scipy import stats
 
-    from dlnjax import chaos
+    from dlnjax import chaos, devices
 
     out = run_dir()
     t0 = time.time()
@@ -52,7 +52,7 @@ def run(cfg: DictConfig) -> dict:
             p = chaos.random_product(k, n, d - 1, kind, dtype)
             return jnp.linalg.svd(p, compute_uv=False), jnp.linalg.eigvals(p)
 
-        s, e = jax.jit(jax.vmap(spectra))(keys)
+        s, e = devices.sharded_vmap(spectra)(keys)
         sv[d], ev[d] = np.asarray(s, np.float64).ravel(), np.asarray(e).ravel()
         so, _ = jax.jit(lambda k, d=d: spectra(k, d, "orthogonal"))(keys[0])
         sv_orth[d] = np.asarray(so, np.float64)

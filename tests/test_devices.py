@@ -47,3 +47,37 @@ def test_sharded_sweep_equals_one_device():
     a = np.array(one["loss"], dtype=float)
     b = np.array(four["loss"], dtype=float)
     np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-12, equal_nan=True)
+
+
+def _app(app, out, n_devices, *overrides):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu",
+           "XLA_FLAGS": f"--xla_force_host_platform_device_count={n_devices}"}
+    r = subprocess.run([sys.executable, "-m", f"experiments.{app}", "experiment=debug", f"hydra.run.dir={out}", *overrides],
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    with np.load(out / "results.npz") as z:
+        return {k: z[k] for k in z.files}
+
+
+import pytest  # noqa: E402
+
+
+@pytest.mark.parametrize("app,overrides", [
+    ("mode_dynamics", ["n_init=5"]),            # 5 initialisations over 4 devices (padded to 8)
+    ("deep_tanh", []),                          # the (gain, seed) batch of networks
+    ("random_products", ["realisations=3"]),    # realisations of each depth
+    ("edge_of_chaos", []),                      # gains
+    ("isometry", []),                           # gains x input variances
+    ("init_comparison", ["seeds=2"]),           # every start and rate of a depth
+])
+def test_every_apps_batch_sharded_over_four_devices_equals_one_device(app, overrides, tmp_path):
+    # float64: float32 matrix products may block differently for 1 and 2 members per device
+    one = _app(app, tmp_path / "one", 1, "precision=float64", *overrides)
+    four = _app(app, tmp_path / "four", 4, "precision=float64", *overrides)
+    assert one.keys() == four.keys()
+    for k in one:
+        a, b = one[k], four[k]
+        if a.dtype.kind in "fc":
+            np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-12, equal_nan=True, err_msg=k)
+        else:
+            np.testing.assert_array_equal(b, a, err_msg=k)
