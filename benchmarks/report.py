@@ -18,6 +18,10 @@ def render(path: Path) -> str:
     d = json.loads(Path(path).read_text())
     name = Path(path).stem
     lines = [f"**{name}** on {_machine(d['machine'])}", ""]
+    if "workload1" in d:
+        return _render_baselines(d, lines)
+    if "linear_scaling" in d:
+        return _render_scaling(d, lines)
     if "t_min_s" in d:
         c = d["config"]
         by_p = d.get("step_s_by_examples", {})
@@ -44,6 +48,62 @@ def render(path: Path) -> str:
             rows.append(("`python -m experiments.mode_dynamics`, end to end", f"{r['mode_dynamics_end_to_end_s']:.1f} s (compilation included)"))
         rows.append(("reduced / full readout (linear)", f"{d['reduced_over_full_linear']:.1f} x"))
     lines += ["| quantity | value |", "| --- | --- |"] + [f"| {a} | {b} |" for a, b in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _render_baselines(d: dict, lines: list) -> str:
+    w1, w2 = d["workload1"], d.get("workload2", {})
+    r1 = w1["results"]
+    ours = r1["dlnjax"]["per_network_step_s"]
+    names = {
+        "dlnjax": "dlnjax: all rates in one jitted, vmapped scan on the statistics",
+        "numpy_stats": "(c) NumPy on the statistics, same gradient, one rate at a time",
+        "torch_stats": "(b) PyTorch on the statistics, autograd, one rate at a time",
+        "torch_examples": f"(a) PyTorch, Eq. 1 on the {w1['examples']:,} examples, autograd, one rate at a time",
+    }
+    targets = w1.get("targets", {})
+    lines += [
+        f"Workload 1 (Fig. 4): depth {w1['depth']}, {w1['hidden']} hidden, {w1['rates']} rates, "
+        f"P = {w1['examples']:,}, float32; torch {d.get('torch') or 'not installed'}.",
+        "",
+        "| variant | per network-step | dlnjax is faster by | target | max rel. difference of losses (and their change) vs dlnjax |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for k, v in r1.items():
+        t = v["per_network_step_s"]
+        tgt = f">= {targets[k]:,.4g} x" if k in targets else ""
+        diff = "" if k == "dlnjax" else f"{v.get('relative_loss_difference', 0):.1e}"
+        lines.append(f"| {names.get(k, k)} | {t * 1e3:,.3f} ms | {t / ours:,.1f} x | {tgt} | {diff} |")
+    if w2:
+        lines += [
+            "",
+            f"Workload 2 (Fig. 3): {w2['n_init']} initialisations x {w2['steps']} steps, float32.",
+            "",
+            "| network | dlnjax (vmapped, exact reduced) | PyTorch loop, hand-written gradients | dlnjax is faster by | target |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        for act, v in w2["results"].items():
+            tl = v.get("torch_loop_per_init_s")
+            lines.append(
+                f"| {act} | {v['per_init_s'] * 1e3:.2f} ms / init | "
+                + (f"{tl * 1e3:.1f} ms / init | {v['speedup']:.1f} x | >= 3 x |" if tl else "not run | | |")
+            )
+    return "\n".join(lines) + "\n"
+
+
+def _render_scaling(d: dict, lines: list) -> str:
+    lines += [f"Deep linear step (float32) varied one axis at a time around {d['base']}.", "",
+              "| axis | values | ms / step | log-log slope |", "| --- | --- | --- | --- |"]
+    for axis, v in d["linear_scaling"].items():
+        vals = ", ".join(str(x) for x in v["values"])
+        ts = ", ".join(f"{t * 1e3:.2f}" for t in v["step_s"])
+        lines.append(f"| {axis} | {vals} | {ts} | {v['loglog_slope']:.2f} |")
+    t = d["tanh"]
+    c = d["config"]
+    lines += ["", f"tanh step ({c['tanh_depth']} layers of {c['tanh_width']}, batch {c['batch']}, float32): "
+              f"{t['step_s'] * 1e3:.1f} ms, {t['achieved_flops_per_s'] / 1e9:.1f} GFLOP/s = "
+              f"**{t['fraction_of_matmul']:.0%}** of the {t['matmul_flops_per_s'] / 1e9:.1f} GFLOP/s of one layer-shaped "
+              f"matrix product measured in the same run (target 40%)."]
     return "\n".join(lines) + "\n"
 
 
