@@ -66,8 +66,19 @@ def save_json(path: Path, obj: dict) -> None:
 
 
 def save_npz(path: Path, **arrays: Any) -> None:
+    """A compressed ``.npz`` (``np.load`` reads it) with fixed zip timestamps, so that equal
+    arrays give byte-identical files (``np.savez_compressed`` stamps the current time)."""
+    import io
+    import zipfile
+
     def write(f):
-        np.savez_compressed(f, **{k: np.asarray(v) for k, v in arrays.items()})
+        with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED) as z:
+            for k, v in arrays.items():
+                buf = io.BytesIO()
+                np.lib.format.write_array(buf, np.asarray(v), allow_pickle=False)
+                info = zipfile.ZipInfo(f"{k}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+                info.compress_type = zipfile.ZIP_DEFLATED
+                z.writestr(info, buf.getvalue())
 
     atomic_write(path, write)
 
@@ -119,6 +130,10 @@ def app(fn: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any]:
     def wrapped(cfg: DictConfig) -> Any:
         try:
             validate(cfg)
+            done = completed_summary(run_dir(), cfg)
+            if done is not None:
+                log.info("results in %s are complete for this config: skipped (DLNJAX_RERUN=1 runs it again)", run_dir())
+                return done
             if "precision" in cfg:
                 set_precision(cfg.precision)
             return fn(cfg)
@@ -130,9 +145,38 @@ def app(fn: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any]:
     return wrapped
 
 
+def completed_summary(out: Path, cfg: DictConfig) -> dict | None:
+    """The saved summary when ``out`` already holds complete results of this very config.
+
+    Complete means ``summary.json`` exists (it is written last, atomically, after the curves and
+    figures) and its stored ``config`` equals this run's resolved config. A re-run of the same
+    sweep then skips the jobs that finished and runs only the missing ones (sweep directories
+    are named after each job's overrides). ``DLNJAX_RERUN=1`` forces a run.
+    """
+    import os
+
+    if os.environ.get("DLNJAX_RERUN", "") not in ("", "0"):
+        return None
+    p = out / "summary.json"
+    if not p.exists():
+        return None
+    try:
+        summary = json.loads(p.read_text())
+    except (OSError, ValueError):
+        return None
+    if summary.get("config") != json.loads(json.dumps(_jsonable(resolved_config(cfg)))):
+        return None
+    return summary
+
+
 def write_results(out: Path, summary: dict, **arrays: Any) -> None:
-    """``results.npz`` (curves) then ``summary.json`` (headline numbers), each atomically."""
+    """``results.npz`` (curves), ``timing.json`` (wall-clock seconds: the only numbers that differ
+    between two runs of the same command) and, last, ``summary.json`` (headline numbers), each
+    atomically: a run whose summary.json exists is complete, and on CPU the same command gives
+    bit-identical summary.json and results.npz."""
+    timing = {k: summary.pop(k) for k in [k for k in summary if k.startswith("seconds")]}
     save_npz(out / "results.npz", **arrays)
+    save_json(out / "timing.json", timing)
     save_json(out / "summary.json", summary)
 
 

@@ -26,6 +26,7 @@ approximation ``s_eff = s/(v^T Sigma11 v)`` otherwise).
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 
@@ -72,11 +73,51 @@ def prepare(cfg: DictConfig):
     return ds, task
 
 
+def _partial_path(out, depth: int):
+    return out / "partial" / f"depth{depth}.npz"
+
+
+def _save_partial(out, res, cfg: DictConfig) -> None:
+    """One finished depth, atomically, tagged with the run's config (resume after a kill)."""
+    from dataclasses import asdict
+
+    from .common import save_npz
+
+    fields = {k: np.asarray(v) for k, v in asdict(res).items()}
+    fields["config_json"] = np.asarray(json.dumps(resolved_config(cfg), sort_keys=True))
+    save_npz(_partial_path(out, res.depth), **fields)
+
+
+def _load_partial(out, depth: int, cfg: DictConfig):
+    """The saved result of ``depth`` if it was computed with this very config, else None."""
+    from dlnjax import sweep
+
+    p = _partial_path(out, depth)
+    if not p.exists():
+        return None
+    try:
+        with np.load(p) as z:
+            if str(z["config_json"]) != json.dumps(resolved_config(cfg), sort_keys=True):
+                return None
+            kw = {k: z[k] for k in z.files if k != "config_json"}
+    except (OSError, ValueError, KeyError):
+        return None
+    for k in ("depth", "steps_run"):
+        kw[k] = int(kw[k])
+    for k in ("threshold", "e_star", "loss0"):
+        kw[k] = float(kw[k])
+    return sweep.DepthResult(**kw)
+
+
 def sweep_depths(cfg: DictConfig, task, depths, rates, progress_label: str = "depth_sweep") -> list:
+    """Every depth's batch of rates; each finished depth is saved to ``partial/`` in the run
+    directory, so a killed run re-run in the same directory (``hydra.run.dir=...``, or any
+    multirun job) continues at the first unfinished depth."""
     import jax
 
     from dlnjax import sweep
 
+    out = run_dir()
     key = jax.random.PRNGKey(cfg.seed)
     results = []
     max_chunks = -(-int(cfg.max_steps) // int(cfg.chunk_steps))
@@ -84,6 +125,12 @@ def sweep_depths(cfg: DictConfig, task, depths, rates, progress_label: str = "de
     thr = (cfg.threshold.kind.value, float(cfg.threshold.eps), float(cfg.threshold.value))
     for i, depth in enumerate(depths):
         t0 = time.time()
+        res = _load_partial(out, int(depth), cfg)
+        if res is not None:
+            log.info("depth %d: finished in an earlier run of this config, loaded from %s", depth, _partial_path(out, int(depth)))
+            results.append(res)
+            prog.update((i + 1) * max_chunks)
+            continue
 
         def cb(steps, done, total, i=i, depth=depth):
             prog.update(i * max_chunks + steps // int(cfg.chunk_steps), f"depth {depth}: step {steps}, {done}/{total} rates crossed or diverged")
@@ -93,6 +140,7 @@ def sweep_depths(cfg: DictConfig, task, depths, rates, progress_label: str = "de
             max_steps=int(cfg.max_steps), chunk_steps=int(cfg.chunk_steps), record_every=int(cfg.record_every),
             key=jax.random.fold_in(key, int(depth)), hidden_basis=cfg.hidden_basis, progress=cb,
         )
+        _save_partial(out, res, cfg)
         prog.update((i + 1) * max_chunks)
         b, bt = sweep.best_rate(res)
         log.info(

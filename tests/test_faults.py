@@ -1,0 +1,110 @@
+"""Sweeps, faults and resumption: launchers for real, skipping complete jobs, a killed and resumed
+depth sweep, bit-identical reruns, aggregation of a split sweep."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu"}
+
+
+def _py(*args, timeout=600, env=None):
+    r = subprocess.run([sys.executable, *args], cwd=ROOT, env=env or ENV, capture_output=True, text=True, timeout=timeout)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return r
+
+
+@pytest.mark.parametrize("launcher", ["joblib", "submitit_local"])
+def test_cluster_launchers_run_jobs_for_real(launcher, tmp_path):
+    pytest.importorskip("hydra_plugins.hydra_joblib_launcher" if launcher == "joblib" else "hydra_plugins.hydra_submitit_launcher",
+                        reason="the [cluster] extra (in [test] too) is not installed")
+    extra = ["hydra.launcher.n_jobs=2"] if launcher == "joblib" else ["hydra.launcher.timeout_min=10"]
+    _py("-m", "experiments.lr_sweep", "-m", f"hydra/launcher={launcher}", *extra, "experiment=debug", "depth=3,4",
+        f"hydra.sweep.dir={tmp_path}")
+    for d in (3, 4):
+        s = json.loads((tmp_path / f"depth={d},experiment=debug" / "summary.json").read_text())
+        assert s["depth"] == d
+
+
+def test_rerunning_a_sweep_skips_complete_jobs(tmp_path):
+    args = ["-m", "experiments.lr_sweep", "-m", "experiment=debug", "depth=3,4", f"hydra.sweep.dir={tmp_path}"]
+    _py(*args)
+    done, lost = tmp_path / "depth=3,experiment=debug", tmp_path / "depth=4,experiment=debug"
+    stamp = (done / "summary.json").stat().st_mtime_ns
+    (lost / "summary.json").unlink()  # as if the job had been killed before finishing
+    r = _py(*args)
+    assert f"results in {done} are complete for this config: skipped" in r.stderr + r.stdout
+    assert f"results in {lost} are complete" not in r.stderr + r.stdout
+    assert (done / "summary.json").stat().st_mtime_ns == stamp
+    assert (lost / "summary.json").exists()
+    # a changed config is not skipped
+    r = _py("-m", "experiments.lr_sweep", "-m", "experiment=debug", "depth=3", "seed=1", f"hydra.sweep.dir={tmp_path}")
+    assert "skipped" not in r.stderr + r.stdout
+
+
+def test_same_command_twice_gives_identical_files(tmp_path):
+    for name in ("a", "b"):
+        _py("-m", "experiments.depth_sweep", "experiment=debug", f"hydra.run.dir={tmp_path / name}")
+    for f in ("summary.json", "results.npz"):
+        assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes(), f
+    assert (tmp_path / "a" / "timing.json").exists()
+
+
+def test_killed_depth_sweep_resumes_from_its_finished_depths(tmp_path):
+    args = ["-m", "experiments.depth_sweep", "experiment=debug", "depths=[3,4,5,6]", "max_steps=3000",
+            "threshold.eps=0.02", "learning_rates.num=6"]
+    ref = tmp_path / "ref"
+    _py(*args, f"hydra.run.dir={ref}")
+    run = tmp_path / "run"
+    p = subprocess.Popen([sys.executable, *args, f"hydra.run.dir={run}"], cwd=ROOT, env=ENV,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    first = run / "partial" / "depth3.npz"
+    t0 = time.time()
+    while not first.exists() and p.poll() is None and time.time() - t0 < 300:
+        time.sleep(0.02)
+    os.killpg(p.pid, signal.SIGKILL)
+    p.wait()
+    assert first.exists(), "the run never finished its first depth"
+    assert not (run / "summary.json").exists(), "the run finished before it could be killed; make it longer"
+    assert not list(run.rglob(".*.tmp")), "a temporary file was left behind"
+    finished = sorted(f.name for f in (run / "partial").glob("depth*.npz"))
+    r = _py(*args, f"hydra.run.dir={run}")
+    log = r.stderr + r.stdout
+    for name in finished:
+        d = int(name[len("depth"):-len(".npz")])
+        assert f"depth {d}: finished in an earlier run of this config" in log
+    a = json.loads((ref / "summary.json").read_text())
+    b = json.loads((run / "summary.json").read_text())
+    assert a == b
+    with np.load(ref / "results.npz") as za, np.load(run / "results.npz") as zb:
+        for k in za.files:
+            np.testing.assert_array_equal(za[k], zb[k], err_msg=k)
+
+
+def test_aggregate_of_a_depth_sweep_split_into_jobs_equals_one_job(tmp_path):
+    _py("-m", "experiments.depth_sweep", "experiment=debug", f"hydra.run.dir={tmp_path / 'one'}")
+    _py("-m", "experiments.depth_sweep", "-m", "experiment=debug", "depths=[3],[5],[6]", f"hydra.sweep.dir={tmp_path / 'split'}")
+    _py("-m", "experiments.aggregate", str(tmp_path / "split"))
+    agg = tmp_path / "split" / "aggregate"
+    one = json.loads((tmp_path / "one" / "summary.json").read_text())
+    both = json.loads((agg / "summary.json").read_text())
+    for k in ("depths", "learning_time", "best_learning_rate", "lr_exponent", "learning_time_growth", "diverged"):
+        assert both[k] == one[k], k
+    for f in ("jobs.csv", "per_depth.csv", "depth_sweep.png", "depth_sweep.pdf", "depth_sweep_grid.png"):
+        assert (agg / f).exists(), f
+    rows = (agg / "per_depth.csv").read_text().splitlines()
+    assert len(rows) == 1 + 3
+
+
+def test_aggregate_of_an_empty_directory_is_a_clear_error(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "experiments.aggregate", str(tmp_path)], cwd=ROOT, env=ENV,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "no complete job" in r.stderr and "Traceback" not in r.stderr
