@@ -260,6 +260,22 @@ class InitComparisonConfig:
     precision: Precision = Precision.float32
 
 
+class ReproducePreset(Enum):
+    quick = "quick"
+    paper = "paper"
+
+
+REPRODUCE_APPS = ["phase_portrait", "mode_dynamics", "depth_sweep", "pretraining", "init_comparison",
+                  "random_products", "isometry", "edge_of_chaos", "deep_tanh"]
+
+
+@dataclass
+class ReproduceConfig:
+    preset: ReproducePreset = ReproducePreset.quick
+    only: List[str] = field(default_factory=list)  # a subset of the experiments (default: all)
+    data_root: Optional[str] = None  # MNIST directory for the paper preset
+
+
 cs = ConfigStore.instance()
 cs.store(name="phase_portrait_schema", node=PhasePortraitConfig)
 cs.store(name="mode_dynamics_schema", node=ModeDynamicsConfig)
@@ -271,6 +287,7 @@ cs.store(name="deep_tanh_schema", node=DeepTanhConfig)
 cs.store(name="random_products_schema", node=RandomProductsConfig)
 cs.store(name="pretraining_schema", node=PretrainingConfig)
 cs.store(name="init_comparison_schema", node=InitComparisonConfig)
+cs.store(name="reproduce_schema", node=ReproduceConfig)
 
 
 # ----------------------------------------------------------------------------------------
@@ -379,5 +396,8 @@ def validate(cfg: DictConfig) -> None:
             _check(cfg[key] >= 1, key, cfg[key], "an integer >= 1")
     if "gain" in cfg:
         _positive(cfg, "gain")
+    if "only" in cfg:
+        bad = [a for a in cfg.only if a not in REPRODUCE_APPS]
+        _check(not bad, "only", list(cfg.only), "a list of: " + ", ".join(REPRODUCE_APPS))
     if "hidden_basis" in cfg:
         _check(cfg.hidden_basis in ("random", "identity"), "hidden_basis", cfg.hidden_basis, "random, identity")

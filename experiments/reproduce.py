@@ -1,0 +1,333 @@
+"""One command, every figure: runs each figure experiment and writes a reproduction report.
+
+    python -m experiments.reproduce                     # preset=quick: each app's default, ~15 min on 2 cores
+    python -m experiments.reproduce preset=paper        # each app's experiment=paper (GPU; full MNIST)
+    python -m experiments.reproduce 'only=[phase_portrait,edge_of_chaos]'
+
+Each experiment runs as its own process with its outputs in ``<run dir>/<app>/``; re-running
+with the same ``hydra.run.dir`` skips the experiments already complete (so a killed
+reproduction resumes). ``report.md`` and ``report.html`` list, for each claim of the paper, the
+figure, the paper's statement, the measured number and the verdict — reproduces / partly / does
+not reproduce — by the explicit rule printed beside it. A failed experiment is reported as such
+and the others carry on; the exit status is then 1.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+from omegaconf import DictConfig
+
+from . import schema  # noqa: F401
+from .common import Progress, entry, resolved_config, run_dir, save_json
+
+log = logging.getLogger("dlnjax")
+
+APPS = [
+    ("phase_portrait", "Fig. 2", ["phase_portrait.png"]),
+    ("mode_dynamics", "Fig. 3", ["mode_dynamics.png"]),
+    ("depth_sweep", "Fig. 4", ["depth_sweep.png", "depth_sweep_grid.png"]),
+    ("pretraining", "Fig. 5", ["pretraining.png"]),
+    ("init_comparison", "Fig. 6A", ["init_comparison.png"]),
+    ("random_products", "Fig. 6B–C", ["random_products.png"]),
+    ("isometry", "Fig. 7", ["isometry.png"]),
+    ("edge_of_chaos", "Fig. 8", ["edge_of_chaos.png"]),
+    ("deep_tanh", "deep tanh (talk)", ["deep_tanh.png"]),
+]
+
+YES, PARTLY, NO, MISSING = "reproduces", "partly", "does not reproduce", "not run"
+
+
+@dataclass
+class Claim:
+    app: str
+    statement: str
+    rule: str
+    judge: Callable[[dict], tuple[str, str]]  # summary -> (measured, verdict)
+
+
+def _fmt(x: Any, nd: int = 3) -> str:
+    return "–" if x is None else f"{x:.{nd}g}"
+
+
+def _fig2(s):
+    d, e = s["max_conserved_drift"], s["max_analytic_time_error"]
+    return f"max drift of a²−b² {_fmt(d)}; analytic learning-time error {_fmt(e)}", YES if max(d, e or 0) < 0.05 else NO
+
+
+def _fig3a(s):
+    e = s["decoupled_max_abs_error"]
+    return f"max |u_sim − u_analytic| / s = {_fmt(e)}", YES if e < 0.1 else NO
+
+
+def _fig3b(s):
+    lin, tanh = np.asarray(s["half_time_delay_linear_mean"], float), np.asarray(s["half_time_delay_tanh_mean"], float)
+    ok = np.isfinite(lin) & np.isfinite(tanh)
+    frac = float(np.mean(tanh[ok] > lin[ok])) if ok.any() else 0.0
+    return (f"mean delay linear {', '.join(_fmt(x, 2) for x in lin)}; tanh {', '.join(_fmt(x, 2) for x in tanh)}",
+            YES if frac >= 0.8 else PARTLY if frac >= 0.5 else NO)
+
+
+def _fig4a(s):
+    g = s["learning_time_growth"]
+    d = s["depths"]
+    m = f"learning time ×{_fmt(g)} from N_l = {d[0]} to {d[-1]} (×{d[-1] / d[0]:.0f} in depth)"
+    if g is None:
+        return m, NO
+    return m, YES if g < 1.5 else PARTLY if g < 3 else NO
+
+
+def _fig4b(s):
+    e = s["lr_exponent"]
+    m = f"slope of log best rate vs log N_l: {_fmt(e)} (supplement's estimate {_fmt(s.get('lr_exponent_theory'))})"
+    if e is None:
+        return m, NO
+    return m, YES if -1.3 <= e <= -0.7 else PARTLY if e < -0.2 else NO
+
+
+def _fig5a(s):
+    a, b = s["offdiag_fraction"], s["offdiag_fraction_random_basis"]
+    return f"off-diagonal share {_fmt(a)} (random basis {_fmt(b)})", YES if a < 0.1 and a < 0.2 * b else NO
+
+
+def _fig5b(s):
+    same, best = s.get("learning_time_ratio_same_rate"), s.get("learning_time_ratio")
+    m = f"random / pretrained (pretraining included): ×{_fmt(same)} at one rate, ×{_fmt(best)} at each start's best rate"
+    if same is not None and same > 1 and best is not None and best > 1:
+        return m, YES
+    if (same is not None and same > 1) or (best is not None and best > 1):
+        return m, PARTLY
+    return m, NO
+
+
+def _growth(r):
+    t = r["learning_time"]
+    return None if (t[0] is None or t[-1] is None) else t[-1] / t[0]
+
+
+def _fig6a_gauss(s):
+    r = s.get("scaled_gaussian")
+    if r is None:
+        return "not in inits", MISSING
+    lost = sum(t is None for t in r["learning_time"])
+    g = _growth(r)
+    m = f"learning time ×{_fmt(g)} over the depths; not learned at {lost} of {len(r['learning_time'])} depths"
+    return m, YES if (lost > 0 or (g is not None and g > 1.5)) else NO
+
+
+def _fig6a_flat(s):
+    parts, verdicts = [], []
+    for k in ("orthogonal", "pretrained"):
+        r = s.get(k)
+        if r is None:
+            continue
+        t = [x for x in r["learning_time"] if x is not None]
+        mid = [x for d, x in zip(s["depths"], r["learning_time"]) if x is not None and d >= 4]
+        g = max(mid) / min(mid) if mid else None
+        parts.append(f"{k}: max/min over N_l ≥ 4 ×{_fmt(g)}")
+        verdicts.append(g is not None and g < 1.5 and len(t) == len(r["learning_time"]))
+    if not verdicts:
+        return "not in inits", MISSING
+    return "; ".join(parts), YES if all(verdicts) else PARTLY if any(verdicts) else NO
+
+
+def _fig6a_same(s):
+    o, p = s.get("orthogonal"), s.get("pretrained")
+    if o is None or p is None:
+        return "not in inits", MISSING
+    ratios = [b / a for a, b in zip(o["learning_time"], p["learning_time"]) if a and b]
+    if not ratios:
+        return "no depth learned by both", NO
+    med = float(np.median(ratios))
+    return f"pretrained / orthogonal learning time, median over depths ×{med:.2f}", YES if 0.67 < med < 1.5 else NO
+
+
+def _fig6bc(s):
+    f, k, o = s["sv_fraction_below_0_1"], s["sv_kurtosis"], s["eig_origin_bin_fraction"]
+    mono = all(np.diff(f) > 0) and all(np.diff(k) > 0) and all(np.diff(o) > 0)
+    return (f"singular values < 0.1: {', '.join(f'{x:.0%}' for x in f)}; kurtosis {_fmt(k[0])} → {_fmt(k[-1])}; "
+            f"origin bin {', '.join(f'{x:.0%}' for x in o)} (N_l = {', '.join(map(str, s['depths']))})", YES if mono else NO)
+
+
+def _fig7(s):
+    gains, qs = s["gains"], s["input_variances"]
+    if 1.0 not in gains or 1.0 not in qs:
+        return "g = 1, q¹ = 1 not in the grid", MISSING
+    i, j = gains.index(1.0), qs.index(1.0)
+    o = s["fraction_within_2x_of_median"]["orthogonal"][i][j]
+    g = s["fraction_within_2x_of_median"]["gaussian"][i][j]
+    return f"within 2× of the median at g = 1, q¹ = 1: orthogonal {o:.0%}, scaled Gaussian {g:.0%}", YES if o > 2 * g and o > 0.3 else PARTLY if o > g else NO
+
+
+def _fig8(s):
+    gc = s["critical_gain"]
+    return f"critical gain g_c = {gc:.4f}", YES if abs(gc - 1.0) < 0.01 else NO
+
+
+def _tanh_a(s):
+    names, err = s["initialisations"], s["final_train_error"]
+    best = names[int(np.nanargmin(np.asarray(err, float)))]
+    return f"lowest final training error: {best} ({min(err):.3f})", YES if best == "orthogonal g=1.1" else PARTLY if "g=1" in best else NO
+
+
+def _tanh_b(s):
+    rows = [(n, e) for n, e in zip(s["initialisations"], s["final_train_error"]) if n.startswith("orthogonal") and float(n.split("=")[1]) >= 2]
+    fit = [n for n, e in rows if e < 0.05]
+    return ("final training error " + ", ".join(f"{n.split()[-1]} {e:.2f}" for n, e in rows)), YES if len(fit) == len(rows) and rows else PARTLY if fit else NO
+
+
+CLAIMS = [
+    Claim("phase_portrait", "Three-layer dynamics follow hyperbolas of constant a²−b²; the analytic solution gives the learning time.",
+          "drift and time error < 0.05", _fig2),
+    Claim("mode_dynamics", "From decoupled initial conditions each mode follows the analytic sigmoid (Eq. 12).",
+          "max error / s < 0.1", _fig3a),
+    Claim("mode_dynamics", "From small random weights, linear networks lag the analytic curve a little; tanh networks lag more.",
+          "tanh delay > linear delay for ≥ 80% of the modes", _fig3b),
+    Claim("depth_sweep", "Learning time (best rate, decoupled start) saturates with depth: a finite delay even for very deep networks.",
+          "growth over the depth range < 1.5: reproduces; < 3: partly", _fig4a),
+    Claim("depth_sweep", "The optimal learning rate falls like 1/N_l.",
+          "slope in [−1.3, −0.7]: reproduces; < −0.2: partly", _fig4b),
+    Claim("pretraining", "MNIST satisfies the consistency condition: V Σ11 Vᵀ is approximately diagonal (Eq. 18).",
+          "off-diagonal share < 0.1 and < 0.2 × the random basis's", _fig5a),
+    Claim("pretraining", "A pretrained deep linear network learns faster than from random weights, pretraining time included.",
+          "faster at one common rate and at each start's best rate: reproduces; at one of them: partly", _fig5b),
+    Claim("init_comparison", "Scaled Gaussian initialisations learn slower with depth.",
+          "not learned at some depth, or growth > 1.5", _fig6a_gauss),
+    Claim("init_comparison", "Random orthogonal and pretrained initialisations give depth-independent learning times.",
+          "max/min over N_l ≥ 4 < 1.5, every depth learned", _fig6a_flat),
+    Claim("init_comparison", "Pretrained and random orthogonal learning times lie on top of each other.",
+          "median ratio within [0.67, 1.5]", _fig6a_same),
+    Claim("random_products", "Products of random Gaussian matrices become highly kurtotic with depth: most singular values and eigenvalues collapse while a long tail remains.",
+          "fraction < 0.1, kurtosis and origin-bin share all increase with depth", _fig6bc),
+    Claim("isometry", "Orthogonal tanh networks at g ≈ 1 keep an O(1) fraction of Jacobian singular values O(1) (dynamical isometry); scaled Gaussian do not.",
+          "orthogonal fraction within 2× > 0.3 and > 2 × Gaussian's", _fig7),
+    Claim("edge_of_chaos", "The fixed point of the variance map becomes positive at the critical gain g_c = 1 (edge of chaos).",
+          "|g_c − 1| < 0.01", _fig8),
+    Claim("deep_tanh", "Deep tanh networks train fastest from orthogonal weights with a gain slightly above 1.",
+          "g = 1.1 has the lowest final training error", _tanh_a),
+    Claim("deep_tanh", "Large gains (2–10) fit the training set in a few iterations.",
+          "every orthogonal start with g ≥ 2 below 5% training error", _tanh_b),
+]
+
+
+def run_app(app: str, out: Path, preset: str, data_root: str | None) -> tuple[bool, float, str]:
+    overrides = [f"hydra.run.dir={out}"]
+    if preset == "paper":
+        overrides.append("experiment=paper")
+    if data_root and app in ("depth_sweep", "pretraining", "init_comparison", "deep_tanh"):
+        overrides.append(f"data.root={data_root}")  # used where the preset reads MNIST from disk
+    env = {**os.environ}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1]) + os.pathsep + env.get("PYTHONPATH", "")
+    t0 = time.time()
+    r = subprocess.run([sys.executable, "-m", f"experiments.{app}", *overrides], env=env, capture_output=True, text=True)
+    err = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
+    return r.returncode == 0, time.time() - t0, (err[-1] if err else r.stderr.strip().splitlines()[-1] if r.stderr.strip() else "")
+
+
+def write_reports(out: Path, rows: list[dict], meta: dict) -> None:
+    from dlnjax.data.idx import atomic_write
+
+    counts = {v: sum(r["verdict"] == v for r in rows) for v in (YES, PARTLY, NO, MISSING)}
+    md = [f"# Reproduction report ({meta['preset']})", "",
+          f"Saxe, McClelland & Ganguli (ICLR 2014), reproduced by dlnjax. Preset `{meta['preset']}`, "
+          f"{meta['minutes']:.1f} minutes on {meta['machine']}. Each row: the paper's claim, what this run "
+          "measured, and the verdict by the rule given (a rule fixed before the run, in `experiments/reproduce.py`).", "",
+          f"**{counts[YES]} reproduce, {counts[PARTLY]} partly, {counts[NO]} do not, {counts[MISSING]} not run.**", "",
+          "| figure | the paper says | measured | rule | verdict |", "| --- | --- | --- | --- | --- |"]
+    cell = lambda x: str(x).replace("|", "\\|")  # noqa: E731
+    for r in rows:
+        md.append(f"| {cell(r['figure'])} | {cell(r['statement'])} | {cell(r['measured'])} | {cell(r['rule'])} | **{r['verdict']}** |")
+    md += ["", "## Figures", ""]
+    for app, fig, _ in APPS:
+        for f in meta["figures"].get(app, []):
+            md += [f"**{fig}** (`python -m experiments.{app}`{' experiment=paper' if meta['preset'] == 'paper' else ''})", "", f"![{fig}]({f})", ""]
+    text = "\n".join(md) + "\n"
+    atomic_write(out / "report.md", lambda f: f.write(text.encode()))
+
+    colour = {YES: "#d8f0d8", PARTLY: "#fff2c8", NO: "#f6d0d0", MISSING: "#e8e8e8"}
+    h = ["<!doctype html><html><head><meta charset='utf-8'><title>dlnjax reproduction report</title>",
+         "<style>body{font-family:sans-serif;max-width:1200px;margin:auto}td,th{border:1px solid #ccc;padding:4px;vertical-align:top}"
+         "table{border-collapse:collapse}img{max-width:100%}</style></head><body>",
+         f"<h1>Reproduction report ({html.escape(meta['preset'])})</h1>",
+         f"<p>{meta['minutes']:.1f} minutes on {html.escape(meta['machine'])}. <b>{counts[YES]} reproduce, {counts[PARTLY]} partly, "
+         f"{counts[NO]} do not, {counts[MISSING]} not run.</b></p>",
+         "<table><tr><th>figure</th><th>the paper says</th><th>measured</th><th>rule</th><th>verdict</th></tr>"]
+    for r in rows:
+        h.append(f"<tr><td>{html.escape(r['figure'])}</td><td>{html.escape(r['statement'])}</td><td>{html.escape(r['measured'])}</td>"
+                 f"<td>{html.escape(r['rule'])}</td><td style='background:{colour[r['verdict']]}'><b>{r['verdict']}</b></td></tr>")
+    h.append("</table><h2>Figures</h2>")
+    for app, fig, _ in APPS:
+        for f in meta["figures"].get(app, []):
+            h.append(f"<h3>{html.escape(fig)}</h3><img src='{html.escape(f)}' alt='{html.escape(fig)}'>")
+    h.append("</body></html>")
+    page = "\n".join(h) + "\n"
+    atomic_write(out / "report.html", lambda f: f.write(page.encode()))
+
+
+def run(cfg: DictConfig) -> dict:
+    import platform
+
+    out = run_dir()
+    preset = cfg.preset.value
+    apps = [a for a in APPS if not cfg.only or a[0] in list(cfg.only)]
+    prog = Progress("reproduce", len(apps))
+    t0 = time.time()
+    status, figures = {}, {}
+    for i, (app, fig, pngs) in enumerate(apps):
+        ok, secs, msg = run_app(app, out / app, preset, cfg.data_root)
+        status[app] = dict(ok=ok, seconds=secs, message=None if ok else msg)
+        prog.update(i + 1, f"{app} ({fig}): {'done' if ok else 'FAILED: ' + msg} in {secs:.0f}s")
+        if ok:
+            figures[app] = []
+            for p in pngs:
+                src = out / app / p
+                if src.exists():
+                    dst = out / "figures" / (p if p.startswith(app) else f"{app}_{p}")
+                    dst.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(src, dst)
+                    figures[app].append(f"figures/{dst.name}")
+    rows = []
+    fig_of = {a: f for a, f, _ in APPS}
+    for c in CLAIMS:
+        if not any(a == c.app for a, _, _ in apps):
+            continue
+        p = out / c.app / "summary.json"
+        if status.get(c.app, {}).get("ok") and p.exists():
+            try:
+                measured, verdict = c.judge(json.loads(p.read_text()))
+            except (KeyError, TypeError, ValueError, IndexError) as e:
+                measured, verdict = f"could not read the summary ({e})", MISSING
+        else:
+            measured, verdict = f"experiment failed: {status.get(c.app, {}).get('message')}", MISSING
+        rows.append(dict(app=c.app, figure=fig_of[c.app], statement=c.statement, rule=c.rule, measured=measured, verdict=verdict))
+    minutes = (time.time() - t0) / 60
+    import jax
+
+    machine = f"{jax.devices()[0].platform} ({platform.machine()}, {os.cpu_count()} cores)"
+    write_reports(out, rows, dict(preset=preset, minutes=minutes, machine=machine, figures=figures))
+    summary = dict(experiment="reproduce", preset=preset, claims=rows, experiments=status,
+                   verdicts={v: sum(r["verdict"] == v for r in rows) for v in (YES, PARTLY, NO, MISSING)},
+                   config=resolved_config(cfg))
+    save_json(out / "summary.json", summary)
+    log.info("report: %s (%s)", out / "report.md", ", ".join(f"{v} {n}" for v, n in summary["verdicts"].items()))
+    if not all(s["ok"] for s in status.values()):
+        sys.exit(1)
+    return summary
+
+
+main = entry("reproduce", run)
+
+
+if __name__ == "__main__":
+    main()
