@@ -193,7 +193,42 @@ def entry(config_name: str, run: Callable[[DictConfig], Any]) -> Callable[[], An
     def main(cfg: DictConfig) -> Any:
         return run(cfg)
 
-    return main
+    def cli() -> Any:
+        """Hydra's composition errors (unknown group option, bad type, unknown key, bad override
+        syntax) as one line and exit status 2, like the range checks of :func:`app`."""
+        import os
+
+        from hydra.errors import HydraException
+        from omegaconf.errors import OmegaConfBaseException
+
+        # let composition errors reach us instead of Hydra's multi-line report (set it to 0 for that)
+        os.environ.setdefault("HYDRA_FULL_ERROR", "1")
+        try:
+            return main()
+        except (HydraException, OmegaConfBaseException) as e:
+            print(f"error: {one_line_error(e)}", file=sys.stderr)
+            sys.exit(2)
+
+    return cli
+
+
+def one_line_error(e: BaseException) -> str:
+    """A composition error in one line: the key, the value and what is allowed where known."""
+    from omegaconf.errors import OmegaConfBaseException
+
+    cause = e
+    while not isinstance(cause, OmegaConfBaseException) and cause.__cause__ is not None:
+        cause = cause.__cause__
+    if isinstance(cause, OmegaConfBaseException) and getattr(cause, "msg", None):
+        key = getattr(cause, "full_key", None)
+        first = str(cause.msg).strip().splitlines()[0]
+        return f"invalid config: {key}: {first}" if key else f"invalid config: {first}"
+    if type(e).__name__ == "OverrideParseException":
+        return f"invalid override: {' '.join(str(e).split())}"
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip() and not ln.strip().startswith(("provider=", "Config search path", "Primary config"))]
+    if len(lines) > 1 and lines[1].startswith("Available options"):
+        return f"{lines[0]} ({lines[1].rstrip(':').lower()}: {', '.join(lines[2:])})"
+    return " ".join(lines)
 
 
 class Progress:

@@ -57,6 +57,18 @@ MIRRORS = {
 }
 
 
+ENV_MIRRORS = "DLNJAX_MIRRORS"
+
+
+def mirrors(name: str) -> tuple[str, ...]:
+    """Download mirrors of ``name``: ``$DLNJAX_MIRRORS`` (comma-separated base URLs, e.g. an
+    internal mirror or a ``file://`` folder) when set, else the public ones."""
+    env = os.environ.get(ENV_MIRRORS, "").strip()
+    if env:
+        return tuple(m.strip() if m.strip().endswith("/") else m.strip() + "/" for m in env.split(",") if m.strip())
+    return MIRRORS[name]
+
+
 class DataError(RuntimeError):
     """Missing, corrupt or undownloadable data; the message says which file and what to do."""
 
@@ -104,7 +116,7 @@ def download(name: str, directory: Path, fetch: Fetcher = _urlopen, timeout: flo
         if _find(directory, fname[:-3]) is not None:
             continue
         errors = []
-        for mirror in MIRRORS[name]:
+        for mirror in mirrors(name):
             url = mirror + fname
             try:
                 payload = fetch(url, timeout)
@@ -131,7 +143,7 @@ def _missing_message(name: str, directory: Path, missing: list[str]) -> str:
     return (
         f"{name}: missing {', '.join(m + '[.gz]' for m in missing)} in {directory}. "
         f"Put the four IDX files there, point data.root (or ${ENV_ROOT}) at a folder holding them,{extra} "
-        f"or run with data.download=true to fetch them from {MIRRORS[name][0]}."
+        f"or run with data.download=true to fetch them from {mirrors(name)[0]}."
     )
 
 
