@@ -155,11 +155,17 @@ def run_batch(
     chunk_steps: int,
     record_every: int,
     progress: Callable[[int, int, int], None] | None = None,
+    on_chunk: Callable[[dict], None] | None = None,
+    resume: dict | None = None,
 ) -> BatchResult:
     """Train a batch of networks (``weights``: every array with a leading member axis M, one
     learning rate per member) in chunks of ``chunk_steps`` until every member has crossed
     ``threshold`` or diverged (or ``max_steps``). The batch is spread over all local devices
-    (padded to a multiple of their count by repeating the last member; padding dropped)."""
+    (padded to a multiple of their count by repeating the last member; padding dropped).
+
+    Checkpoints without I/O here: after every chunk ``on_chunk(snapshot)`` receives a dict of
+    numpy arrays (the whole training state, the records so far, the steps done) that the caller
+    may save; passing such a snapshot back as ``resume`` continues exactly where it stopped."""
     dtype = stats.sigma11.dtype
     weights = tuple(jnp.asarray(w, dtype) for w in weights)
     n = len(learning_rates)
@@ -176,7 +182,19 @@ def run_batch(
     thr_arr = jnp.asarray(threshold, dtype)
     steps, losses = [], []
     done_steps = 0
+    leaves, treedef = jax.tree_util.tree_flatten(states)
+    if resume is not None:
+        saved = [resume[f"state_{i}"] for i in range(len(leaves))]
+        if any(np.shape(a) != np.shape(b) for a, b in zip(saved, leaves)) or len(resume["steps"]) != len(resume["losses"]):
+            raise ValueError("run_batch: the snapshot to resume from does not match this batch")
+        states = devices.shard_batch(jax.tree_util.tree_unflatten(treedef, [jnp.asarray(a, b.dtype) for a, b in zip(saved, leaves)]))
+        steps, losses = list(resume["steps"]), list(resume["losses"])
+        done_steps = int(resume["done_steps"])
     while done_steps < max_steps:
+        crossed = np.asarray(states.cross_step)[:n] >= 0
+        diverged = np.asarray(states.diverged)[:n]
+        if done_steps > 0 and np.all(crossed | diverged):
+            break
         states, rec = step_fn(states, lrs, thr_arr)
         steps.append(np.asarray(rec.step[0]))
         losses.append(np.asarray(rec.loss)[:n])
@@ -185,6 +203,10 @@ def run_batch(
         diverged = np.asarray(states.diverged)[:n]
         if progress is not None:
             progress(done_steps, int(np.sum(crossed | diverged)), n)
+        if on_chunk is not None:
+            snap = {f"state_{i}": np.asarray(x) for i, x in enumerate(jax.tree_util.tree_leaves(states))}
+            snap.update(steps=np.stack(steps), losses=np.stack(losses), done_steps=np.asarray(done_steps))
+            on_chunk(snap)
         if np.all(crossed | diverged):
             break
     cross = np.asarray(states.cross_step)[:n].astype(np.float64)
@@ -214,6 +236,8 @@ def run_depth(
     key: Array,
     hidden_basis: str = "random",
     progress: Callable[[int, int, int], None] | None = None,
+    on_chunk: Callable[[dict], None] | None = None,
+    resume: dict | None = None,
 ) -> DepthResult:
     """Train one decoupled network per learning rate (vmapped) until all cross or diverge."""
     stats = task.stats
@@ -226,7 +250,7 @@ def run_depth(
     batch = tuple(jnp.broadcast_to(w, (n_rates,) + w.shape) for w in w0)
     res = run_batch(
         stats, batch, learning_rates, threshold=thr, max_steps=max_steps, chunk_steps=chunk_steps,
-        record_every=record_every, progress=progress,
+        record_every=record_every, progress=progress, on_chunk=on_chunk, resume=resume,
     )
     return DepthResult(
         depth=depth,

@@ -34,7 +34,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from . import schema  # noqa: F401
-from .common import Progress, entry, load_dataset, resolved_config, run_dir, save_figure, write_results
+from .common import Progress, entry, load_dataset, resolved_config, run_dir, save_figure, save_npz, write_results
 
 log = logging.getLogger("dlnjax")
 
@@ -77,14 +77,29 @@ def _partial_path(out, depth: int):
     return out / "partial" / f"depth{depth}.npz"
 
 
+def _config_json(cfg: DictConfig) -> str:
+    return json.dumps(resolved_config(cfg), sort_keys=True)
+
+
+def _load_state(path, cfg: DictConfig) -> dict | None:
+    """A mid-depth training snapshot saved by this very config, else None."""
+    if not path.exists():
+        return None
+    try:
+        with np.load(path) as z:
+            if str(z["config_json"]) != _config_json(cfg):
+                return None
+            return {k: z[k] for k in z.files if k != "config_json"}
+    except (OSError, ValueError, KeyError):
+        return None
+
+
 def _save_partial(out, res, cfg: DictConfig) -> None:
     """One finished depth, atomically, tagged with the run's config (resume after a kill)."""
     from dataclasses import asdict
 
-    from .common import save_npz
-
     fields = {k: np.asarray(v) for k, v in asdict(res).items()}
-    fields["config_json"] = np.asarray(json.dumps(resolved_config(cfg), sort_keys=True))
+    fields["config_json"] = np.asarray(_config_json(cfg))
     save_npz(_partial_path(out, res.depth), **fields)
 
 
@@ -97,7 +112,7 @@ def _load_partial(out, depth: int, cfg: DictConfig):
         return None
     try:
         with np.load(p) as z:
-            if str(z["config_json"]) != json.dumps(resolved_config(cfg), sort_keys=True):
+            if str(z["config_json"]) != _config_json(cfg):
                 return None
             kw = {k: z[k] for k in z.files if k != "config_json"}
     except (OSError, ValueError, KeyError):
@@ -135,12 +150,25 @@ def sweep_depths(cfg: DictConfig, task, depths, rates, progress_label: str = "de
         def cb(steps, done, total, i=i, depth=depth):
             prog.update(i * max_chunks + steps // int(cfg.chunk_steps), f"depth {depth}: step {steps}, {done}/{total} rates crossed or diverged")
 
+        state_file = _partial_path(out, int(depth)).with_suffix(".state.npz")
+        resume = _load_state(state_file, cfg)
+        if resume is not None:
+            log.info("depth %d: continuing from step %d (%s)", depth, int(resume["done_steps"]), state_file)
+        every = int(cfg.checkpoint_every)
+
+        def on_chunk(snap, state_file=state_file):
+            done = int(snap["done_steps"])
+            if every > 0 and done % every < int(cfg.chunk_steps) and done < int(cfg.max_steps):
+                save_npz(state_file, config_json=np.asarray(_config_json(cfg)), **snap)
+
         res = sweep.run_depth(
             task, int(depth), rates, hidden=int(cfg.hidden), u0=float(cfg.u0), threshold=thr,
             max_steps=int(cfg.max_steps), chunk_steps=int(cfg.chunk_steps), record_every=int(cfg.record_every),
             key=jax.random.fold_in(key, int(depth)), hidden_basis=cfg.hidden_basis, progress=cb,
+            on_chunk=on_chunk if every > 0 else None, resume=resume,
         )
         _save_partial(out, res, cfg)
+        state_file.unlink(missing_ok=True)
         prog.update((i + 1) * max_chunks)
         b, bt = sweep.best_rate(res)
         log.info(

@@ -135,6 +135,9 @@ class DepthSweepConfig:
     fit_min_depth: int = 5
     seed: int = 0
     precision: Precision = Precision.float32
+    # save the whole training state every this many steps (partial/depth<N>.state.npz) so that a
+    # killed run continues mid-depth; 0: only finished depths are saved
+    checkpoint_every: int = 5000
 
 
 @dataclass
@@ -396,6 +399,8 @@ def validate(cfg: DictConfig) -> None:
             _check(cfg[key] >= 1, key, cfg[key], "an integer >= 1")
     if "gain" in cfg:
         _positive(cfg, "gain")
+    if "checkpoint_every" in cfg:
+        _check(cfg.checkpoint_every >= 0, "checkpoint_every", cfg.checkpoint_every, "an integer >= 0 (0: off)")
     if "only" in cfg:
         bad = [a for a in cfg.only if a not in REPRODUCE_APPS]
         _check(not bad, "only", list(cfg.only), "a list of: " + ", ".join(REPRODUCE_APPS))

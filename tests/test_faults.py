@@ -137,3 +137,29 @@ def test_reproduce_verdict_rules():
     assert r._fig5b(five)[1] == r.PARTLY
     assert r._fig5b({**five, "learning_time_ratio": 1.1})[1] == r.YES
     assert r._fig8({"critical_gain": 1.2})[1] == r.NO
+
+
+def test_killed_depth_sweep_continues_mid_depth_from_its_saved_state(tmp_path):
+    args = ["-m", "experiments.depth_sweep", "experiment=debug", "depths=[24]", "hidden=64", "learning_rates.num=8",
+            "threshold.eps=0.001", "max_steps=2000", "chunk_steps=100", "checkpoint_every=200"]
+    ref = tmp_path / "ref"
+    _py(*args, f"hydra.run.dir={ref}")
+    run = tmp_path / "run"
+    p = subprocess.Popen([sys.executable, *args, f"hydra.run.dir={run}"], cwd=ROOT, env=ENV,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    state = run / "partial" / "depth24.state.npz"
+    t0 = time.time()
+    while not state.exists() and p.poll() is None and time.time() - t0 < 300:
+        time.sleep(0.02)
+    time.sleep(0.3)
+    os.killpg(p.pid, signal.SIGKILL)
+    p.wait()
+    assert state.exists() and not (run / "summary.json").exists(), "the run was not caught mid-depth"
+    with np.load(state) as z:
+        saved_at = int(z["done_steps"])
+    assert 0 < saved_at < 2000 and saved_at % 200 == 0
+    r = _py(*args, f"hydra.run.dir={run}")
+    assert f"depth 24: continuing from step {saved_at}" in r.stderr + r.stdout
+    assert not state.exists()  # removed once the depth is finished
+    assert json.loads((ref / "summary.json").read_text()) == json.loads((run / "summary.json").read_text())
+    assert (ref / "results.npz").read_bytes() == (run / "results.npz").read_bytes()

@@ -62,3 +62,35 @@ def test_threshold_kinds(white_task):
     thr, e_star = sweep.threshold_value(white_task, widths, 10.0, "relative", 0.1, 0.0)
     assert thr == pytest.approx(e_star + 0.1 * (10.0 - e_star))
     assert sweep.threshold_value(white_task, widths, 10.0, "absolute", 0.1, 3.0)[0] == 3.0
+
+
+def test_run_batch_resumes_exactly_from_a_snapshot():
+    """A snapshot handed out after chunk k, passed back as ``resume``, gives the very same run."""
+    import jax
+    import jax.numpy as jnp
+
+    from dlnjax import init as inits
+    from dlnjax import linear, sweep
+    from dlnjax.data import teacher
+
+    ds = teacher([2.0, 1.5, 1.0], 5, 4, seed=0)
+    stats = linear.stats_from_examples(ds.x, ds.y, dtype=jnp.float64)
+    task = sweep.Task.from_stats(stats)
+    widths = (5, 6, 6, 4)
+    net = inits.small_gaussian(jax.random.PRNGKey(0), widths, 0.1, jnp.float64)
+    lrs = [0.005, 0.02, 40.0]  # the last one diverges
+    batch = tuple(jnp.broadcast_to(w, (3,) + w.shape) for w in net)
+    thr, _ = sweep.zero_map_threshold(task, widths, 0.05)
+    kw = dict(threshold=thr, max_steps=2000, chunk_steps=100, record_every=10)
+    snaps = []
+    full = sweep.run_batch(stats, batch, lrs, on_chunk=snaps.append, **kw)
+    assert len(snaps) >= 3
+    again = sweep.run_batch(stats, batch, lrs, resume=snaps[1], **kw)
+    np.testing.assert_array_equal(again.loss, full.loss)
+    np.testing.assert_array_equal(again.learning_time, full.learning_time)
+    np.testing.assert_array_equal(again.diverged, full.diverged)
+    assert again.steps_run == full.steps_run and bool(full.diverged[-1])
+    # a snapshot of another batch is refused
+    other = tuple(jnp.broadcast_to(w, (2,) + w.shape) for w in net)
+    with pytest.raises(ValueError, match="does not match"):
+        sweep.run_batch(stats, other, lrs[:2], resume=snaps[1], **kw)
