@@ -251,8 +251,8 @@ def make_figure(out, dataset, depths, rates, kinds, per_init, theory_t, opt, eig
             a1.plot(d[ok], [t for t in r["learning_time"] if t is not None], "o-", color=COLOURS[kind], label=LABELS[kind])
             a2.plot(d[ok], [b for b in r["best_learning_rate"] if b is not None], "o-", color=COLOURS[kind], label=LABELS[kind])
         lost = ~ok
-        if lost.any():
-            a1.plot(d[lost], np.full(lost.sum(), cfg.max_steps), "x", color=COLOURS[kind], ms=9)
+        if lost.any():  # stacked just above max_steps, one row per initialisation
+            a1.plot(d[lost], np.full(lost.sum(), cfg.max_steps * 1.08 ** (1 + kinds.index(kind))), "x", color=COLOURS[kind], ms=8)
     if theory_t is not None:
         okt = np.asarray([t is not None for t in theory_t])
         if okt.any():
@@ -267,7 +267,7 @@ def make_figure(out, dataset, depths, rates, kinds, per_init, theory_t, opt, eig
     a1.set_xlabel("depth N_l (layers)")
     a1.set_ylabel("learning time (fine-tuning steps)")
     a1.set_title(f"Learning time vs depth ({dataset}); × not learned in {cfg.max_steps}")
-    a1.legend(fontsize=8)
+    a1.legend(fontsize=7, loc="lower right")
     if "decoupled" in kinds:
         a2.plot(d, opt, ":", color="0.4", label="decoupled: supplement 1/λ₁(a_opt)")
     a2.axhline(rates[0], color="0.8", lw=0.8)
