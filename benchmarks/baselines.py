@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dlnjax import init as inits
-from dlnjax import linear, reduced
+from dlnjax import linear, reduced, sweep
 from dlnjax.data import hierarchy
 
 from .common import table, timeit, write
@@ -133,14 +133,18 @@ def workload1(a, rows, out):
     tr33 = float(tr33)
     w0_np = [np.asarray(w, np.float32) for w in w0]
 
-    # dlnjax: one vmapped batch over all rates
+    # dlnjax: all rates in one compiled batch, as run_batch runs them (members one after another
+    # on a CPU, vmapped on accelerators), and the vmapped variant for comparison
     runner = linear.make_runner(stats, record_every=1, n_records=a.steps)
-    step = jax.jit(jax.vmap(runner, in_axes=(0, 0, None)))
+    step = sweep.batched(runner, member_bytes=sum(int(w.nbytes) for w in w0))
     states = jax.vmap(lambda w: linear.init_state(w, stats))(tuple(jnp.broadcast_to(w, (a.rates,) + w.shape) for w in w0))
     lrs_j = jnp.asarray(lrs)
     t_ours = timeit(lambda: step(states, lrs_j, -jnp.inf)[1].loss, a.repeats)
     ours_ns = t_ours["median_s"] / (a.steps * a.rates)
     ref = np.asarray(step(states, lrs_j, -jnp.inf)[1].loss)  # (R, steps)
+    step_v = sweep.batched(runner, "vmap")
+    t_vmap = timeit(lambda: step_v(states, lrs_j, -jnp.inf)[1].loss, a.repeats)
+    vmap_ns = t_vmap["median_s"] / (a.steps * a.rates)
 
     # agreement first: every competitor, a few steps at the largest rate, same weights
     k = min(3, a.steps)
@@ -163,8 +167,12 @@ def workload1(a, rows, out):
         if rel > a.rtol or rel_d > a.rtol_change:
             raise SystemExit(f"{name} disagrees with dlnjax: relative loss difference {rel:.2e}, of its change {rel_d:.2e}")
 
-    res = {"dlnjax": dict(per_network_step_s=ours_ns, compile_first_call_s=t_ours["first_call_s"])}
-    rows.append(("W1 dlnjax (vmapped over rates, statistics)", f"{ours_ns * 1e3:.3f} ms", "1.0", f"{agree.get('numpy_stats', 0):.0e}"))
+    big = sum(int(w.nbytes) for w in w0) >= sweep.MAP_MIN_BYTES_CPU
+    mode = "map" if (jax.default_backend() == "cpu" and big) else "vmap"
+    res = {"dlnjax": dict(per_network_step_s=ours_ns, compile_first_call_s=t_ours["first_call_s"], batch_mode=mode),
+           "dlnjax_vmap": dict(per_network_step_s=vmap_ns, compile_first_call_s=t_vmap["first_call_s"])}
+    rows.append((f"W1 dlnjax (all rates in one compiled batch, {mode}, statistics)", f"{ours_ns * 1e3:.3f} ms", "1.0", ""))
+    rows.append(("W1 dlnjax, rates vmapped", f"{vmap_ns * 1e3:.3f} ms", f"{vmap_ns / ours_ns:.2f}", ""))
     t_np = _median_time(lambda: numpy_train(w0_np, s11, s31, tr33, lrs[0], a.steps_np), a.repeats) / a.steps_np
     res["numpy_stats"] = dict(per_network_step_s=t_np, relative_loss_difference=agree["numpy_stats"])
     rows.append(("W1 (c) numpy, statistics, one rate at a time", f"{t_np * 1e3:.3f} ms", f"{t_np / ours_ns:.1f}", f"{agree['numpy_stats']:.0e}"))
@@ -179,7 +187,7 @@ def workload1(a, rows, out):
         rows.append(("W1 (a), (b) torch", "not installed (pip install -e '.[bench]')", "", ""))
     out["workload1"] = dict(
         depth=a.depth, hidden=a.hidden, rates=a.rates, examples=a.examples, steps=a.steps, results=res,
-        speedup_vs={k: v["per_network_step_s"] / ours_ns for k, v in res.items() if k != "dlnjax"},
+        speedup_vs={k: v["per_network_step_s"] / ours_ns for k, v in res.items() if not k.startswith("dlnjax")},
         targets=dict(torch_examples=1000.0, torch_stats=1.3),
     )
 
@@ -226,16 +234,19 @@ def workload2(a, rows, out):
         f = jax.jit(jax.vmap(lambda w1, w2: reduced.train(reduced.reduce_weights(w1, w2, u_r), prob, lr, activation=act, num_steps=a.steps2, record_every=a.steps2)[1]))
         t = timeit(lambda: f(*ws), a.repeats)
         ours = t["median_s"] / a.n_init
-        final = np.asarray(f(*ws))[:, -1]
+        rec = np.asarray(f(*ws))
+        final, first = rec[:, -1], rec[:, 0]
         entry = dict(per_init_s=ours, compile_first_call_s=t["first_call_s"])
         rows.append((f"W2 dlnjax {act} (vmapped, exact reduced)", f"{ours * 1e3:.2f} ms/init", "1.0", ""))
         if torch is not None:
             n_t = min(a.n_init, a.torch_inits)
             pairs = [(np.asarray(ws[0][i]), np.asarray(ws[1][i])) for i in range(n_t)]
             torch_final = torch_fig3_loop(x, y, pairs[:1], lr, a.steps2, act)
-            rel = float(abs(torch_final[0] - final[0]) / abs(final[0]))
+            # relative to the initial loss: the final one is ~1e-7 of it, below float32 resolution
+            # of a loss formed from sums of size E(0)
+            rel = float(abs(torch_final[0] - final[0]) / abs(first[0]))
             if rel > a.rtol2:
-                raise SystemExit(f"torch {act} loop disagrees with dlnjax: final loss relative difference {rel:.2e}")
+                raise SystemExit(f"torch {act} loop disagrees with dlnjax: final loss differs by {rel:.2e} of the initial loss")
             t0 = time.perf_counter()
             torch_fig3_loop(x, y, pairs, lr, a.steps2, act)
             tt = (time.perf_counter() - t0) / n_t
@@ -260,7 +271,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--rtol", type=float, default=2e-3, help="loss agreement, workload 1 (float32 sums)")
     ap.add_argument("--rtol-change", type=float, default=2e-2, help="agreement of the loss change over the checked steps")
-    ap.add_argument("--rtol2", type=float, default=1e-2, help="final-loss agreement after 2,000 steps, workload 2")
+    ap.add_argument("--rtol2", type=float, default=1e-4, help="final-loss agreement after 2,000 steps (fraction of the initial loss), workload 2")
     ap.add_argument("--tiny", action="store_true")
     a = ap.parse_args()
     if a.tiny:

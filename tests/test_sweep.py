@@ -94,3 +94,27 @@ def test_run_batch_resumes_exactly_from_a_snapshot():
     other = tuple(jnp.broadcast_to(w, (2,) + w.shape) for w in net)
     with pytest.raises(ValueError, match="does not match"):
         sweep.run_batch(stats, other, lrs[:2], resume=snaps[1], **kw)
+
+
+def test_batched_map_equals_vmap():
+    """The two ways of running a batch of networks give the same trajectories (float64)."""
+    import jax
+    import jax.numpy as jnp
+
+    from dlnjax import init as inits
+    from dlnjax import linear, sweep
+    from dlnjax.data import teacher
+
+    ds = teacher([2.0, 1.5, 1.0], 5, 4, seed=0)
+    stats = linear.stats_from_examples(ds.x, ds.y, dtype=jnp.float64)
+    net = inits.small_gaussian(jax.random.PRNGKey(0), (5, 6, 6, 4), 0.1, jnp.float64)
+    states = jax.vmap(lambda w: linear.init_state(w, stats))(tuple(jnp.broadcast_to(w, (3,) + w.shape) for w in net))
+    lrs = jnp.asarray([0.005, 0.02, 40.0])
+    runner = linear.make_runner(stats, record_every=10, n_records=30)
+    sv, rv = sweep.batched(runner, "vmap")(states, lrs, -jnp.inf)
+    sm, rm = sweep.batched(runner, "map")(states, lrs, -jnp.inf)
+    np.testing.assert_allclose(np.asarray(rm.loss), np.asarray(rv.loss), rtol=1e-10, equal_nan=True)
+    np.testing.assert_array_equal(np.asarray(sm.diverged), np.asarray(sv.diverged))
+    assert bool(sm.diverged[-1]) and not bool(sm.diverged[0])
+    with pytest.raises(ValueError, match="mode must be"):
+        sweep.batched(runner, "pmap")
