@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dlnjax import init as inits
-from dlnjax import linear
+from dlnjax import linear, sweep
 
 from .common import table, timeit, write
 
@@ -106,6 +106,20 @@ def main() -> None:
     t_plain = timeit(run_plain, a.repeats)
     per_step_plain = t_plain["median_s"] / a.steps
 
+    # the networks one after another in one compiled loop (what the sweeps do on a CPU for
+    # networks this large: sweep.batched)
+    member_bytes = bytes_w // a.rates
+    seq = jax.jit(lambda st, lr, thr: jax.lax.map(lambda m: runner(m[0], m[1], thr), (st, lr)), donate_argnums=(0,))
+    state_m = {"s": fresh()}
+
+    def run_map():
+        state_m["s"], rec = seq(state_m["s"], lrs, -jnp.inf)
+        return rec.loss
+
+    t_map = timeit(run_map, a.repeats)
+    per_step_map = t_map["median_s"] / a.steps
+    sweeps_mode = "map" if (jax.default_backend() == "cpu" and member_bytes >= sweep.MAP_MIN_BYTES_CPU) else "vmap"
+
     # P-independence: same architecture, statistics from 8,000 vs 60,000 examples
     p_rows = []
     for p in (8000, 60000):
@@ -122,6 +136,8 @@ def main() -> None:
         ("roofline T_min = 3B/BW", f"{t_min * 1e3:.2f} ms"),
         ("dlnjax step (vmapped over rates)", f"{per_step * 1e3:.2f} ms  ({per_step / t_min:.2f} x T_min)"),
         ("plain jit(vmap(scan(value_and_grad)))", f"{per_step_plain * 1e3:.2f} ms  ({per_step_plain / t_min:.2f} x T_min)"),
+        ("dlnjax, networks one after another (lax.map)", f"{per_step_map * 1e3:.2f} ms  ({per_step_map / t_min:.2f} x T_min)"),
+        ("the sweeps use", sweeps_mode),
         ("speed-up over plain autodiff", f"{per_step_plain / per_step:.2f} x"),
         ("per network-step", f"{per_step / a.rates * 1e3:.3f} ms"),
         ("step, P = 8,000 vs 60,000", f"{p_rows[0][1] * 1e3:.2f} ms vs {p_rows[1][1] * 1e3:.2f} ms (ratio {p_rows[1][1] / p_rows[0][1]:.2f})"),
@@ -136,6 +152,7 @@ def main() -> None:
             config=vars(a), dtype=np.dtype(dtype).name, weight_bytes=bytes_w, copy_bandwidth_Bps=bw, t_min_s=t_min,
             step_s=per_step, step_plain_s=per_step_plain, roofline_ratio=per_step / t_min,
             plain_roofline_ratio=per_step_plain / t_min, speedup_vs_plain=per_step_plain / per_step,
+            step_map_s=per_step_map, map_roofline_ratio=per_step_map / t_min, sweeps_batch_mode=sweeps_mode,
             step_s_by_examples={str(p): t for p, t in p_rows}, peak_bytes=peak,
             peak_over_weights=None if peak is None else peak / bytes_w, compile_first_call_s=t_ours["first_call_s"],
         ),

@@ -27,12 +27,19 @@ def render(path: Path) -> str:
         by_p = d.get("step_s_by_examples", {})
         ps = sorted(by_p, key=int)
         rows = [
-            ("workload", f"depth {c['depth']}, {c['hidden']} hidden, {c['rates']} rates vmapped, {d['dtype']}"),
+            ("workload", f"depth {c['depth']}, {c['hidden']} hidden, {c['rates']} rates, {d['dtype']}"),
             ("weights", f"{d['weight_bytes'] / 1e6:.0f} MB"),
             ("copy bandwidth (in place, read+write)", f"{d['copy_bandwidth_Bps'] / 1e9:.2f} GB/s"),
             ("roofline T_min = 3 B / BW", f"{d['t_min_s'] * 1e3:.1f} ms"),
-            ("dlnjax step", f"{d['step_s'] * 1e3:.1f} ms = {d['roofline_ratio']:.2f} x T_min"),
+            ("dlnjax step, rates vmapped", f"{d['step_s'] * 1e3:.1f} ms = {d['roofline_ratio']:.2f} x T_min"),
             ("plain jit(vmap(scan(value_and_grad)))", f"{d['step_plain_s'] * 1e3:.1f} ms = {d['plain_roofline_ratio']:.2f} x T_min"),
+        ]
+        if "step_map_s" in d:
+            rows += [
+                ("dlnjax step, networks one after another (lax.map)", f"{d['step_map_s'] * 1e3:.1f} ms = {d['map_roofline_ratio']:.2f} x T_min"),
+                ("batch mode the sweeps use here", d["sweeps_batch_mode"]),
+            ]
+        rows += [
             ("step with statistics of " + " vs ".join(f"{int(p):,}" for p in ps) + " examples",
              " vs ".join(f"{by_p[p] * 1e3:.1f} ms" for p in ps)),
             ("peak memory / weight bytes", "n/a" if d.get("peak_over_weights") is None else f"{d['peak_over_weights']:.2f}"),
