@@ -36,9 +36,9 @@ import numpy as np
 
 from dlnjax import init as inits
 from dlnjax import linear, reduced, sweep
-from dlnjax.data import hierarchy
 
 from .common import table, timeit, write
+from .fig3 import workload as fig3_workload
 
 try:  # benchmark-only dependency
     import torch
@@ -217,14 +217,7 @@ def torch_fig3_loop(x, y, ws, lr, steps, act):
 
 
 def workload2(a, rows, out):
-    ds = hierarchy()
-    dtype = jnp.float32
-    st = linear.stats_from_examples(ds.x, ds.y).astype(dtype)
-    u, _, v = inits.full_svd_basis(st.sigma31)
-    u_r = u[:, :32]
-    prob = reduced.make_problem(jnp.asarray(ds.x, dtype), ds.y, u_r, v, 32)
-    keys = jax.random.split(jax.random.PRNGKey(0), a.n_init)
-    ws = jax.vmap(lambda k: inits.small_gaussian(k, (32, 32, 1000), 1.8e-4, dtype))(keys)
+    ds, _, u_r, prob, ws = fig3_workload(a.n_init)
     ws = (ws[0], ws[1])
     lr = 5e-4
     x = np.asarray(ds.x, np.float32)

@@ -22,6 +22,19 @@ from dlnjax.data import hierarchy
 from .common import table, timeit, write
 
 
+def workload(n_init: int, dtype=jnp.float32):
+    """The Fig. 3 problem (hierarchical data, 32 -> 32 -> 1000) and ``n_init`` small random starts:
+    (data set, statistics, U_r, reduced problem, stacked weights (W1, W2))."""
+    ds = hierarchy()
+    st = linear.stats_from_examples(ds.x, ds.y).astype(dtype)
+    u, _, v = inits.full_svd_basis(st.sigma31)
+    u_r = u[:, :32]
+    prob = reduced.make_problem(jnp.asarray(ds.x, dtype), ds.y, u_r, v, 32)
+    keys = jax.random.split(jax.random.PRNGKey(0), n_init)
+    ws = jax.vmap(lambda k: inits.small_gaussian(k, (32, 32, 1000), 1.8e-4, dtype))(keys)
+    return ds, st, u_r, prob, ws
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n-init", type=int, default=100)
@@ -30,14 +43,7 @@ def main() -> None:
     a = ap.parse_args()
     if a.tiny:
         a.n_init, a.steps = 4, 50
-    ds = hierarchy()
-    dtype = jnp.float32
-    st = linear.stats_from_examples(ds.x, ds.y).astype(dtype)
-    u, s, v = inits.full_svd_basis(st.sigma31)
-    u_r = u[:, :32]
-    prob = reduced.make_problem(jnp.asarray(ds.x, dtype), ds.y, u_r, v, 32)
-    keys = jax.random.split(jax.random.PRNGKey(0), a.n_init)
-    ws = jax.vmap(lambda k: inits.small_gaussian(k, (32, 32, 1000), 1.8e-4, dtype))(keys)
+    ds, st, u_r, prob, ws = workload(a.n_init)
     rows, out = [], {}
     for act in ("linear", "tanh"):
         f = jax.jit(jax.vmap(lambda w: reduced.train(reduced.reduce_weights(w[0], w[1], u_r), prob, 5e-4, activation=act, num_steps=a.steps, record_every=10)[1]))

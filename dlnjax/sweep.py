@@ -73,6 +73,14 @@ def zero_map_threshold(task: Task, widths: Sequence[int], eps: float) -> tuple[f
     return e_star + eps * (e_zero - e_star), e_star
 
 
+def start_independent_threshold(task: Task, widths: Sequence[int], kind: str, eps: float, value: float) -> tuple[float, float]:
+    """(threshold, E*) for comparing different starts: :func:`zero_map_threshold` for
+    ``kind='relative'``, else the absolute ``value``."""
+    if kind == "relative":
+        return zero_map_threshold(task, widths, eps)
+    return float(value), float(linear.best_error(task.stats, rank=min(widths)))
+
+
 def theory_error_curve(task: Task, t: np.ndarray, lr: float, depth: int, u0: float, rank: int) -> np.ndarray:
     """Training error predicted by the decoupled theory (Eq. 12/15 per mode) at times ``t`` (steps).
 

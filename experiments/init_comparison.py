@@ -86,7 +86,7 @@ def run(cfg: DictConfig) -> dict:
     matplotlib.use("Agg")
 
     from dlnjax import init as inits
-    from dlnjax import linear, pretrain, sweep
+    from dlnjax import pretrain, sweep
 
     out = run_dir()
     t_start = time.time()
@@ -132,10 +132,7 @@ def run(cfg: DictConfig) -> dict:
                     index.append((kind, ri, si))
         batch = tuple(jnp.stack([m[l] for m in members]) for l in range(len(widths) - 1))
         lrs = np.asarray([rates[ri] for _, ri, _ in index])
-        if cfg.threshold.kind.value == "relative":
-            thr, e_star = sweep.zero_map_threshold(task, widths, float(cfg.threshold.eps))
-        else:
-            thr, e_star = float(cfg.threshold.value), float(linear.best_error(stats, rank=min(widths)))
+        thr, e_star = sweep.start_independent_threshold(task, widths, cfg.threshold.kind.value, float(cfg.threshold.eps), float(cfg.threshold.value))
         thresholds.append(thr)
         e_stars.append(e_star)
 

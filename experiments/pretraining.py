@@ -109,10 +109,7 @@ def run(cfg: DictConfig) -> dict:
     n_r = len(rates)
     batch = tuple(jnp.concatenate([jnp.broadcast_to(a, (n_r,) + a.shape), jnp.broadcast_to(b, (n_r,) + b.shape)]) for a, b in zip(w_rand, w_pre))
     eps = float(cfg.threshold.eps)
-    if cfg.threshold.kind.value == "relative":
-        thr, e_star = sweep.zero_map_threshold(task, widths, eps)
-    else:
-        thr, e_star = float(cfg.threshold.value), float(sweep.linear.best_error(stats, rank=min(widths)))
+    thr, e_star = sweep.start_independent_threshold(task, widths, cfg.threshold.kind.value, eps, float(cfg.threshold.value))
     max_chunks = -(-int(cfg.max_steps) // int(cfg.chunk_steps))
     ft_prog = Progress("fine-tuning", max_chunks)
     res = sweep.run_batch(
