@@ -19,6 +19,8 @@ Initialisations (``inits``):
 Threshold: ``E <= E* + eps (1/2 tr Sigma33 - E*)`` (relative; the zero map's error as the common
 reference, since random starts begin at different errors) or ``threshold.value`` (absolute).
 Learning times count fine-tuning steps only; the pretraining steps are reported beside them.
+Each finished depth is saved to ``partial/`` (and, every ``checkpoint_every`` steps, the whole
+training state), so a killed run re-run in the same directory continues where it stopped.
 Right panel: the eigenvalues of one Haar orthogonal matrix (``orthogonal_example`` square) on
 the unit circle.
 
@@ -36,8 +38,8 @@ import numpy as np
 from omegaconf import DictConfig
 
 from . import schema  # noqa: F401
-from .common import Progress, entry, resolved_config, run_dir, save_figure, write_results
-from .depth_sweep import learning_rate_grid, prepare, theory_optimal_rate
+from .common import Progress, entry, resolved_config, run_dir, save_figure, save_npz, write_results
+from .depth_sweep import _config_json, _load_state, learning_rate_grid, prepare, theory_optimal_rate
 
 log = logging.getLogger("dlnjax")
 
@@ -123,6 +125,17 @@ def run(cfg: DictConfig) -> dict:
     for di, depth in enumerate(depths):
         t0 = time.time()
         widths = sweep.widths_for(stats.n_in, stats.n_out, depth, int(cfg.hidden))
+        done_file = out / "partial" / f"depth{depth}.npz"
+        saved = _load_state(done_file, cfg)
+        if saved is not None:  # finished in an earlier run of this very config
+            for kind in kinds:
+                lt[kind][di], div[kind][di] = saved[f"lt_{kind}"], saved[f"div_{kind}"]
+            curves.update({k: saved[k] for k in saved if k.startswith(("loss_", "steps_"))})
+            thresholds.append(float(saved["threshold"]))
+            e_stars.append(float(saved["e_star"]))
+            prog.update((di + 1) * max_chunks)
+            log.info("depth %d: finished in an earlier run of this config, loaded from %s", depth, done_file)
+            continue
         members, index = [], []
         for kind in kinds:
             nets = initial_weights(kind, jax.random.fold_in(jax.random.fold_in(k_init, depth), kinds.index(kind)), widths, n_seeds, cfg, task, stacks, dtype)
@@ -139,9 +152,20 @@ def run(cfg: DictConfig) -> dict:
         def cb(steps, done, total, di=di, depth=depth):
             prog.update(di * max_chunks + steps // int(cfg.chunk_steps), f"depth {depth}: step {steps}, {done}/{total} crossed or diverged")
 
+        state_file = out / "partial" / f"depth{depth}.state.npz"
+        resume = _load_state(state_file, cfg)
+        if resume is not None:
+            log.info("depth %d: continuing from step %d (%s)", depth, int(resume["done_steps"]), state_file)
+        every = int(cfg.checkpoint_every)
+
+        def on_chunk(snap, state_file=state_file):
+            done = int(snap["done_steps"])
+            if done % every < int(cfg.chunk_steps) and done < int(cfg.max_steps):
+                save_npz(state_file, config_json=np.asarray(_config_json(cfg)), **snap)
+
         res = sweep.run_batch(
             stats, batch, lrs, threshold=thr, max_steps=int(cfg.max_steps), chunk_steps=int(cfg.chunk_steps),
-            record_every=int(cfg.record_every), progress=cb,
+            record_every=int(cfg.record_every), progress=cb, on_chunk=on_chunk if every > 0 else None, resume=resume,
         )
         prog.update((di + 1) * max_chunks)
         for m, (kind, ri, si) in enumerate(index):
@@ -154,6 +178,10 @@ def run(cfg: DictConfig) -> dict:
                 m = index.index((kind, j, 0))
                 curves[f"loss_{kind}_depth{depth}"] = res.loss[m]
         curves[f"steps_depth{depth}"] = res.record_steps
+        mine = {k: v for k, v in curves.items() if k.endswith(f"_depth{depth}")}
+        save_npz(done_file, config_json=np.asarray(_config_json(cfg)), threshold=np.asarray(thr), e_star=np.asarray(e_star),
+                 **{f"lt_{k}": lt[k][di] for k in kinds}, **{f"div_{k}": div[k][di] for k in kinds}, **mine)
+        state_file.unlink(missing_ok=True)
         log.info(
             "depth %d: %s (%.1fs)", depth,
             ", ".join(f"{k} {np.nanmin(seed_median(lt[k][di])) if not np.all(np.isnan(seed_median(lt[k][di]))) else None}" for k in kinds),

@@ -261,6 +261,7 @@ class InitComparisonConfig:
     orthogonal_example: int = 100  # size of the random orthogonal matrix whose eigenvalues are shown
     seed: int = 0
     precision: Precision = Precision.float32
+    checkpoint_every: int = 5000  # steps between saves of the training state (0: finished depths only)
 
 
 class ReproducePreset(Enum):

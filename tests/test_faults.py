@@ -163,3 +163,16 @@ def test_killed_depth_sweep_continues_mid_depth_from_its_saved_state(tmp_path):
     assert not state.exists()  # removed once the depth is finished
     assert json.loads((ref / "summary.json").read_text()) == json.loads((run / "summary.json").read_text())
     assert (ref / "results.npz").read_bytes() == (run / "results.npz").read_bytes()
+
+
+def test_init_comparison_resumes_from_its_finished_depths(tmp_path):
+    args = ["-m", "experiments.init_comparison", "experiment=debug"]
+    ref, run = tmp_path / "ref", tmp_path / "run"
+    _py(*args, f"hydra.run.dir={ref}")
+    _py(*args, f"hydra.run.dir={run}")
+    (run / "summary.json").unlink()  # as if killed during the last depth
+    (run / "partial" / "depth5.npz").unlink()
+    r = _py(*args, f"hydra.run.dir={run}")
+    assert "depth 3: finished in an earlier run of this config" in r.stderr + r.stdout
+    assert json.loads((ref / "summary.json").read_text()) == json.loads((run / "summary.json").read_text())
+    assert (ref / "results.npz").read_bytes() == (run / "results.npz").read_bytes()
