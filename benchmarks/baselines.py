@@ -136,7 +136,8 @@ def workload1(a, rows, out):
     # dlnjax: all rates in one compiled batch, as run_batch runs them (members one after another
     # on a CPU, vmapped on accelerators), and the vmapped variant for comparison
     runner = linear.make_runner(stats, record_every=1, n_records=a.steps)
-    step = sweep.batched(runner, member_bytes=sum(int(w.nbytes) for w in w0))
+    fused = linear.use_native(linear.resolve_engine_name(None), [jax.ShapeDtypeStruct(w.shape, w.dtype) for w in w0])
+    step = sweep.batched(runner, member_bytes=sum(int(w.nbytes) for w in w0), fused=fused)
     states = jax.vmap(lambda w: linear.init_state(w, stats))(tuple(jnp.broadcast_to(w, (a.rates,) + w.shape) for w in w0))
     lrs_j = jnp.asarray(lrs)
     t_ours = timeit(lambda: step(states, lrs_j, -jnp.inf)[1].loss, a.repeats)

@@ -14,13 +14,14 @@ the reference the hand-written gradient must beat.
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from dlnjax import init as inits
-from dlnjax import linear, sweep
+from dlnjax import linear, native, sweep
 
 from .common import table, timeit, write
 
@@ -70,23 +71,60 @@ def main() -> None:
     tc = timeit(run_copy, a.repeats + 2)
     bw = 2 * bytes_w / tc["median_s"]
     t_min = 3 * bytes_w / bw
+    # read-only streaming bandwidth (a reduction over the same bytes): the output-side pass only
+    # reads, and on many CPUs one core cannot read as fast as it can copy
+    total = jax.jit(jnp.sum)
+    tr = timeit(lambda: total(cb["b"]), a.repeats + 2)
+    read_bw = bytes_w / tr["median_s"]
+    t_reads = bytes_w / read_bw + 2 * bytes_w / bw
 
-    runner = linear.make_runner(stats, record_every=a.steps, n_records=1)
     fresh = lambda: jax.vmap(lambda w: linear.init_state(w, stats))(jax.tree_util.tree_map(jnp.copy, ws))  # noqa: E731
-    step = jax.jit(jax.vmap(runner, in_axes=(0, 0, None)), donate_argnums=(0,))
-    # peak memory of the vmapped batch (XLA's own accounting of the compiled step), before any donation
+    member_bytes = bytes_w // a.rates
+    member = sweep.member_shapes(ws)
+    has_native = jax.default_backend() == "cpu" and native.supports(member) and native.available()
+    native_note = "ok" if has_native else (native.reason() if jax.default_backend() == "cpu" else "CPU only")
+
+    def timed(engine: str, mode: str) -> tuple[float, dict, Any]:
+        """Per-step time of the rates' batch with one engine and batch mode (weights donated)."""
+        runner = linear.make_runner(stats, record_every=a.steps, n_records=1, engine=engine)
+        if mode == "vmap":
+            fn = jax.jit(jax.vmap(runner, in_axes=(0, 0, None)), donate_argnums=(0,))
+        else:
+            fn = jax.jit(lambda st, lr, thr: jax.lax.map(lambda m: runner(m[0], m[1], thr), (st, lr)), donate_argnums=(0,))
+        holder = {"s": fresh()}
+
+        def call():
+            holder["s"], rec = fn(holder["s"], lrs, -jnp.inf)
+            return rec.loss
+
+        t = timeit(call, a.repeats)
+        return t["median_s"] / a.steps, t, holder["s"]
+
+    # the sweeps' choice (sweep.run_batch): the native kernels vmapped where they run, else
+    # lax.map on a CPU for networks this large, else vmap
+    fused = linear.use_native(linear.resolve_engine_name(None), member)
+    sweeps_mode = "vmap" if fused else ("map" if (jax.default_backend() == "cpu" and member_bytes >= sweep.MAP_MIN_BYTES_CPU) else "vmap")
+    engine_used = "native" if fused else "xla"
+
+    per_step_vmap_xla, t_vx, s_vx = timed("xla", "vmap")
+    per_step_map, t_mx, s_mx = timed("xla", "map")
+    per_step_native, t_nv, native_rel = None, None, None
+    if has_native:
+        per_step_native, t_nv, s_nv = timed("native", "vmap")
+        # the two engines took the same steps from the same weights: compare where they ended
+        got, want = np.asarray(s_nv.weights[-1]), np.asarray(s_vx.weights[-1])
+        native_rel = float(np.max(np.abs(got - want)) / np.max(np.abs(want)))
+        native_note = f"after {(a.repeats + 1) * a.steps} steps its output layers differ from XLA's by {native_rel:.1e} (max, relative)"
+    by_choice = {("native", "vmap"): (per_step_native, t_nv), ("xla", "map"): (per_step_map, t_mx), ("xla", "vmap"): (per_step_vmap_xla, t_vx)}
+    per_step, t_ours = by_choice[(engine_used, sweeps_mode)]
+
+    # peak memory of the sweeps' compiled batch (XLA's own accounting), before any donation
+    runner = linear.make_runner(stats, record_every=a.steps, n_records=1)
+    step = sweep.batched(runner, sweeps_mode, donate=True)
     mem = step.lower(fresh(), lrs, -jnp.inf).compile().memory_analysis()
     peak = None
     if mem is not None:
         peak = mem.argument_size_in_bytes + mem.output_size_in_bytes + mem.temp_size_in_bytes - mem.alias_size_in_bytes
-    state = {"s": fresh()}
-
-    def run_dlnjax():
-        state["s"], rec = step(state["s"], lrs, -jnp.inf)
-        return rec.loss
-
-    t_ours = timeit(run_dlnjax, a.repeats)
-    per_step = t_ours["median_s"] / a.steps
 
     # plain autodiff reference
     def plain_train(w, lr):
@@ -106,43 +144,35 @@ def main() -> None:
     t_plain = timeit(run_plain, a.repeats)
     per_step_plain = t_plain["median_s"] / a.steps
 
-    # the networks one after another in one compiled loop (what the sweeps do on a CPU for
-    # networks this large: sweep.batched)
-    member_bytes = bytes_w // a.rates
-    seq = jax.jit(lambda st, lr, thr: jax.lax.map(lambda m: runner(m[0], m[1], thr), (st, lr)), donate_argnums=(0,))
-    state_m = {"s": fresh()}
-
-    def run_map():
-        state_m["s"], rec = seq(state_m["s"], lrs, -jnp.inf)
-        return rec.loss
-
-    t_map = timeit(run_map, a.repeats)
-    per_step_map = t_map["median_s"] / a.steps
-    sweeps_mode = "map" if (jax.default_backend() == "cpu" and member_bytes >= sweep.MAP_MIN_BYTES_CPU) else "vmap"
-
-    # P-independence: same architecture, statistics from 8,000 vs 60,000 examples
+    # P-independence: same architecture, statistics from 8,000 vs 60,000 examples (the sweeps' choice)
     p_rows = []
     for p in (8000, 60000):
         st_p, ws_p, _ = build(n_in, n_out, a.depth, a.hidden, a.rates, p, key, dtype)
-        run_p = linear.make_runner(st_p, record_every=a.steps, n_records=1)
-        f = jax.jit(jax.vmap(run_p, in_axes=(0, 0, None)))
+        f = sweep.batched(linear.make_runner(st_p, record_every=a.steps, n_records=1), sweeps_mode)
         s0 = jax.vmap(lambda w: linear.init_state(w, st_p))(ws_p)
         tp = timeit(lambda: f(s0, lrs, -jnp.inf)[1].loss, a.repeats)
         p_rows.append((p, tp["median_s"] / a.steps))
 
+    def cell(t):
+        return "n/a" if t is None else f"{t * 1e3:.2f} ms  ({t / t_min:.2f} x T_min, {t / t_reads:.2f} x T_reads)"
+
     rows = [
         ("weights (all rates)", f"{bytes_w / 1e6:.1f} MB"),
-        ("copy bandwidth (read+write)", f"{bw / 1e9:.2f} GB/s"),
+        ("copy bandwidth (in place, read+write)", f"{bw / 1e9:.2f} GB/s"),
+        ("read-only bandwidth (a sum over the same bytes)", f"{read_bw / 1e9:.2f} GB/s"),
         ("roofline T_min = 3B/BW", f"{t_min * 1e3:.2f} ms"),
-        ("dlnjax step (vmapped over rates)", f"{per_step * 1e3:.2f} ms  ({per_step / t_min:.2f} x T_min)"),
-        ("plain jit(vmap(scan(value_and_grad)))", f"{per_step_plain * 1e3:.2f} ms  ({per_step_plain / t_min:.2f} x T_min)"),
-        ("dlnjax, networks one after another (lax.map)", f"{per_step_map * 1e3:.2f} ms  ({per_step_map / t_min:.2f} x T_min)"),
-        ("the sweeps use", sweeps_mode),
+        ("T_reads = B/read BW + 2B/BW", f"{t_reads * 1e3:.2f} ms  ({t_reads / t_min:.2f} x T_min)"),
+        ("dlnjax, native kernels, rates vmapped", cell(per_step_native) if has_native else "n/a: " + native_note),
+        ("dlnjax, XLA, networks one after another (lax.map)", cell(per_step_map)),
+        ("dlnjax, XLA, rates vmapped", cell(per_step_vmap_xla)),
+        ("plain jit(vmap(scan(value_and_grad)))", cell(per_step_plain)),
+        ("the sweeps use", f"engine {engine_used}, {sweeps_mode}: {cell(per_step)}"),
         ("speed-up over plain autodiff", f"{per_step_plain / per_step:.2f} x"),
         ("per network-step", f"{per_step / a.rates * 1e3:.3f} ms"),
         ("step, P = 8,000 vs 60,000", f"{p_rows[0][1] * 1e3:.2f} ms vs {p_rows[1][1] * 1e3:.2f} ms (ratio {p_rows[1][1] / p_rows[0][1]:.2f})"),
         ("peak memory / weight bytes", "n/a" if peak is None else f"{peak / bytes_w:.2f}"),
         ("compile + first call", f"{t_ours['first_call_s']:.2f} s"),
+        ("native kernels", native_note),
     ]
     print(f"deep linear step: depth {a.depth}, hidden {a.hidden}, {a.rates} rates, {np.dtype(dtype).name}")
     print(table(rows, ("quantity", "value")))
@@ -150,9 +180,14 @@ def main() -> None:
         "linear_step" + ("_tiny" if a.tiny else "") + ("_f64" if a.float64 else ""),
         dict(
             config=vars(a), dtype=np.dtype(dtype).name, weight_bytes=bytes_w, copy_bandwidth_Bps=bw, t_min_s=t_min,
-            step_s=per_step, step_plain_s=per_step_plain, roofline_ratio=per_step / t_min,
-            plain_roofline_ratio=per_step_plain / t_min, speedup_vs_plain=per_step_plain / per_step,
-            step_map_s=per_step_map, map_roofline_ratio=per_step_map / t_min, sweeps_batch_mode=sweeps_mode,
+            read_bandwidth_Bps=read_bw, t_reads_s=t_reads,
+            step_s=per_step, roofline_ratio=per_step / t_min, reads_ratio=per_step / t_reads,
+            sweeps_batch_mode=sweeps_mode, sweeps_engine=engine_used,
+            step_native_s=per_step_native, native_roofline_ratio=None if per_step_native is None else per_step_native / t_min,
+            native_note=native_note, native_vs_xla_rel_diff=native_rel,
+            step_map_s=per_step_map, map_roofline_ratio=per_step_map / t_min,
+            step_vmap_xla_s=per_step_vmap_xla, vmap_xla_roofline_ratio=per_step_vmap_xla / t_min,
+            step_plain_s=per_step_plain, plain_roofline_ratio=per_step_plain / t_min, speedup_vs_plain=per_step_plain / per_step,
             step_s_by_examples={str(p): t for p, t in p_rows}, peak_bytes=peak,
             peak_over_weights=None if peak is None else peak / bytes_w, compile_first_call_s=t_ours["first_call_s"],
         ),

@@ -30,15 +30,39 @@ def render(path: Path) -> str:
             ("workload", f"depth {c['depth']}, {c['hidden']} hidden, {c['rates']} rates, {d['dtype']}"),
             ("weights", f"{d['weight_bytes'] / 1e6:.0f} MB"),
             ("copy bandwidth (in place, read+write)", f"{d['copy_bandwidth_Bps'] / 1e9:.2f} GB/s"),
-            ("roofline T_min = 3 B / BW", f"{d['t_min_s'] * 1e3:.1f} ms"),
-            ("dlnjax step, rates vmapped", f"{d['step_s'] * 1e3:.1f} ms = {d['roofline_ratio']:.2f} x T_min"),
-            ("plain jit(vmap(scan(value_and_grad)))", f"{d['step_plain_s'] * 1e3:.1f} ms = {d['plain_roofline_ratio']:.2f} x T_min"),
         ]
-        if "step_map_s" in d:
+        t_min, t_reads = d["t_min_s"], d.get("t_reads_s")
+
+        def cell(t):
+            out = f"{t * 1e3:.1f} ms = {t / t_min:.2f} x T_min"
+            return out + (f" = {t / t_reads:.2f} x T_reads" if t_reads else "")
+
+        if t_reads:
+            rows += [("read-only bandwidth", f"{d['read_bandwidth_Bps'] / 1e9:.2f} GB/s")]
+        rows += [("roofline T_min = 3 B / BW", f"{t_min * 1e3:.1f} ms")]
+        if t_reads:
+            rows += [("T_reads = B / read BW + 2 B / BW", f"{t_reads * 1e3:.1f} ms = {t_reads / t_min:.2f} x T_min")]
+        if "sweeps_engine" in d:
+            native = d.get("step_native_s")
             rows += [
-                ("dlnjax step, networks one after another (lax.map)", f"{d['step_map_s'] * 1e3:.1f} ms = {d['map_roofline_ratio']:.2f} x T_min"),
-                ("batch mode the sweeps use here", d["sweeps_batch_mode"]),
+                ("dlnjax, native kernels, rates vmapped", cell(native) if native else "n/a: " + d.get("native_note", "")),
+                ("dlnjax, XLA, networks one after another (lax.map)", cell(d["step_map_s"])),
+                ("dlnjax, XLA, rates vmapped", cell(d["step_vmap_xla_s"])),
+                ("plain jit(vmap(scan(value_and_grad)))", cell(d["step_plain_s"])),
+                ("what the sweeps use here", f"engine {d['sweeps_engine']}, {d['sweeps_batch_mode']}"),
             ]
+            if d.get("native_vs_xla_rel_diff") is not None:
+                rows += [("native vs XLA weights after the timed steps (max, relative)", f"{d['native_vs_xla_rel_diff']:.1e}")]
+        else:  # JSON written before the native kernels (e.g. the H100 run)
+            rows += [
+                ("dlnjax step, rates vmapped", cell(d["step_s"])),
+                ("plain jit(vmap(scan(value_and_grad)))", cell(d["step_plain_s"])),
+            ]
+            if "step_map_s" in d:
+                rows += [
+                    ("dlnjax step, networks one after another (lax.map)", cell(d["step_map_s"])),
+                    ("batch mode the sweeps use here", d["sweeps_batch_mode"]),
+                ]
         rows += [
             ("step with statistics of " + " vs ".join(f"{int(p):,}" for p in ps) + " examples",
              " vs ".join(f"{by_p[p] * 1e3:.1f} ms" for p in ps)),
