@@ -88,6 +88,11 @@ def loss_from_examples(weights: Sequence[Array], x: Array, y: Array) -> Array:
     return 0.5 * jnp.sum(r * r)
 
 
+def _loss(w: Array, ws11: Array, stats: Stats) -> Array:
+    """E from the end-to-end map ``w`` and ``w @ Sigma11`` (already formed for the gradient)."""
+    return 0.5 * stats.tr33 - jnp.sum(w * stats.sigma31) + 0.5 * jnp.sum(w * ws11)
+
+
 def _factors(weights: Sequence[Array], stats: Stats) -> tuple[Array, list, list]:
     """Loss and the rank-r factors of every layer's gradient: ``dE/dW^l = left_l @ right_l``.
 
@@ -124,8 +129,7 @@ def _factors(weights: Sequence[Array], stats: Stats) -> tuple[Array, list, list]
             left[l] = k
             if l > 0:
                 k = weights[l].T @ k
-    loss = 0.5 * stats.tr33 - jnp.sum(w * stats.sigma31) + 0.5 * jnp.sum(w * ws11)
-    return loss, left, right
+    return _loss(w, ws11, stats), left, right
 
 
 def _apply(left: Array | None, right: Array | None) -> Array:
@@ -202,9 +206,7 @@ def _native_factors(weights: Sequence[Array], stats: Stats) -> tuple[Array, list
     ps = native.top_down(weights)
     w = ps[0]
     ws11 = w @ stats.sigma11
-    g = ws11 - stats.sigma31
-    loss = 0.5 * stats.tr33 - jnp.sum(w * stats.sigma31) + 0.5 * jnp.sum(w * ws11)
-    return loss, ps[1:], g
+    return _loss(w, ws11, stats), ps[1:], ws11 - stats.sigma31
 
 
 def mode_strengths(w_total: Array, u: Array, v: Array) -> Array:

@@ -36,6 +36,7 @@
 #include <cstdio>
 #include <memory>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include "xla/ffi/api/ffi.h"
@@ -514,50 +515,58 @@ ffi::Error bottom_up(ffi::AnyBuffer lr_buf, ffi::AnyBuffer g, ffi::RemainingArgs
 
 #define DLNJAX_RANKS(X) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12) X(13) X(14) X(15) X(16)
 
-template <typename T>
-ffi::Error top_down_any(ffi::ThreadPool pool, ffi::RemainingArgs args, ffi::RemainingRets rets) {
-  tls_xla_pool = &pool;
-  struct Reset { ~Reset() { tls_xla_pool = nullptr; } } reset;
-  if (args.size() < 2) return ffi::Error::InvalidArgument("top_down: need at least two layers");
-  auto wN = args.get<ffi::AnyBuffer>(args.size() - 1);
-  if (!wN) return wN.error();
-  const int64_t r = mat_of(*wN).rows, batch = batch_of(*wN, 2);
+// Call f(std::integral_constant<int, r>) for the output width r (the kernels are compiled per r).
+template <typename F>
+ffi::Error with_rank(int64_t r, const char* what, F&& f) {
   switch (r) {
-#define CASE(K)                                              \
-  case K:                                                    \
-    for (int64_t b = 0; b < batch; ++b) {                    \
-      ffi::Error e = top_down<T, K>(args, rets, b);          \
-      if (e.failure()) return e;                             \
-    }                                                        \
-    return ffi::Error::Success();
+#define CASE(K) \
+  case K:       \
+    return f(std::integral_constant<int, K>{});
     DLNJAX_RANKS(CASE)
 #undef CASE
     default:
-      return ffi::Error::InvalidArgument("top_down: output width must be 1..16");
+      return ffi::Error::InvalidArgument(std::string(what) + ": output width must be 1..16");
   }
+}
+
+// Run one member's kernel for every member of the batch (vmap hands the kernels the whole batch).
+template <typename F>
+ffi::Error for_each_member(int64_t batch, F&& f) {
+  for (int64_t b = 0; b < batch; ++b) {
+    ffi::Error e = f(b);
+    if (e.failure()) return e;
+  }
+  return ffi::Error::Success();
+}
+
+// Makes XLA's thread pool visible to parallel_for for the duration of one handler call.
+struct UsePool {
+  explicit UsePool(ffi::ThreadPool* pool) { tls_xla_pool = pool; }
+  ~UsePool() { tls_xla_pool = nullptr; }
+};
+
+template <typename T>
+ffi::Error top_down_any(ffi::ThreadPool pool, ffi::RemainingArgs args, ffi::RemainingRets rets) {
+  UsePool use(&pool);
+  if (args.size() < 2) return ffi::Error::InvalidArgument("top_down: need at least two layers");
+  auto wN = args.get<ffi::AnyBuffer>(args.size() - 1);
+  if (!wN) return wN.error();
+  const int64_t batch = batch_of(*wN, 2);
+  return with_rank(mat_of(*wN).rows, "top_down", [&](auto k) {
+    return for_each_member(batch, [&](int64_t b) { return top_down<T, decltype(k)::value>(args, rets, b); });
+  });
 }
 
 template <typename T>
 ffi::Error bottom_up_any(ffi::ThreadPool pool, ffi::AnyBuffer lr, ffi::AnyBuffer g, ffi::RemainingArgs args,
                          ffi::RemainingRets rets) {
-  tls_xla_pool = &pool;
-  struct Reset { ~Reset() { tls_xla_pool = nullptr; } } reset;
-  const int64_t r = mat_of(g).rows, batch = batch_of(g, 2);
-  if (lr.element_count() != 1 && lr.element_count() != batch)
+  UsePool use(&pool);
+  const int64_t batch = batch_of(g, 2);
+  if (lr.element_count() != 1 && lr.element_count() != static_cast<size_t>(batch))
     return ffi::Error::InvalidArgument("bottom_up: one learning rate, or one per member");
-  switch (r) {
-#define CASE(K)                                              \
-  case K:                                                    \
-    for (int64_t b = 0; b < batch; ++b) {                    \
-      ffi::Error e = bottom_up<T, K>(lr, g, args, rets, b);  \
-      if (e.failure()) return e;                             \
-    }                                                        \
-    return ffi::Error::Success();
-    DLNJAX_RANKS(CASE)
-#undef CASE
-    default:
-      return ffi::Error::InvalidArgument("bottom_up: output width must be 1..16");
-  }
+  return with_rank(mat_of(g).rows, "bottom_up", [&](auto k) {
+    return for_each_member(batch, [&](int64_t b) { return bottom_up<T, decltype(k)::value>(lr, g, args, rets, b); });
+  });
 }
 
 }  // namespace
