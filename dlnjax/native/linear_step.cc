@@ -571,21 +571,12 @@ ffi::Error bottom_up_any(ffi::ThreadPool pool, ffi::AnyBuffer lr, ffi::AnyBuffer
 
 }  // namespace
 
-XLA_FFI_DEFINE_HANDLER_SYMBOL(DlnjaxTopDownF32, top_down_any<float>,
-                              ffi::Ffi::Bind().Ctx<ffi::ThreadPool>().RemainingArgs().RemainingRets());
-XLA_FFI_DEFINE_HANDLER_SYMBOL(DlnjaxTopDownF64, top_down_any<double>,
-                              ffi::Ffi::Bind().Ctx<ffi::ThreadPool>().RemainingArgs().RemainingRets());
-XLA_FFI_DEFINE_HANDLER_SYMBOL(DlnjaxBottomUpF32, bottom_up_any<float>,
-                              ffi::Ffi::Bind()
-                                  .Ctx<ffi::ThreadPool>()
-                                  .Arg<ffi::AnyBuffer>()
-                                  .Arg<ffi::AnyBuffer>()
-                                  .RemainingArgs()
-                                  .RemainingRets());
-XLA_FFI_DEFINE_HANDLER_SYMBOL(DlnjaxBottomUpF64, bottom_up_any<double>,
-                              ffi::Ffi::Bind()
-                                  .Ctx<ffi::ThreadPool>()
-                                  .Arg<ffi::AnyBuffer>()
-                                  .Arg<ffi::AnyBuffer>()
-                                  .RemainingArgs()
-                                  .RemainingRets());
+// Bindings: XLA's thread pool, then (bottom-up) the learning rate and G, then the buffers.
+#define DLNJAX_TOP_DOWN_BINDING ffi::Ffi::Bind().Ctx<ffi::ThreadPool>().RemainingArgs().RemainingRets()
+#define DLNJAX_BOTTOM_UP_BINDING \
+  ffi::Ffi::Bind().Ctx<ffi::ThreadPool>().Arg<ffi::AnyBuffer>().Arg<ffi::AnyBuffer>().RemainingArgs().RemainingRets()
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(DlnjaxTopDownF32, top_down_any<float>, DLNJAX_TOP_DOWN_BINDING);
+XLA_FFI_DEFINE_HANDLER_SYMBOL(DlnjaxTopDownF64, top_down_any<double>, DLNJAX_TOP_DOWN_BINDING);
+XLA_FFI_DEFINE_HANDLER_SYMBOL(DlnjaxBottomUpF32, bottom_up_any<float>, DLNJAX_BOTTOM_UP_BINDING);
+XLA_FFI_DEFINE_HANDLER_SYMBOL(DlnjaxBottomUpF64, bottom_up_any<double>, DLNJAX_BOTTOM_UP_BINDING);
