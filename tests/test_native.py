@@ -88,21 +88,24 @@ def test_native_training_equals_xla_training(widths):
 
 
 @needs_native
-def test_vmapped_native_equals_a_loop_and_is_deterministic():
+@pytest.mark.parametrize("members", [3, 4])
+def test_vmapped_native_equals_a_loop_and_is_deterministic(members):
     """Under vmap the kernel loops over the members itself: bit-identical to one call per
-    member, and to a second run (no dependence on threads or scheduling)."""
+    member, and to a second run (no dependence on threads or scheduling). On 2 threads, 4
+    members run one whole member per thread and 3 run one after another, each split over the
+    threads: both orders must give the single-member numbers."""
     widths = (130, 129, 70, 10)
     st, _ = _problem(widths, jnp.float64)
-    ws = [tuple(inits.scaled_gaussian(jax.random.PRNGKey(s), widths, gain=0.9, dtype=jnp.float64)) for s in range(3)]
+    ws = [tuple(inits.scaled_gaussian(jax.random.PRNGKey(s), widths, gain=0.9, dtype=jnp.float64)) for s in range(members)]
     stacked = jax.tree_util.tree_map(lambda *a: jnp.stack(a), *ws)
-    lrs = jnp.array([1e-3, 2e-3, 0.0])
+    lrs = jnp.array([1e-3, 2e-3, 0.0, 1.5e-3][:members])
 
     def run(w, lr):
         return linear.train(w, st, lr, num_steps=30, record_every=10, engine="native")[0].weights
 
     batched = jax.jit(jax.vmap(run))(stacked, lrs)
     again = jax.jit(jax.vmap(run))(stacked, lrs)
-    for i in range(3):
+    for i in range(members):
         one = jax.jit(run)(ws[i], lrs[i])
         for l in range(len(widths) - 1):
             np.testing.assert_array_equal(batched[l][i], one[l])
