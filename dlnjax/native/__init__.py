@@ -4,7 +4,9 @@ The hand-written gradient of :mod:`dlnjax.linear` needs, per step, one read-only
 weights from the output side and one read-modify-write pass from the input side. XLA on a CPU
 runs each 10-row product and each rank-10 update as separate kernels that re-read the weights
 and leave one of the two cores idle; ``linear_step.cc`` does each pass as one loop over the rows
-of every layer, split over XLA's intra-op thread pool, and updates the weights in place.
+of every layer, split over XLA's intra-op thread pool, and updates the weights in place. Under
+``vmap``, when the batch fills the pool, each thread runs whole members instead (no
+synchronisation between layers); the numbers are the same bits either way.
 
 The library is compiled once per machine with the system C++ compiler against the XLA FFI headers
 that ship with jaxlib (``c++ -O3 -march=native``), into ``$DLNJAX_CACHE`` (default
