@@ -2,6 +2,7 @@
 
     python -m benchmarks.linear_step                 # depth 20, 1000 hidden, 20 rates (as issue 3)
     python -m benchmarks.linear_step --tiny          # seconds: CI smoke run
+    python -m benchmarks.linear_step --pallas-blocks bottom_up_rows=64,top_down_cols=128   # tile sizes (GPU)
 
 Roofline: a step must read every weight twice (output-side pass forming the 10-row products
 above each layer; input-side pass using each layer and updating it) and write it once, so
@@ -11,7 +12,9 @@ array of B bytes. Both bandwidths are measured before and after the step timings
 faster of the two is used (a neighbour on a shared machine can slow memory for a while; taking
 the faster keeps the ratios conservative).
 Also timed: the same step written plainly as ``jit(vmap(scan(value_and_grad)))`` (autodiff),
-the reference the hand-written gradient must beat.
+the reference the hand-written gradient must beat, and on a CUDA GPU the Pallas kernels of
+``dlnjax.pallas_step`` (``--pallas`` forces that row elsewhere: interpreted, so only with
+``DLNJAX_PALLAS_INTERPRET=1`` and at ``--tiny`` size, to check the code path, not to time it).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dlnjax import init as inits
-from dlnjax import linear, native, sweep
+from dlnjax import linear, native, pallas_step, sweep
 
 from .common import table, timeit, write
 
@@ -50,7 +53,14 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--tiny", action="store_true")
     ap.add_argument("--float64", action="store_true")
+    ap.add_argument("--pallas", action="store_true", help="time the Pallas kernels even off a GPU (interpreted)")
+    ap.add_argument("--pallas-blocks", default="", help="tile sizes of the Pallas kernels, e.g. bottom_up_rows=64,top_down_cols=128")
     a = ap.parse_args()
+    for item in filter(None, a.pallas_blocks.split(",")):
+        k, _, v = item.partition("=")
+        if k not in pallas_step.BLOCKS or not v.isdigit():
+            ap.error(f"--pallas-blocks: {item!r}: expected KEY=INT with KEY one of {', '.join(pallas_step.BLOCKS)}")
+        pallas_step.BLOCKS[k] = int(v)
     if a.tiny:
         a.depth, a.hidden, a.rates, a.steps, a.repeats = 4, 32, 3, 4, 1
     if a.float64:
@@ -89,6 +99,8 @@ def main() -> None:
     member = sweep.member_shapes(ws)
     has_native = jax.default_backend() == "cpu" and native.supports(member) and native.available()
     native_note = "ok" if has_native else (native.reason() if jax.default_backend() == "cpu" else "CPU only")
+    has_pallas = pallas_step.supports(member) and pallas_step.available() and (pallas_step.on_gpu() or a.pallas)
+    pallas_note = "ok" if has_pallas else ("CUDA GPU only" if pallas_step.available() else pallas_step.reason())
 
     def timed(engine: str, mode: str) -> tuple[float, dict, Any]:
         """Per-step time of the rates' batch with one engine and batch mode (weights donated)."""
@@ -108,9 +120,12 @@ def main() -> None:
 
     # the sweeps' choice (sweep.run_batch): the native kernels vmapped where they run, else
     # lax.map on a CPU for networks this large, else vmap
-    fused = linear.use_native(linear.resolve_engine_name(None), member)
+    kernels = linear.fused_kernels(linear.resolve_engine_name(None), member)
+    fused = kernels is not None
     sweeps_mode = "vmap" if fused else ("map" if (jax.default_backend() == "cpu" and member_bytes >= sweep.MAP_MIN_BYTES_CPU) else "vmap")
-    engine_used = "native" if fused else "xla"
+    engine_used = "xla" if kernels is None else ("pallas" if kernels is pallas_step else "native")
+    if engine_used == "pallas" and not has_pallas:
+        ap.error("DLNJAX_ENGINE=pallas off a GPU: add --pallas (interpreted, with DLNJAX_PALLAS_INTERPRET=1) to time it")
 
     per_step_vmap_xla, t_vx, s_vx = timed("xla", "vmap")
     per_step_map, t_mx, s_mx = timed("xla", "map")
@@ -121,7 +136,16 @@ def main() -> None:
         got, want = np.asarray(s_nv.weights[-1]), np.asarray(s_vx.weights[-1])
         native_rel = float(np.max(np.abs(got - want)) / np.max(np.abs(want)))
         native_note = f"after {(a.repeats + 1) * a.steps} steps its output layers differ from XLA's by {native_rel:.1e} (max, relative)"
-    by_choice = {("native", "vmap"): (per_step_native, t_nv), ("xla", "map"): (per_step_map, t_mx), ("xla", "vmap"): (per_step_vmap_xla, t_vx)}
+    per_step_pallas, t_pl, pallas_rel = None, None, None
+    if has_pallas:
+        per_step_pallas, t_pl, s_pl = timed("pallas", "vmap")
+        got, want = np.asarray(s_pl.weights[-1]), np.asarray(s_vx.weights[-1])
+        pallas_rel = float(np.max(np.abs(got - want)) / np.max(np.abs(want)))
+        pallas_note = ("" if pallas_step.on_gpu() else "INTERPRETED (no GPU): not a timing; ") + (
+            f"tiles {pallas_step.BLOCKS}; after {(a.repeats + 1) * a.steps} steps its output layers differ "
+            f"from XLA's by {pallas_rel:.1e} (max, relative)"
+        )
+    by_choice = {("pallas", "vmap"): (per_step_pallas, t_pl), ("native", "vmap"): (per_step_native, t_nv), ("xla", "map"): (per_step_map, t_mx), ("xla", "vmap"): (per_step_vmap_xla, t_vx)}
     per_step, t_ours = by_choice[(engine_used, sweeps_mode)]
 
     # peak memory of the sweeps' compiled batch (XLA's own accounting), before any donation
@@ -174,6 +198,7 @@ def main() -> None:
         ("roofline T_min = 3B/BW", f"{t_min * 1e3:.2f} ms"),
         ("T_reads = B/read BW + 2B/BW", f"{t_reads * 1e3:.2f} ms  ({t_reads / t_min:.2f} x T_min)"),
         ("dlnjax, native kernels, rates vmapped", cell(per_step_native) if has_native else "n/a: " + native_note),
+        ("dlnjax, Pallas kernels, rates vmapped", cell(per_step_pallas) if has_pallas else "n/a: " + pallas_note),
         ("dlnjax, XLA, networks one after another (lax.map)", cell(per_step_map)),
         ("dlnjax, XLA, rates vmapped", cell(per_step_vmap_xla)),
         ("plain jit(vmap(scan(value_and_grad)))", cell(per_step_plain)),
@@ -184,6 +209,7 @@ def main() -> None:
         ("peak memory / weight bytes", "n/a" if peak is None else f"{peak / bytes_w:.2f}"),
         ("compile + first call", f"{t_ours['first_call_s']:.2f} s"),
         ("native kernels", native_note),
+        ("Pallas kernels", pallas_note),
     ]
     print(f"deep linear step: depth {a.depth}, hidden {a.hidden}, {a.rates} rates, {np.dtype(dtype).name}")
     print(table(rows, ("quantity", "value")))
@@ -197,6 +223,8 @@ def main() -> None:
             sweeps_batch_mode=sweeps_mode, sweeps_engine=engine_used,
             step_native_s=per_step_native, native_roofline_ratio=None if per_step_native is None else per_step_native / t_min,
             native_note=native_note, native_vs_xla_rel_diff=native_rel,
+            step_pallas_s=per_step_pallas, pallas_roofline_ratio=None if per_step_pallas is None else per_step_pallas / t_min,
+            pallas_note=pallas_note, pallas_vs_xla_rel_diff=pallas_rel, pallas_blocks=dict(pallas_step.BLOCKS),
             step_map_s=per_step_map, map_roofline_ratio=per_step_map / t_min,
             step_vmap_xla_s=per_step_vmap_xla, vmap_xla_roofline_ratio=per_step_vmap_xla / t_min,
             step_plain_s=per_step_plain, plain_roofline_ratio=per_step_plain / t_min, speedup_vs_plain=per_step_plain / per_step,

@@ -46,6 +46,10 @@ def render(path: Path) -> str:
             native = d.get("step_native_s")
             rows += [
                 ("dlnjax, native kernels, rates vmapped", cell(native) if native else "n/a: " + d.get("native_note", "")),
+            ]
+            if d.get("step_pallas_s"):  # JSON from a GPU run with the Pallas kernels
+                rows += [("dlnjax, Pallas kernels, rates vmapped", cell(d["step_pallas_s"]) + f" (tiles {d.get('pallas_blocks')})")]
+            rows += [
                 ("dlnjax, XLA, networks one after another (lax.map)", cell(d["step_map_s"])),
                 ("dlnjax, XLA, rates vmapped", cell(d["step_vmap_xla_s"])),
                 ("plain jit(vmap(scan(value_and_grad)))", cell(d["step_plain_s"])),
@@ -53,6 +57,8 @@ def render(path: Path) -> str:
             ]
             if d.get("native_vs_xla_rel_diff") is not None:
                 rows += [("native vs XLA weights after the timed steps (max, relative)", f"{d['native_vs_xla_rel_diff']:.1e}")]
+            if d.get("pallas_vs_xla_rel_diff") is not None:
+                rows += [("Pallas vs XLA weights after the timed steps (max, relative)", f"{d['pallas_vs_xla_rel_diff']:.1e}")]
         else:  # JSON written before the native kernels (e.g. the H100 run)
             rows += [
                 ("dlnjax step, rates vmapped", cell(d["step_s"])),

@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import native
+from . import native, pallas_step
 
 Array = Any
 Weights = tuple  # tuple[Array, ...]
@@ -164,7 +164,7 @@ def _update(w: Array, lr: Array, left: Array | None, right: Array | None) -> Arr
     return acc
 
 
-ENGINES = ("auto", "xla", "native")
+ENGINES = ("auto", "xla", "native", "pallas")
 # 'auto' uses the native kernels when a network has at least NATIVE_MIN_BYTES of weights and its
 # layers NATIVE_MIN_LAYER_BYTES on average. Measured on 2 cores, 20 rates vmapped, float32 (ms per
 # step, native vs XLA vmapped): hidden 128 / depth 10 7.6 vs 9.7, 256: 14.3 vs 25.0, 512: 36.7 vs
@@ -182,28 +182,58 @@ def resolve_engine_name(engine: str | None) -> str:
     return name
 
 
-def use_native(engine: str, weights: Sequence[Array]) -> bool:
-    """Whether a step on these (per-network) weights runs on the fused kernels."""
+def _shapes(weights: Sequence[Array]) -> str:
+    return str([tuple(w.shape) for w in weights])
+
+
+def fused_kernels(engine: str, weights: Sequence[Array]) -> Any:
+    """The module whose fused kernels run a step on these (per-network) weights:
+    :mod:`dlnjax.native` (CPU), :mod:`dlnjax.pallas_step` (GPU), or None for the XLA path.
+
+    ``'auto'`` picks the native kernels by the size rule above and never the Pallas ones (not
+    yet timed on a GPU; see :mod:`dlnjax.pallas_step`). ``'native'`` and ``'pallas'`` raise, saying
+    why, when their kernels cannot run here."""
     if engine == "xla":
-        return False
+        return None
+    if engine == "pallas":
+        if not pallas_step.supports(weights):
+            raise ValueError(
+                "engine='pallas' needs float32/float64 weights, at least two layers and 1..16 output units "
+                f"(no wider than the input); got shapes {_shapes(weights)}"
+            )
+        if not pallas_step.available():
+            raise RuntimeError(f"engine='pallas': {pallas_step.reason()}")
+        if not pallas_step.on_gpu() and not pallas_step.interpret_allowed():
+            raise ValueError(
+                f"engine='pallas' needs a CUDA GPU (the backend here is {jax.default_backend()!r}); set "
+                "DLNJAX_PALLAS_INTERPRET=1 to run its kernels in the Pallas interpreter instead (slow; for tests)"
+            )
+        return pallas_step
     ok = native.supports(weights)
     if engine == "native":
         if not ok:
             raise ValueError(
                 "engine='native' needs a CPU backend, float32/float64 weights and 1..16 output units; "
-                f"got backend {jax.default_backend()!r}, shapes {[tuple(w.shape) for w in weights]}"
+                f"got backend {jax.default_backend()!r}, shapes {_shapes(weights)}"
             )
         if not native.available():
             raise RuntimeError(f"engine='native': the fused kernels are not available: {native.reason()}")
-        return True
+        return native
     total = sum(int(np.prod(w.shape)) * jnp.dtype(w.dtype).itemsize for w in weights)
     big = total >= NATIVE_MIN_BYTES and total >= NATIVE_MIN_LAYER_BYTES * len(weights)
-    return ok and big and native.available()
+    return native if (ok and big and native.available()) else None
 
 
-def _native_factors(weights: Sequence[Array], stats: Stats) -> tuple[Array, list, Array]:
-    """Loss, ``[P_2, ..., P_{N-1}]`` and G from the fused top-down pass (see :mod:`dlnjax.native`)."""
-    ps = native.top_down(weights)
+def use_native(engine: str, weights: Sequence[Array]) -> bool:
+    """Whether a step on these (per-network) weights runs on fused kernels (native or Pallas),
+    which loop over a vmapped batch themselves (see :func:`fused_kernels`)."""
+    return fused_kernels(engine, weights) is not None
+
+
+def _fused_factors(kernels: Any, weights: Sequence[Array], stats: Stats) -> tuple[Array, list, Array]:
+    """Loss, ``[P_2, ..., P_{N-1}]`` and G from a fused top-down pass (``kernels``: see
+    :func:`fused_kernels`)."""
+    ps = kernels.top_down(weights)
     w = ps[0]
     ws11 = w @ stats.sigma11
     return _loss(w, ws11, stats), ps[1:], ws11 - stats.sigma31
@@ -253,10 +283,12 @@ def make_runner(
     ``engine`` (default ``$DLNJAX_ENGINE``, else ``'auto'``) picks how a step is computed:
     ``'xla'``: the hand-written gradient as XLA operations (any backend, any shape);
     ``'native'``: the fused CPU kernels of :mod:`dlnjax.native` (raises if they cannot be used);
+    ``'pallas'``: the fused GPU kernels of :mod:`dlnjax.pallas_step` (a CUDA GPU, or their
+    interpreter with ``DLNJAX_PALLAS_INTERPRET=1``; not chosen by ``'auto'``);
     ``'auto'``: native on a CPU for networks of at least ``NATIVE_MIN_BYTES`` of weights and
     ``NATIVE_MIN_LAYER_BYTES`` per layer on average, of shapes the kernels support, when they
-    build on this machine; XLA otherwise. Both compute the
-    same step (tested to rounding); see :func:`use_native`.
+    build on this machine; XLA otherwise. All compute the
+    same step (tested to rounding); see :func:`fused_kernels`.
 
     Each record holds the loss and mode strengths at the start of its block of
     ``record_every`` steps. Inside, every step checks the loss: the first step with
@@ -272,9 +304,9 @@ def make_runner(
 
     def one_step(carry, lr, threshold):
         st: TrainState = carry
-        fused = use_native(engine, st.weights)
-        if fused:
-            loss, ps, g = _native_factors(st.weights, stats)
+        kernels = fused_kernels(engine, st.weights)
+        if kernels is not None:
+            loss, ps, g = _fused_factors(kernels, st.weights, stats)
         else:
             loss, left, right = _factors(st.weights, stats)
         bad = (~jnp.isfinite(loss)) | (loss > diverge_factor * jnp.abs(st.loss_ref) + 1e-30)
@@ -286,8 +318,8 @@ def make_runner(
         # fold into the matrix product's epilogue) and its weights stop changing (or turn nan if
         # its gradient is no longer finite; its records are masked either way)
         eff_lr = jnp.where(diverged, jnp.zeros_like(lr), lr)
-        if fused:
-            new_w = native.bottom_up(eff_lr, g, ps, st.weights)
+        if kernels is not None:
+            new_w = kernels.bottom_up(eff_lr, g, ps, st.weights)
         else:
             new_w = tuple(_update(w, eff_lr, a, b) for w, a, b in zip(st.weights, left, right))
         return TrainState(

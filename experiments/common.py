@@ -121,6 +121,32 @@ def load_dataset(d: DictConfig) -> Any:
 # ----------------------------------------------------------------------------------------
 # the app wrapper: clear one-line errors, non-zero exit
 # ----------------------------------------------------------------------------------------
+def check_engine() -> None:
+    """``$DLNJAX_ENGINE`` (see :func:`dlnjax.linear.make_runner`): a known name whose kernels can
+    run here, checked before any work (else one line and exit 2, not a traceback mid-run)."""
+    import jax
+
+    from dlnjax import linear, native, pallas_step
+
+    try:
+        name = linear.resolve_engine_name(None)
+    except ValueError as e:
+        raise ConfigError(f"invalid environment: {e}") from None
+    if name == "pallas":
+        if not pallas_step.available():
+            raise ConfigError(f"DLNJAX_ENGINE=pallas: {pallas_step.reason()}")
+        if not pallas_step.on_gpu() and not pallas_step.interpret_allowed():
+            raise ConfigError(
+                f"DLNJAX_ENGINE=pallas needs a CUDA GPU (the backend here is {jax.default_backend()!r}); unset it, "
+                "or set DLNJAX_PALLAS_INTERPRET=1 to run its kernels in the Pallas interpreter (slow; for tests)"
+            )
+    if name == "native":
+        if jax.default_backend() != "cpu":
+            raise ConfigError(f"DLNJAX_ENGINE=native needs a CPU backend (here: {jax.default_backend()!r}); unset it")
+        if not native.available():
+            raise ConfigError(f"DLNJAX_ENGINE=native: the fused kernels are not available: {native.reason()}")
+
+
 def app(fn: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any]:
     """Validate the config, set precision, and turn expected errors into one line + exit 2."""
     from dlnjax.data.digits import DataError
@@ -130,6 +156,7 @@ def app(fn: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any]:
     def wrapped(cfg: DictConfig) -> Any:
         try:
             validate(cfg)
+            check_engine()
             done = completed_summary(run_dir(), cfg)
             if done is not None:
                 log.info("results in %s are complete for this config: skipped (DLNJAX_RERUN=1 runs it again)", run_dir())

@@ -36,6 +36,9 @@ CASES = [
     ("truncated IDX file", "depth_sweep", ["data=mnist", "data.root=TRUNCATED"], ["train-images-idx3-ubyte", "truncated"]),
     ("failed download", "depth_sweep", ["data=mnist", "data.root=EMPTY", "data.download=true"], ["could not download train-images-idx3-ubyte.gz", "Put the file in"]),
     ("checksum mismatch", "depth_sweep", ["data=mnist", "data.root=EMPTY2", "data.download=true"], ["checksum mismatch", "expected"]),
+    # environment variables (ENV:NAME=VALUE) are checked before any work, like the config
+    ("unknown engine", "lr_sweep", ["ENV:DLNJAX_ENGINE=fast"], ["DLNJAX_ENGINE must be one of auto, xla, native, pallas", "'fast'"]),
+    ("GPU engine on a CPU", "lr_sweep", ["ENV:DLNJAX_ENGINE=pallas"], ["DLNJAX_ENGINE=pallas needs a CUDA GPU", "DLNJAX_PALLAS_INTERPRET=1"]),
 ]
 
 
@@ -80,11 +83,15 @@ def test_bad_input_gives_one_clear_line_and_keeps_earlier_results(case, places, 
     out.mkdir()
     earlier = out / "summary.json"
     earlier.write_text('{"earlier": true}\n')  # results of an earlier run in the same directory
-    overrides = [_place(o, places) for o in overrides]
+    extra_env = dict(o[4:].split("=", 1) for o in overrides if o.startswith("ENV:"))
+    overrides = [_place(o, places) for o in overrides if not o.startswith("ENV:")]
     preset = [] if any(o.startswith("experiment=") for o in overrides) else ["experiment=debug"]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu",
            "DLNJAX_MIRRORS": (places["MIRROR"] if name == "checksum mismatch" else places["NOMIRROR"]).as_uri()}
     env.pop("HYDRA_FULL_ERROR", None)
+    for k in ("DLNJAX_ENGINE", "DLNJAX_PALLAS_INTERPRET"):
+        env.pop(k, None)
+    env.update(extra_env)
     r = subprocess.run([sys.executable, "-m", f"experiments.{app}", *preset, *overrides, f"hydra.run.dir={out}"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 2, (r.returncode, r.stderr[-2000:])
     assert "Traceback" not in r.stderr

@@ -50,7 +50,7 @@ WIDTHS = [
 def test_fused_passes_equal_the_xla_factors(widths, dtype):
     st, w = _problem(widths, jnp.dtype(dtype))
     loss_x, left, right = linear._factors(w, st)
-    loss_n, ps, g = jax.jit(linear._native_factors)(w, st)
+    loss_n, ps, g = jax.jit(lambda w, st: linear._fused_factors(native, w, st))(w, st)
     # P_l = W_N ... W_l against the XLA product, layer by layer
     full = native.top_down(w)
     np.testing.assert_allclose(full[0], linear.product(w), **TOL[dtype])
