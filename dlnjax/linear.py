@@ -203,11 +203,9 @@ def fused_kernels(engine: str, weights: Sequence[Array]) -> Any:
             )
         if not pallas_step.available():
             raise RuntimeError(f"engine='pallas': {pallas_step.reason()}")
-        if not pallas_step.on_gpu() and not pallas_step.interpret_allowed():
-            raise ValueError(
-                f"engine='pallas' needs a CUDA GPU (the backend here is {jax.default_backend()!r}); set "
-                "DLNJAX_PALLAS_INTERPRET=1 to run its kernels in the Pallas interpreter instead (slow; for tests)"
-            )
+        problem = pallas_step.off_gpu_problem()
+        if problem is not None:
+            raise ValueError(f"engine='pallas' {problem}")
         return pallas_step
     ok = native.supports(weights)
     if engine == "native":

@@ -39,8 +39,10 @@ from typing import Any, Sequence
 import jax
 import jax.numpy as jnp
 
+from . import native
+
 Array = Any
-MAX_RANK = 16  # output units: the padded row count of every tile
+MAX_RANK = native.MAX_RANK  # output units (16): the padded row count of every tile
 # Tile sizes (powers of two; Triton's dots need every dimension >= 16).
 BLOCKS: dict[str, int] = {
     "bottom_up_rows": 32,  # BR
@@ -97,18 +99,19 @@ def interpret_allowed() -> bool:
 
 
 def supports(weights: Sequence[Array]) -> bool:
-    """The shapes and dtypes the kernels handle (backend aside): float32/float64, at least two
-    layers, the output side narrow with 1..16 units."""
-    weights = tuple(weights)
-    if len(weights) < 2:
-        return False
-    dt = jnp.dtype(weights[0].dtype)
-    if dt not in (jnp.dtype("float32"), jnp.dtype("float64")) or any(jnp.dtype(w.dtype) != dt for w in weights):
-        return False
-    if any(len(w.shape) != 2 for w in weights):
-        return False
-    r = weights[-1].shape[0]
-    return 1 <= r <= MAX_RANK and r <= weights[0].shape[1]
+    """The shapes and dtypes the kernels handle, backend aside (those of the native kernels:
+    :func:`dlnjax.native.fused_shapes_ok`)."""
+    return native.fused_shapes_ok(weights)
+
+
+def off_gpu_problem() -> str | None:
+    """Why the kernels cannot run here (no CUDA GPU and no interpreter allowed), or None."""
+    if on_gpu() or interpret_allowed():
+        return None
+    return (
+        f"needs a CUDA GPU (the backend here is {jax.default_backend()!r}); unset it, or set "
+        "DLNJAX_PALLAS_INTERPRET=1 to run its kernels in the Pallas interpreter instead (slow; for tests)"
+    )
 
 
 def _interpret(interpret: bool | None) -> bool:

@@ -135,11 +135,9 @@ def check_engine() -> None:
     if name == "pallas":
         if not pallas_step.available():
             raise ConfigError(f"DLNJAX_ENGINE=pallas: {pallas_step.reason()}")
-        if not pallas_step.on_gpu() and not pallas_step.interpret_allowed():
-            raise ConfigError(
-                f"DLNJAX_ENGINE=pallas needs a CUDA GPU (the backend here is {jax.default_backend()!r}); unset it, "
-                "or set DLNJAX_PALLAS_INTERPRET=1 to run its kernels in the Pallas interpreter (slow; for tests)"
-            )
+        problem = pallas_step.off_gpu_problem()
+        if problem is not None:
+            raise ConfigError(f"DLNJAX_ENGINE=pallas {problem}")
     if name == "native":
         if jax.default_backend() != "cpu":
             raise ConfigError(f"DLNJAX_ENGINE=native needs a CPU backend (here: {jax.default_backend()!r}); unset it")

@@ -144,11 +144,11 @@ def reason() -> str:
     return str(_state["reason"])
 
 
-def supports(weights: Sequence[Array]) -> bool:
-    """The shapes and dtypes the kernels handle: a CPU backend, float32/float64, at least two
-    layers, the output side narrow with 1..16 units (the case of every figure in the paper)."""
+def fused_shapes_ok(weights: Sequence[Array]) -> bool:
+    """The shapes and dtypes every fused engine handles (native and Pallas): float32/float64, at
+    least two layers, the output side narrow with 1..16 units (every figure of the paper)."""
     weights = tuple(weights)
-    if len(weights) < 2 or jax.default_backend() != "cpu":
+    if len(weights) < 2:
         return False
     dt = jnp.dtype(weights[0].dtype)
     if dt not in (jnp.dtype("float32"), jnp.dtype("float64")) or any(jnp.dtype(w.dtype) != dt for w in weights):
@@ -157,6 +157,11 @@ def supports(weights: Sequence[Array]) -> bool:
         return False
     r = weights[-1].shape[0]
     return 1 <= r <= MAX_RANK and r <= weights[0].shape[1]
+
+
+def supports(weights: Sequence[Array]) -> bool:
+    """The shapes and dtypes the kernels handle (:func:`fused_shapes_ok`) on a CPU backend."""
+    return jax.default_backend() == "cpu" and fused_shapes_ok(weights)
 
 
 def _target(kind: str, dtype: Any) -> str:
