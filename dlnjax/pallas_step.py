@@ -41,6 +41,15 @@ import jax.numpy as jnp
 
 from . import native
 
+try:
+    from jax.experimental import pallas as pl
+    from jax.experimental.pallas import triton as plt
+
+    _REASON = "ok"
+except Exception as e:  # noqa: BLE001 - any failure means: not available, and say why
+    pl = plt = None
+    _REASON = f"Pallas' Triton backend cannot be imported: {type(e).__name__}: {e}"
+
 Array = Any
 MAX_RANK = native.MAX_RANK  # output units (16): the padded row count of every tile
 # Tile sizes (powers of two; Triton's dots need every dimension >= 16).
@@ -56,31 +65,15 @@ BLOCKS: dict[str, int] = {
 }
 _HI = jax.lax.Precision.HIGHEST
 
-_state: dict[str, Any] = {"tried": False, "ok": False, "reason": "not checked yet"}
-
-
-def _load() -> None:
-    if _state["tried"]:
-        return
-    _state["tried"] = True
-    try:
-        from jax.experimental import pallas  # noqa: F401
-        from jax.experimental.pallas import triton  # noqa: F401
-    except Exception as e:  # noqa: BLE001 - any failure means: not available, and say why
-        _state["reason"] = f"Pallas' Triton backend cannot be imported: {type(e).__name__}: {e}"
-        return
-    _state.update(ok=True, reason="ok")
-
 
 def available() -> bool:
     """True when Pallas and its Triton backend import (they ship with jax)."""
-    _load()
-    return bool(_state["ok"])
+    return _REASON == "ok"
 
 
 def reason() -> str:
-    _load()
-    return str(_state["reason"])
+    """Why :func:`available` is False ("ok" when it is True)."""
+    return _REASON
 
 
 def on_gpu() -> bool:
@@ -124,9 +117,6 @@ def _i32(x: int) -> Array:
 
 def top_down_layer(p: Array, w: Array, *, interpret: bool | None = None) -> Array:
     """``p @ w`` for ``p`` (r x n_out, r <= 16) and ``w`` (n_out x n_in), W read once."""
-    from jax.experimental import pallas as pl
-    from jax.experimental.pallas import triton as plt
-
     r, n_out = p.shape
     n_in = w.shape[1]
     bk, bn = BLOCKS["top_down_rows"], BLOCKS["top_down_cols"]
@@ -164,9 +154,6 @@ def bottom_up_layer(
     """``(w - lr * coef^T m, m w^T)`` for ``w`` (n_out x n_in), ``m`` (r x n_in) and ``coef``
     (r x n_out; ``None``: the identity, for the last layer, where n_out = r). W is read once and
     written once; the first result aliases ``w`` (in place when XLA can)."""
-    from jax.experimental import pallas as pl
-    from jax.experimental.pallas import triton as plt
-
     r, n_in = m.shape
     n_out = w.shape[0]
     br, bc = BLOCKS["bottom_up_rows"], BLOCKS["bottom_up_cols"]

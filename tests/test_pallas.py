@@ -119,6 +119,6 @@ def test_pallas_engine_refuses_what_it_cannot_run(monkeypatch):
     assert linear.fused_kernels("pallas", ok) is pallas_step
     # 'auto' never picks the Pallas kernels (not yet timed on a GPU)
     assert linear.fused_kernels("auto", ok) is not pallas_step
-    monkeypatch.setattr(pallas_step, "_state", {"tried": True, "ok": False, "reason": "no Triton (test)"})
+    monkeypatch.setattr(pallas_step, "_REASON", "no Triton (test)")
     with pytest.raises(RuntimeError, match="no Triton"):
         linear.fused_kernels("pallas", ok)
