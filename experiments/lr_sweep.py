@@ -57,8 +57,15 @@ def run(cfg: DictConfig) -> dict:
     fig.colorbar(cm.ScalarMappable(norm=norm, cmap=cmap), ax=a1, label="learning rate")
     ok = np.isfinite(res.learning_time)
     a2.plot(rates[ok], res.learning_time[ok], "o-", color="k", label="learning time")
+    # Rates that neither learned nor diverged (still above the threshold when training stopped)
+    # sit with the diverged ones on a row above the curve, so no rate of the grid goes unshown.
+    top = float(np.nanmax(res.learning_time)) * 1.15 if ok.any() else 1.0
     if res.diverged.any():
-        a2.plot(rates[res.diverged], np.full(res.diverged.sum(), np.nanmax(res.learning_time) if ok.any() else 1.0), "x", color="tab:red", label="diverged")
+        a2.plot(rates[res.diverged], np.full(res.diverged.sum(), top), "x", color="tab:red", label="diverged")
+    stalled = ~ok & ~res.diverged
+    if stalled.any():
+        a2.plot(rates[stalled], np.full(stalled.sum(), top), "^", mfc="none", color="tab:gray",
+                label=f"not learned in {int(cfg.max_steps)} steps")
     if measured_edge is not None:
         a2.axvline(measured_edge, color="tab:red", lw=1, label=f"first diverging rate {measured_edge:.2g}")
     a2.axvline(opt, color="tab:red", ls="--", lw=1, label=f"supplement 1/λ₁(a_opt) = {opt:.2g}")
