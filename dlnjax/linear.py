@@ -186,40 +186,46 @@ def _shapes(weights: Sequence[Array]) -> str:
     return str([tuple(w.shape) for w in weights])
 
 
+def engine_problem(engine: str) -> tuple[type[Exception], str] | None:
+    """Why the fused ``engine`` (``'native'`` or ``'pallas'``) cannot run on this machine, whatever
+    the shapes: the exception to raise and a phrase that follows the engine's name; None when it
+    can (and for ``'auto'`` / ``'xla'``, which always run). Used by :func:`fused_kernels` and by
+    the apps' start-up check of ``$DLNJAX_ENGINE``."""
+    if engine == "pallas":
+        if not pallas_step.available():
+            return RuntimeError, f"is not available here: {pallas_step.reason()}"
+        problem = pallas_step.off_gpu_problem()
+        return None if problem is None else (ValueError, problem)
+    if engine == "native":
+        if jax.default_backend() != "cpu":
+            return ValueError, f"needs a CPU backend (here: {jax.default_backend()!r})"
+        if not native.available():
+            return RuntimeError, f"is not available here: the fused kernels cannot be built: {native.reason()}"
+    return None
+
+
 def fused_kernels(engine: str, weights: Sequence[Array]) -> Any:
     """The module whose fused kernels run a step on these (per-network) weights:
     :mod:`dlnjax.native` (CPU), :mod:`dlnjax.pallas_step` (GPU), or None for the XLA path.
 
     ``'auto'`` picks the native kernels by the size rule above and never the Pallas ones (not
     yet timed on a GPU; see :mod:`dlnjax.pallas_step`). ``'native'`` and ``'pallas'`` raise, saying
-    why, when their kernels cannot run here."""
+    why, when their kernels cannot run here (:func:`engine_problem`) or on these shapes."""
     if engine == "xla":
         return None
-    if engine == "pallas":
-        if not pallas_step.supports(weights):
+    if engine in ("native", "pallas"):
+        if not native.fused_shapes_ok(weights):
             raise ValueError(
-                "engine='pallas' needs float32/float64 weights, at least two layers and 1..16 output units "
+                f"engine={engine!r} needs float32/float64 weights, at least two layers and 1..16 output units "
                 f"(no wider than the input); got shapes {_shapes(weights)}"
             )
-        if not pallas_step.available():
-            raise RuntimeError(f"engine='pallas': {pallas_step.reason()}")
-        problem = pallas_step.off_gpu_problem()
+        problem = engine_problem(engine)
         if problem is not None:
-            raise ValueError(f"engine='pallas' {problem}")
-        return pallas_step
-    ok = native.supports(weights)
-    if engine == "native":
-        if not ok:
-            raise ValueError(
-                "engine='native' needs a CPU backend, float32/float64 weights and 1..16 output units; "
-                f"got backend {jax.default_backend()!r}, shapes {_shapes(weights)}"
-            )
-        if not native.available():
-            raise RuntimeError(f"engine='native': the fused kernels are not available: {native.reason()}")
-        return native
+            raise problem[0](f"engine={engine!r} {problem[1]}")
+        return native if engine == "native" else pallas_step
     total = sum(int(np.prod(w.shape)) * jnp.dtype(w.dtype).itemsize for w in weights)
     big = total >= NATIVE_MIN_BYTES and total >= NATIVE_MIN_LAYER_BYTES * len(weights)
-    return native if (ok and big and native.available()) else None
+    return native if (native.supports(weights) and big and native.available()) else None
 
 
 def use_native(engine: str, weights: Sequence[Array]) -> bool:

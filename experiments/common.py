@@ -123,26 +123,17 @@ def load_dataset(d: DictConfig) -> Any:
 # ----------------------------------------------------------------------------------------
 def check_engine() -> None:
     """``$DLNJAX_ENGINE`` (see :func:`dlnjax.linear.make_runner`): a known name whose kernels can
-    run here, checked before any work (else one line and exit 2, not a traceback mid-run)."""
-    import jax
-
-    from dlnjax import linear, native, pallas_step
+    run here (:func:`dlnjax.linear.engine_problem`), checked before any work (else one line and
+    exit 2, not a traceback mid-run)."""
+    from dlnjax import linear
 
     try:
         name = linear.resolve_engine_name(None)
     except ValueError as e:
         raise ConfigError(f"invalid environment: {e}") from None
-    if name == "pallas":
-        if not pallas_step.available():
-            raise ConfigError(f"DLNJAX_ENGINE=pallas: {pallas_step.reason()}")
-        problem = pallas_step.off_gpu_problem()
-        if problem is not None:
-            raise ConfigError(f"DLNJAX_ENGINE=pallas {problem}")
-    if name == "native":
-        if jax.default_backend() != "cpu":
-            raise ConfigError(f"DLNJAX_ENGINE=native needs a CPU backend (here: {jax.default_backend()!r}); unset it")
-        if not native.available():
-            raise ConfigError(f"DLNJAX_ENGINE=native: the fused kernels are not available: {native.reason()}")
+    problem = linear.engine_problem(name)
+    if problem is not None:
+        raise ConfigError(f"DLNJAX_ENGINE={name} {problem[1]}")
 
 
 def app(fn: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any]:
