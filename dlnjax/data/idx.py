@@ -10,12 +10,12 @@ from __future__ import annotations
 import gzip
 import os
 import struct
-import tempfile
 import zlib
 from pathlib import Path
-from typing import BinaryIO, Callable
 
 import numpy as np
+
+from ..io import atomic_write, atomic_write_bytes  # re-exported: the old import path keeps working
 
 _DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
 _CODES = {np.dtype(np.uint8): 0x08, np.dtype(np.int8): 0x09}
@@ -73,28 +73,3 @@ def write_idx(path: str | os.PathLike, array: np.ndarray, compress: bool | None 
     if compress:
         payload = gzip.compress(payload, mtime=0)
     atomic_write_bytes(path, payload)
-
-
-def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> None:
-    """Write through ``write(f)`` to a temporary file beside ``path``, fsync, then rename.
-
-    A killed process leaves either the old file or the complete new one, never a partial
-    file under the final name (the temporary, dot-prefixed, is removed on error).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_bytes(path: str | os.PathLike, payload: bytes) -> None:
-    atomic_write(path, lambda f: f.write(payload))
