@@ -71,21 +71,22 @@ def _compiler() -> str | None:
     return None
 
 
-def library_path(compiler: str) -> Path:
+def library_path(compiler: str, source: Path = SOURCE) -> Path:
     h = hashlib.sha256()
-    for part in (SOURCE.read_bytes(), jaxlib.__version__.encode(), " ".join(FLAGS).encode(), compiler.encode(),
+    for part in (source.read_bytes(), jaxlib.__version__.encode(), " ".join(FLAGS).encode(), compiler.encode(),
                  _cpu_flags().encode(), platform.machine().encode()):
         h.update(part)
         h.update(b"\0")
-    return cache_dir() / f"linear_step-{h.hexdigest()[:16]}.so"
+    return cache_dir() / f"{source.stem}-{h.hexdigest()[:16]}.so"
 
 
-def build() -> Path:
-    """Compile the kernels (if not cached) and return the shared library's path."""
+def build(source: Path = SOURCE) -> Path:
+    """Compile the kernels of ``source`` (default ``linear_step.cc``; also ``compressed_run.cc``,
+    see :mod:`dlnjax.native.compressed`) if not cached and return the shared library's path."""
     compiler = _compiler()
     if compiler is None:
         raise RuntimeError("no C++ compiler found (tried $CXX, c++, g++, clang++): install one, e.g. apt-get install g++")
-    path = library_path(compiler)
+    path = library_path(compiler, source)
     if path.exists():
         return path
     try:
@@ -99,12 +100,12 @@ def build() -> Path:
         fd, tmp = tempfile.mkstemp(suffix=".so", dir=path.parent)
     log.info("dlnjax.native: compiling the fused CPU kernels once for this machine (about 20 s) into %s", path)
     os.close(fd)
-    cmd = [compiler, *FLAGS, "-I", jax.ffi.include_dir(), str(SOURCE), "-o", tmp]
+    cmd = [compiler, *FLAGS, "-I", jax.ffi.include_dir(), str(source), "-o", tmp]
     try:
         res = subprocess.run(cmd, capture_output=True, text=True)
         if res.returncode != 0:
             tail = "\n".join(res.stderr.strip().splitlines()[-5:])
-            raise RuntimeError(f"compiling {SOURCE.name} failed ({' '.join(cmd)}):\n{tail}")
+            raise RuntimeError(f"compiling {source.name} failed ({' '.join(cmd)}):\n{tail}")
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
