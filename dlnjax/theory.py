@@ -29,7 +29,6 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 Array = Any
 
@@ -320,16 +319,3 @@ def mode_error(s: Array, u: Array) -> Array:
     """Training error carried by decoupled modes: ``1/2 sum_alpha (s_alpha - u_alpha)^2`` (Eq. 6/14, tau = 1)."""
     s, u = _float(s), _float(u)
     return 0.5 * jnp.sum((s - u) ** 2, axis=-1)
-
-
-def numpy_solve_deep(s: float, u0: float, t: np.ndarray, tau: float, depth: int) -> np.ndarray:
-    """Reference solution of Eq. 15 by scipy's ``solve_ivp`` (for tests and checks only)."""
-    from scipy.integrate import solve_ivp
-
-    n = depth - 1
-
-    def rhs(_t, u):
-        return [n * abs(u[0]) ** (2.0 - 2.0 / n) * (s - u[0]) / tau]
-
-    sol = solve_ivp(rhs, (0.0, float(np.max(t))), [u0], t_eval=np.asarray(t), rtol=1e-11, atol=1e-14, method="LSODA")
-    return sol.y[0]

@@ -1,15 +1,23 @@
+"""Fixtures and test-wide settings; tolerances and the NumPy oracles are in tests/helpers.py."""
+
 import os
+import sys
+from pathlib import Path
 
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+
+# The apps (experiments) and the benchmarks are not installed with the package (only dlnjax is):
+# they are imported from the clone, also under a bare `pytest` (which, unlike `python -m pytest`,
+# does not put the current directory on sys.path).
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 
 import jax  # noqa: E402
 import pytest  # noqa: E402
 
 # Theory checks run in float64; tests that exercise float32 pass dtypes explicitly.
 jax.config.update("jax_enable_x64", True)
-
-# Tolerances keyed by dtype (neural-tangents style).
-RTOL = {"float32": 2e-4, "float64": 1e-8}
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ import pytest
 
 from dlnjax import chaos
 from dlnjax import init as inits
+from helpers import assert_close
 
 
 def test_quadrature_integrates_gaussian_moments():
@@ -31,7 +32,7 @@ def test_fixed_point_zero_below_and_positive_above_edge():
     assert np.all(q[3:] > 0.0)
     assert np.all(np.diff(q[3:]) > 0)
     # it is a fixed point of the map
-    np.testing.assert_allclose(np.asarray(chaos.variance_map(q[3:], gs[3:])), q[3:], rtol=1e-8)
+    assert_close(np.asarray(chaos.variance_map(q[3:], gs[3:])), q[3:], rtol=1e-8)
     # iterating the map from q = 1 goes to it
     for g, qi in zip(gs[4:], q[4:]):
         x = 1.0
@@ -44,7 +45,7 @@ def test_chi_crosses_one_at_the_edge():
     """chi = g^2 < 1 on the ordered side (q_inf = 0), exactly 1 at g = 1, > 1 and growing above (chaos)."""
     gs = jnp.asarray([0.8, 0.95, 1.0, 1.05, 1.3, 2.0])
     c = np.asarray(chaos.chi(gs, chaos.q_fixed_point(gs)))
-    np.testing.assert_allclose(c[:3], np.asarray(gs[:3]) ** 2, rtol=1e-12)
+    assert_close(c[:3], np.asarray(gs[:3]) ** 2, rtol=1e-12)
     assert c[0] < c[1] < c[2] == pytest.approx(1.0)
     assert np.all(c[3:] > 1.0) and np.all(np.diff(c[3:]) > 0)
 
@@ -60,7 +61,7 @@ def test_accumulated_jacobian_equals_jacfwd():
             x = g * (w[l] @ jnp.tanh(x))
         return x
 
-    np.testing.assert_allclose(np.asarray(chaos.end_to_end_jacobian(x1, w, g)), np.asarray(jax.jacfwd(f)(x1)), rtol=1e-10, atol=1e-12)
+    assert_close(np.asarray(chaos.end_to_end_jacobian(x1, w, g)), np.asarray(jax.jacfwd(f)(x1)), rtol=1e-10, atol=1e-12)
 
 
 def test_linear_orthogonal_network_is_an_exact_isometry():
@@ -69,7 +70,7 @@ def test_linear_orthogonal_network_is_an_exact_isometry():
     w = chaos.random_weights(key, n, layers, "orthogonal", dtype=jnp.float64)
     jac = chaos.end_to_end_jacobian(jnp.ones(n, jnp.float64), w, g, phi=lambda x: x)
     sv = np.linalg.svd(np.asarray(jac), compute_uv=False)
-    np.testing.assert_allclose(sv, g**layers, rtol=1e-10)  # g^(N_l - 1) with N_l - 1 = layers
+    assert_close(sv, g**layers, rtol=1e-10)  # g^(N_l - 1) with N_l - 1 = layers
 
 
 def test_simulated_variance_converges_to_theory_with_width():
@@ -102,13 +103,13 @@ def test_haar_eigenvalue_angles_are_uniform():
     assert min(ps) > 0.01 / 5
     a = np.asarray(jax.random.normal(jax.random.PRNGKey(9), (200, 200), jnp.float64)) * 0.02
     near_identity = expm(a - a.T)
-    np.testing.assert_allclose(near_identity @ near_identity.T, np.eye(200), atol=1e-10)
+    assert_close(near_identity @ near_identity.T, np.eye(200), atol=1e-10)
     assert chaos.eigen_angle_uniformity(near_identity) < 1e-6
 
 
 def test_products_of_orthogonal_matrices_have_unit_singular_values():
     p = chaos.random_product(jax.random.PRNGKey(0), 50, 20, "orthogonal", jnp.float64)
-    np.testing.assert_allclose(np.linalg.svd(np.asarray(p), compute_uv=False), 1.0, atol=1e-10)
+    assert_close(np.linalg.svd(np.asarray(p), compute_uv=False), 1.0, atol=1e-10)
 
 
 def test_gaussian_products_preserve_norm_on_average_but_not_isotropically():

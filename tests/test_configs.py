@@ -2,8 +2,8 @@
 
 import pytest
 from hydra import compose, initialize_config_dir
-from hydra.errors import ConfigCompositionException
-from omegaconf.errors import ConfigKeyError, ValidationError
+from hydra.errors import ConfigCompositionException, MissingConfigException
+from omegaconf.errors import ConfigAttributeError, ValidationError
 
 import experiments.schema  # noqa: F401  (registers the schemas)
 from experiments.schema import ConfigError, validate
@@ -39,22 +39,29 @@ def test_paper_presets_carry_the_papers_protocol():
 
 
 @pytest.mark.parametrize(
-    "app,override,fragment",
+    "app,override,fragment,cause",
     [
-        ("depth_sweep", "data=nosuch", "Could not find 'data/nosuch'"),
-        ("depth_sweep", "experiment=nosuch", "Could not find 'experiment/nosuch'"),
-        ("depth_sweep", "data.preprocessing=blur", "expected one of [raw, centred, whitened]"),
-        ("depth_sweep", "hidden=many", "hidden"),
-        ("depth_sweep", "u0=abc", "u0"),
-        ("mode_dynamics", "lrr=0.1", "lrr"),
-        ("depth_sweep", "threshold.kind=median", "expected one of [relative, absolute]"),
-        ("depth_sweep", "precision=float16", "expected one of [float32, float64]"),
-        ("init_comparison", "inits=[orthogonal,xavier]", "expected one of [decoupled, scaled_gaussian, orthogonal, pretrained]"),
+        # a missing config group option: Hydra's MissingConfigException, raised directly
+        ("depth_sweep", "data=nosuch", "Could not find 'data/nosuch'", None),
+        ("depth_sweep", "experiment=nosuch", "Could not find 'experiment/nosuch'", None),
+        # a bad value or an unknown key: OmegaConf's error, wrapped by Hydra
+        ("depth_sweep", "data.preprocessing=blur", "expected one of [raw, centred, whitened]", ValidationError),
+        ("depth_sweep", "hidden=many", "hidden", ValidationError),
+        ("depth_sweep", "u0=abc", "u0", ValidationError),
+        ("mode_dynamics", "lrr=0.1", "lrr", ConfigAttributeError),
+        ("depth_sweep", "threshold.kind=median", "expected one of [relative, absolute]", ValidationError),
+        ("depth_sweep", "precision=float16", "expected one of [float32, float64]", ValidationError),
+        ("init_comparison", "inits=[orthogonal,xavier]", "expected one of [decoupled, scaled_gaussian, orthogonal, pretrained]", ValidationError),
     ],
 )
-def test_bad_values_fail_at_composition(app, override, fragment):
-    with pytest.raises((ConfigCompositionException, ValidationError, ConfigKeyError, Exception)) as e:
+def test_bad_values_fail_at_composition(app, override, fragment, cause):
+    expected = MissingConfigException if cause is None else ConfigCompositionException
+    with pytest.raises(expected) as e:
         _compose(app, [override])
+    if cause is None:
+        assert e.value.__cause__ is None
+    else:
+        assert isinstance(e.value.__cause__, cause), repr(e.value.__cause__)
     text = str(e.value) + str(getattr(e.value, "__cause__", ""))
     assert fragment in text
 

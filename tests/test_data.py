@@ -10,6 +10,7 @@ from dlnjax.data import digits, hierarchy, teacher
 from dlnjax.data.digits import DataError, load_digits, locate
 from dlnjax.data.idx import IdxError, read_idx, write_idx
 from dlnjax.data.preprocess import preprocess
+from helpers import assert_close
 
 
 def test_idx_round_trip(tmp_path):
@@ -185,9 +186,9 @@ def test_hierarchy_dataset():
 
 def test_teacher_dataset():
     ds = teacher([5.0, 2.0, 0.5], 6, 4, n_examples=9, seed=1)
-    np.testing.assert_allclose(ds.x.T @ ds.x, np.eye(6), atol=1e-12)
+    assert_close(ds.x.T @ ds.x, np.eye(6), atol=1e-12)
     sv = np.linalg.svd(ds.y.T @ ds.x, compute_uv=False)
-    np.testing.assert_allclose(sv[:3], [5.0, 2.0, 0.5], rtol=1e-12)
+    assert_close(sv[:3], [5.0, 2.0, 0.5], rtol=1e-12)
     with pytest.raises(ValueError):
         teacher([1.0] * 5, 4, 4)
 
@@ -196,9 +197,9 @@ def test_teacher_dataset():
 def test_preprocessing(kind):
     ds = preprocess(load_digits("embedded"), kind)
     if kind == "centred":
-        np.testing.assert_allclose(ds.x.mean(0), 0.0, atol=1e-12)
+        assert_close(ds.x.mean(0), 0.0, atol=1e-12)
     if kind == "whitened":
         k = ds.info["n_whitened_dims"]
         assert 500 < k < 784  # constant border pixels dropped
-        np.testing.assert_allclose(ds.x.T @ ds.x, np.eye(k), atol=1e-8)
+        assert_close(ds.x.T @ ds.x, np.eye(k), atol=1e-8)
         assert ds.x_test.shape[1] == k

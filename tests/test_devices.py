@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from helpers import assert_close
+
 ROOT = Path(__file__).resolve().parents[1]
 
 SCRIPT = r"""
@@ -46,7 +48,7 @@ def test_sharded_sweep_equals_one_device():
     assert four["diverged"][-1] is True and len(four["lt"]) == 6
     a = np.array(one["loss"], dtype=float)
     b = np.array(four["loss"], dtype=float)
-    np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-12, equal_nan=True)
+    assert_close(b, a, rtol=1e-12, atol=1e-12, equal_nan=True)
 
 
 def _app(app, out, n_devices, *overrides):
@@ -78,6 +80,6 @@ def test_every_apps_batch_sharded_over_four_devices_equals_one_device(app, overr
     for k in one:
         a, b = one[k], four[k]
         if a.dtype.kind in "fc":
-            np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-12, equal_nan=True, err_msg=k)
+            assert_close(b, a, rtol=1e-9, atol=1e-12, equal_nan=True, err_msg=k)
         else:
             np.testing.assert_array_equal(b, a, err_msg=k)

@@ -13,14 +13,12 @@ import pytest
 from dlnjax import init as inits
 from dlnjax import linear, native
 from dlnjax.data import teacher
+from helpers import TOL, assert_close
 
 needs_native = pytest.mark.skipif(
     jax.default_backend() != "cpu" or not native.available(),
     reason=f"fused native kernels not available here: {native.reason() if jax.default_backend() == 'cpu' else 'not a CPU backend'}",
 )
-
-# Float64 results agree with XLA to rounding of sums of ~n terms; float32 to its epsilon times that.
-TOL = {"float64": dict(rtol=1e-10, atol=1e-12), "float32": dict(rtol=2e-4, atol=2e-6)}
 
 
 def _problem(widths, dtype, seed=0, p=None):
@@ -53,15 +51,15 @@ def test_fused_passes_equal_the_xla_factors(widths, dtype):
     loss_n, ps, g = jax.jit(lambda w, st: linear._fused_factors(native, w, st))(w, st)
     # P_l = W_N ... W_l against the XLA product, layer by layer
     full = native.top_down(w)
-    np.testing.assert_allclose(full[0], linear.product(w), **TOL[dtype])
+    assert_close(full[0], linear.product(w), dtype=dtype)
     for l in range(1, len(w) - 1):
-        np.testing.assert_allclose(full[l], linear.product(w[l:]), **TOL[dtype])
-    np.testing.assert_allclose(float(loss_n), float(loss_x), rtol=TOL[dtype]["rtol"])
+        assert_close(full[l], linear.product(w[l:]), dtype=dtype)
+    assert_close(float(loss_n), float(loss_x), rtol=TOL[dtype]["rtol"])
     lr = jnp.asarray(0.01, w[0].dtype)
     new_x = [linear._update(wi, lr, a, b) for wi, a, b in zip(w, left, right)]
     new_n = jax.jit(native.bottom_up)(lr, g, ps, w)
     for a, b, w0 in zip(new_n, new_x, w):
-        np.testing.assert_allclose(a, b, **TOL[dtype])
+        assert_close(a, b, dtype=dtype)
         assert float(jnp.max(jnp.abs(b - w0))) > 0  # the update is not a no-op
     # the kernel leaves its inputs alone when they are not donated
     st2, w2 = _problem(widths, jnp.dtype(dtype))
@@ -82,9 +80,9 @@ def test_native_training_equals_xla_training(widths):
     (sx, rx), (sn, rn) = out["xla"], out["native"]
     assert np.all(np.isfinite(rx.loss)) and float(rx.loss[-1]) < 0.9 * float(rx.loss[0])  # it learned something
     # E is formed as 1/2 tr S33 - tr(W S31^T) + 1/2 tr(W S11 W^T): absolute rounding ~ eps * E(0)
-    np.testing.assert_allclose(rn.loss, rx.loss, rtol=1e-9, atol=1e-12 * float(rx.loss[0]))
+    assert_close(rn.loss, rx.loss, rtol=1e-9, atol=1e-12 * float(rx.loss[0]))
     for a, b in zip(sn.weights, sx.weights):
-        np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-10)
+        assert_close(a, b, rtol=1e-8, atol=1e-10)
 
 
 @needs_native
@@ -118,7 +116,7 @@ def test_vmapped_native_equals_a_loop_and_is_deterministic(members):
         stacked, lrs
     )
     for a, b in zip(batched, xla):
-        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+        assert_close(a, b, rtol=1e-9, atol=1e-12)
 
 
 @needs_native
@@ -199,4 +197,4 @@ def test_native_batch_sharded_over_four_devices_equals_one_device():
         d = json.loads(r.stdout.strip().splitlines()[-1])
         assert d["devices"] == n
         out[n] = np.asarray(d["loss"])
-    np.testing.assert_allclose(out[4], out[1], rtol=1e-9)
+    assert_close(out[4], out[1], rtol=1e-9)

@@ -6,6 +6,7 @@ import numpy as np
 import optax
 
 from dlnjax import nonlinear
+from helpers import assert_close
 
 
 def _toy(n=200, d=6, seed=0):
@@ -26,7 +27,7 @@ def test_classifier_training_learns_and_vmap_equals_loop():
     _, mb = jax.jit(jax.vmap(train))(stacked)
     for i, p in enumerate(ps):
         _, m1 = jax.jit(train)(p)
-        np.testing.assert_allclose(np.asarray(mb["train_loss"][i]), np.asarray(m1["train_loss"]), rtol=1e-10)
+        assert_close(np.asarray(mb["train_loss"][i]), np.asarray(m1["train_loss"]), rtol=1e-10)
     err = np.asarray(mb["train_error"])
     assert err.shape == (3, 6)
     assert np.all(err[:, -1] < 0.1) and np.all(err[:, 0] > err[:, -1])
@@ -34,6 +35,6 @@ def test_classifier_training_learns_and_vmap_equals_loop():
 
 def test_deep_tanh_weight_scalings():
     w = nonlinear.deep_tanh_weights(jax.random.PRNGKey(0), (50, 50, 50), "orthogonal", 2.0, jnp.float64)
-    np.testing.assert_allclose(np.linalg.svd(np.asarray(w[0]), compute_uv=False), 2.0, rtol=1e-12)
+    assert_close(np.linalg.svd(np.asarray(w[0]), compute_uv=False), 2.0, rtol=1e-12)
     g = nonlinear.deep_tanh_weights(jax.random.PRNGKey(0), (400, 400), "gaussian", 1.0, jnp.float64)[0]
     assert abs(float(jnp.var(g)) * 400 - 1.0) < 0.02  # variance 1/N_in (160,000 entries: std error ~0.4%)

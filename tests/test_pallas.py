@@ -14,8 +14,7 @@ import pytest
 from dlnjax import init as inits
 from dlnjax import linear, pallas_step
 from dlnjax.data import teacher
-
-TOL = {"float64": dict(rtol=1e-10, atol=1e-12), "float32": dict(rtol=2e-4, atol=2e-6)}
+from helpers import TOL, assert_close
 
 
 def _problem(widths, dtype, seed=0):
@@ -41,18 +40,18 @@ def test_pallas_passes_equal_the_xla_factors(widths, dtype):
     st, w = _problem(widths, jnp.dtype(dtype))
     loss_x, left, right = linear._factors(w, st)
     full = jax.jit(lambda w: pallas_step.top_down(w, interpret=True))(w)
-    np.testing.assert_allclose(full[0], linear.product(w), **TOL[dtype])
+    assert_close(full[0], linear.product(w), dtype=dtype)
     for l in range(1, len(w) - 1):
-        np.testing.assert_allclose(full[l], linear.product(w[l:]), **TOL[dtype])
+        assert_close(full[l], linear.product(w[l:]), dtype=dtype)
     ws11 = full[0] @ st.sigma11
     g = ws11 - st.sigma31
-    np.testing.assert_allclose(float(linear._loss(full[0], ws11, st)), float(loss_x), rtol=TOL[dtype]["rtol"])
+    assert_close(float(linear._loss(full[0], ws11, st)), float(loss_x), rtol=TOL[dtype]["rtol"])
     lr = jnp.asarray(0.01, w[0].dtype)
     new_x = [linear._update(wi, lr, a, b) for wi, a, b in zip(w, left, right)]
     new_p = jax.jit(lambda lr, g, ps, w: pallas_step.bottom_up(lr, g, ps, w, interpret=True))(lr, g, full[1:], w)
     for a, b, w0 in zip(new_p, new_x, w):
         assert a.dtype == w0.dtype and a.shape == w0.shape
-        np.testing.assert_allclose(a, b, **TOL[dtype])
+        assert_close(a, b, dtype=dtype)
         assert float(jnp.max(jnp.abs(b - w0))) > 0  # the update is not a no-op
 
 
@@ -76,9 +75,9 @@ def test_pallas_training_equals_xla_training_vmapped_with_a_diverging_rate(inter
     np.testing.assert_array_equal(sp.cross_step, sx.cross_step)
     np.testing.assert_array_equal(sp.diverge_step, sx.diverge_step)
     assert int(sp.cross_step[1]) > 0  # the threshold is crossed inside the run
-    np.testing.assert_allclose(rp.loss, rx.loss, rtol=1e-9, atol=1e-12 * loss0, equal_nan=True)
+    assert_close(rp.loss, rx.loss, rtol=1e-9, atol=1e-12 * loss0, equal_nan=True)
     for a, b, w0 in zip(sp.weights, sx.weights, w):
-        np.testing.assert_allclose(a[:3], b[:3], rtol=1e-8, atol=1e-10)
+        assert_close(a[:3], b[:3], rtol=1e-8, atol=1e-10)
         np.testing.assert_array_equal(a[2], w0)
 
 

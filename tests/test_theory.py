@@ -7,10 +7,11 @@ import pytest
 from scipy.integrate import solve_ivp
 
 from dlnjax import theory as th
+from helpers import assert_close, numpy_solve_deep
 
 
 def solve_balanced(s, u0, t, tau, depth):
-    return th.numpy_solve_deep(s, u0, t, tau, depth)
+    return numpy_solve_deep(s, u0, t, tau, depth)
 
 
 @pytest.mark.parametrize("depth", [2, 3, 4, 5, 6, 8, 10, 30])
@@ -20,7 +21,7 @@ def test_mode_strength_matches_solve_ivp(depth, u0):
     t = np.linspace(0.0, 300.0, 61)
     ref = solve_balanced(s, u0, t, tau, depth)
     got = np.asarray(th.mode_strength(t, s, u0, tau, depth))
-    np.testing.assert_allclose(got, ref, atol=1e-7 * s, rtol=1e-7)
+    assert_close(got, ref, atol=1e-7 * s, rtol=1e-7)
 
 
 def test_eq12_closed_form_is_the_printed_one():
@@ -28,7 +29,7 @@ def test_eq12_closed_form_is_the_printed_one():
     t = np.linspace(0, 50, 11)
     e = np.exp(2 * s * t / tau)
     printed = s * e / (e - 1 + s / u0)
-    np.testing.assert_allclose(np.asarray(th.mode_strength(t, s, u0, tau, 3)), printed, rtol=1e-12)
+    assert_close(np.asarray(th.mode_strength(t, s, u0, tau, 3)), printed, rtol=1e-12)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -39,7 +40,7 @@ def test_learning_time_inverts_mode_strength(depth, dtype):
     t = th.learning_time(s, u0, uf, tau, depth)
     back = th.mode_strength(t, s, u0, tau, depth)
     tol = {"float32": 5e-4, "float64": 1e-9}[dtype]
-    np.testing.assert_allclose(np.asarray(back), np.asarray(uf), rtol=tol)
+    assert_close(np.asarray(back), np.asarray(uf), rtol=tol)
 
 
 @pytest.mark.parametrize("depth", [2, 3, 5, 12])
@@ -80,8 +81,8 @@ def test_hyperbolic_learning_time_matches_simulation(a0, b0):
     ts = np.linspace(0, t, 9)
     A, B = th.hyperbolic_trajectory(ts, s, a0, b0, tau)
     ref = sol.sol(ts)
-    np.testing.assert_allclose(np.asarray(A), ref[0], atol=1e-8)
-    np.testing.assert_allclose(np.asarray(B), ref[1], atol=1e-8)
+    assert_close(np.asarray(A), ref[0], atol=1e-8)
+    assert_close(np.asarray(B), ref[1], atol=1e-8)
 
 
 def test_printed_supplement_eq4_is_off_by_a_factor():
@@ -158,7 +159,7 @@ def test_infinite_depth_delay():
     """Supplement Eqs. 21-23: at rate eta/lambda_1 the depth-d time approaches t_3 + (s/u0 - s/uf)/eta."""
     s, u0, uf, eta = 1.0, 0.05, 0.95, 0.5
     t3 = float(th.learning_time_at_rate_scale(s, u0, uf, 3, eta))
-    np.testing.assert_allclose(t3, np.log(uf * (s - u0) / (u0 * (s - uf))) / eta, rtol=1e-10)  # Eq. 21
+    assert_close(t3, np.log(uf * (s - u0) / (u0 * (s - uf))) / eta, rtol=1e-10)  # Eq. 21
     delay = float(th.infinite_depth_delay(s, u0, uf, eta))
     td = [float(th.learning_time_at_rate_scale(s, u0, uf, d, eta)) for d in (30, 300, 3000)]
     errs = [abs(t - (t3 + delay)) for t in td]
