@@ -456,7 +456,7 @@ class MemberState(NamedTuple):
 
 
 def init_member(cores: Cores, cs: CStats, n_records: int, n_modes: int) -> MemberState:
-    e0 = loss(cores, cs)
+    e0 = _loss_jit(cores, cs)
     dt = e0.dtype
     i = jnp.int32
     nan = jnp.asarray(jnp.nan, dt)
@@ -545,3 +545,113 @@ def make_member_runner(
         return st
 
     return run
+
+
+def member_fn(
+    cs: CStats, cores0: Cores, threshold: float, *, record_every: int, max_steps: int,
+    readout: tuple[Array, Array] | None = None, last_trained: bool = True, runner: Any = None,
+    diverge_factor: float = 1e4, spike_rtol: float = 1e-3,
+) -> Any:
+    """A :data:`dlnjax.robust.MemberFn` for the compressed engine: ``member(lr, limit, resume)``
+    runs one member from ``cores0`` (or continues ``resume``) to ``limit`` steps. Records cover
+    up to ``max(max_steps, limit)`` steps (longer runs keep their first records). ``runner`` (a
+    jitted :func:`make_member_runner`, or the native one) is built when not given."""
+    from .robust import MemberOutcome
+
+    run = runner or jax.jit(make_member_runner(cs, record_every=record_every, last_trained=last_trained,
+                                               readout=readout, diverge_factor=diverge_factor,
+                                               spike_rtol=spike_rtol))
+    n_rec = int(max_steps) // int(record_every) + 1
+    n_modes = 0 if readout is None else int(readout[0].shape[1])
+    dtype = cores0.first.dtype
+    thr = jnp.asarray(threshold, dtype)
+
+    def member(lr: float, limit: int, resume: Any = None) -> Any:
+        st = resume.state if resume is not None else init_member(cores0, cs, n_rec, n_modes)
+        st = run(st, jnp.asarray(lr, dtype), thr, jnp.asarray(int(limit), jnp.int32))
+        loss = np.asarray(st.rec_loss)
+        return MemberOutcome(
+            float(lr), int(limit), int(st.step), int(st.cross_step), int(st.diverge_step) if bool(st.diverged) else -1,
+            int(st.spikes), int(st.first_spike), float(st.max_rise),
+            np.arange(n_rec) * int(record_every), loss, np.asarray(st.rec_modes), state=st,
+        )
+
+    def member_sharpness(o: Any, v0: Any = None, iters: int = 60) -> tuple[float, Any]:
+        """Top Hessian eigenvalue at a run's current cores. Always started from the same fixed
+        direction (``v0`` is ignored), so the value depends on the cores alone: a resumed sweep
+        recomputes bit-identical numbers."""
+        v0 = _random_direction(o.state.cores)
+        lam, vec = _sharpness_jit(o.state.cores, cs, v0, iters=iters, last_trained=last_trained)
+        return float(lam), vec
+
+    member.sharpness = member_sharpness  # type: ignore[attr-defined]
+    return member
+
+
+# ----------------------------------------------------------------------------------------
+# 5. sharpness: the top eigenvalue of the loss Hessian of the cores
+# ----------------------------------------------------------------------------------------
+def _grads_only(cores: Cores, cs: CStats, last_trained: bool) -> Cores:
+    _, g, _ = loss_and_grads(cores, cs)
+    if not last_trained:
+        g = g._replace(last=jnp.zeros_like(g.last))
+    return g
+
+
+def _mask_hidden(c: Cores, n_hidden: Array) -> Cores:
+    live = (jnp.arange(c.hidden.shape[0]) < n_hidden)[:, None, None]
+    return c._replace(hidden=jnp.where(live, c.hidden, 0.0))
+
+
+def _dot(a: Cores, b: Cores) -> Array:
+    return jnp.sum(a.first * b.first) + jnp.sum(a.hidden * b.hidden) + jnp.sum(a.last * b.last)
+
+
+def sharpness(cores: Cores, cs: CStats, v0: Cores | None = None, iters: int = 40, last_trained: bool = True) -> tuple[Array, Cores]:
+    """Top eigenvalue of the Hessian of E with respect to the trained cores (and its eigenvector),
+    by power iteration on Hessian-vector products: the forward-mode derivative (``jax.jvp``) of the
+    hand-written gradient (Eq. 13), which runs through the hidden loop of any depth. The compressed
+    network's top eigenvalue is the full network's whenever it exceeds the curvature that the extra
+    width adds (directions outside the cores' spans). ``v0`` warm-starts the iteration (the
+    previous snapshot's eigenvector along a trajectory). Power iteration converges to the
+    eigenvalue of largest magnitude; along a training run from a small start the top positive
+    one dominates. Jit it (``iters`` and ``last_trained`` static)."""
+    dt = cores.first.dtype
+    if v0 is None:
+        v0 = _random_direction(cores)
+    if not last_trained:
+        v0 = v0._replace(last=jnp.zeros_like(v0.last))
+    v0 = _mask_hidden(v0, cores.n_hidden)
+
+    def hvp(v: Cores) -> Cores:
+        tang = Cores(v.first, v.hidden, v.last, jnp.zeros_like(cores.first_null), None)
+        prim = cores._replace(n_hidden=None)
+
+        def g(c):
+            return _grads_only(c._replace(n_hidden=cores.n_hidden), cs, last_trained)._replace(n_hidden=None)
+
+        out = jax.jvp(g, (prim,), (tang,))[1]
+        return _mask_hidden(out._replace(n_hidden=cores.n_hidden), cores.n_hidden)
+
+    def body(_, carry):
+        v, lam = carry
+        v = jax.tree_util.tree_map(lambda x: x / jnp.sqrt(_dot(v, v)), v._replace(n_hidden=None))._replace(n_hidden=cores.n_hidden)
+        hv = hvp(v)
+        return hv, _dot(v, hv)
+
+    hv, lam = jax.lax.fori_loop(0, iters, body, (v0, jnp.asarray(0.0, dt)))
+    norm = jnp.sqrt(_dot(hv, hv))
+    vec = jax.tree_util.tree_map(lambda x: x / norm, hv._replace(n_hidden=None))._replace(n_hidden=cores.n_hidden)
+    return lam, vec
+
+
+def _random_direction(cores: Cores) -> Cores:
+    dt = cores.first.dtype
+    k1, k2, k3 = jax.random.split(jax.random.PRNGKey(0), 3)
+    return Cores(jax.random.normal(k1, cores.first.shape, dt), jax.random.normal(k2, cores.hidden.shape, dt),
+                 jax.random.normal(k3, cores.last.shape, dt), jnp.zeros_like(cores.first_null), cores.n_hidden)
+
+
+# one compilation per shape, shared by every depth of a sweep (statistics are arguments)
+_sharpness_jit = jax.jit(sharpness, static_argnames=("iters", "last_trained"))
+_loss_jit = jax.jit(loss)

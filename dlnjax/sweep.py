@@ -328,3 +328,41 @@ def loglog_slope(x: Sequence[float], y: Sequence[float]) -> float | None:
     if ok.sum() < 2:
         return None
     return float(np.polyfit(np.log(x[ok]), np.log(y[ok]), 1)[0])
+
+
+def theory_t_ct(task: Task, depth: int, u0: float, rank: int, eps: float, n_grid: int = 4000) -> float:
+    """Eq. 15's continuous-time learning time T (so that ``t(lr) = T / lr`` steps): the time, in
+    units of ``1/lr``, for the theory's error (:func:`theory_error_curve`, diagonal approximation
+    ``s_eff = s/d`` on non-white inputs, exact on whitened ones) to go a fraction ``1 - eps`` of
+    the way from its start to its floor. Evaluated from the closed form ``t(u)`` of every mode
+    (:func:`dlnjax.theory.learning_time`) on a grid of strengths and inverted by interpolation:
+    no root finding, no compilation per call. nan when no mode can learn."""
+    s_eff, d = task.effective_modes()
+    k = min(len(s_eff), int(rank))
+    if k == 0:
+        return float("nan")
+    s_eff, dd = np.asarray(s_eff[:k], np.float64), np.asarray(d[:k], np.float64)
+    e_rest = 0.5 * float(task.stats.tr33) - 0.5 * float(np.sum(s_eff * s_eff * dd))
+    e_uncarried = 0.5 * float(np.sum(np.asarray(d[k:]) * np.asarray(task.effective_modes()[0][k:]) ** 2))
+    e0 = e_rest + e_uncarried + 0.5 * float(np.sum(dd * (s_eff - u0) ** 2))
+    e_floor = e_rest + e_uncarried
+    thr = e_floor + eps * (e0 - e_floor)
+    # per mode: strengths from u0 to s_eff (1 - 1e-12) and their times (tau = 1/d at lr = 1)
+    frac = 1.0 - np.geomspace(1.0 - u0 / s_eff.max(), 1e-12, n_grid)  # u/s from ~u0/s to 1
+    times, strengths = [], []
+    for a in range(k):
+        if s_eff[a] <= u0:
+            times.append(np.array([0.0, np.inf]))
+            strengths.append(np.array([u0, u0]))
+            continue
+        u = np.clip(frac * s_eff[a], u0, None)
+        u = np.unique(np.concatenate([[u0], u[u > u0]]))
+        t = np.asarray(theory.learning_time(s_eff[a], u0, u, 1.0 / dd[a], depth), np.float64)
+        times.append(t)
+        strengths.append(u)
+    t_all = np.unique(np.concatenate([t[np.isfinite(t)] for t in times]))
+    err = np.full(t_all.shape, e_rest + e_uncarried)
+    for a in range(k):
+        ua = np.interp(t_all, times[a], strengths[a])
+        err = err + 0.5 * dd[a] * (s_eff[a] - ua) ** 2
+    return first_crossing(t_all, err, thr)

@@ -88,17 +88,17 @@ def tidy(jobs: list[Path]) -> tuple[list[dict], list[dict]]:
 
 
 def redraw_depth_sweep(jobs: list[Path], out: Path) -> dict:
-    """Fig. 4 over the union of the jobs' depths (jobs must agree on every other setting)."""
+    """Fig. 4 over the union of the jobs' depths (jobs must agree on every other setting): every
+    per-depth entry is taken from the job that ran that depth, the headline is recomputed from
+    them (:func:`dlnjax.robust.headline`), and the figures are drawn as one job would draw them."""
     import matplotlib
 
     matplotlib.use("Agg")
-    from omegaconf import OmegaConf
 
-    from dlnjax import sweep
+    from dlnjax import robust
 
-    from . import schema
+    from ._shared import fig4
     from .common import save_json, save_npz
-    from .depth_sweep import make_figures
 
     summaries = [json.loads((j / "summary.json").read_text()) for j in jobs]
     configs = [s["config"] for s in summaries]
@@ -110,29 +110,49 @@ def redraw_depth_sweep(jobs: list[Path], out: Path) -> dict:
         for i, d in enumerate(s["depths"]):
             per_depth[int(d)] = (s, i, job)
     depths = sorted(per_depth)
-    rates = np.asarray(summaries[0]["learning_rates"], np.float64)
-    lt_grid, div_grid = [], []
+    first = summaries[0]
+    n0 = len(first["depths"])
+    merged = dict(first)
+    for k, v in first.items():  # every per-depth list, re-assembled in depth order
+        if isinstance(v, list) and len(v) == n0 and k not in ("depths", "lr_exponent_fit_depths", "learning_rates"):
+            merged[k] = [per_depth[d][0][k][per_depth[d][1]] for d in depths]
+    thr = first["threshold"]
+    merged["threshold"] = {k: ([per_depth[d][0]["threshold"][k][per_depth[d][1]] for d in depths]
+                               if isinstance(v, list) and len(v) == n0 else v) for k, v in thr.items()}
+    merged["depths"] = depths
+
+    class _S:
+        def __init__(self, i: int):
+            g = lambda k: merged[k][i]  # noqa: E731
+            self.best_rate, self.edge, self.learning_time, self.t_ct = g("best_learning_rate"), g("stability_edge_measured"), g("learning_time"), g("t_ct")
+            self.t_min = g("fastest_learning_time")
+            self.extra = {"band_centre": g("band_centre")}
+
+    fit_min = int(configs[0]["fit_min_depth"])
+    head = robust.headline(depths, [_S(i) for i in range(len(depths))], fit_min)
+    merged.update({k: head[k] for k in ("lr_exponent", "learning_time_growth", "t_ct_growth", "edge_exponent",
+                                         "band_centre_exponent", "fastest_time_growth", "lr_exponent_fit_depths")})
+    merged["aggregated_from"] = [str(j) for j in jobs]
+    merged.pop("config", None)
+    arrays: dict = dict(depths=np.asarray(depths), learning_rates=np.asarray(first["learning_rates"], float))
+    rows: dict[str, list] = {"learning_time": [], "status": [], "spikes": []}
     for d in depths:
-        s, i, job = per_depth[d]
+        _, i, job = per_depth[d]
         with np.load(job / "results.npz") as z:
-            lt_grid.append(z["learning_time"][i])
-            div_grid.append(z["diverged"][i])
-    pick = lambda key: [per_depth[d][0][key][per_depth[d][1]] for d in depths]  # noqa: E731
-    best_t, best_lr = pick("learning_time"), pick("best_learning_rate")
-    opt, th_time = pick("theory_optimal_learning_rate"), pick("theory_learning_time_at_best_rate")
-    cfg = OmegaConf.merge(OmegaConf.structured(schema.DepthSweepConfig), {**configs[0], "depths": depths})
-    fit_d = [d for d in depths if d >= cfg.fit_min_depth]
-    lr_exponent = sweep.loglog_slope(fit_d, [b for d, b in zip(depths, best_lr) if d >= cfg.fit_min_depth])
+            for k in rows:
+                rows[k].append(z[k][i])
+            for k in z.files:
+                if k.endswith(f"_depth{d}"):
+                    arrays[k] = z[k]
+    arrays.update({k: np.stack(v) for k, v in rows.items()})
+    arrays["diverged"] = arrays["status"] == "diverged"
     out.mkdir(parents=True, exist_ok=True)
-    make_figures(out, summaries[0]["dataset"], depths, rates, best_lr, best_t, opt, th_time,
-                 np.stack(lt_grid), np.stack(div_grid), lr_exponent, cfg)
-    growth = best_t[-1] / best_t[0] if (best_t[0] and best_t[-1]) else None
-    summary = dict(experiment="depth_sweep", aggregated_from=[str(j) for j in jobs], dataset=summaries[0]["dataset"],
-                   depths=depths, learning_rates=rates, learning_time=best_t, best_learning_rate=best_lr,
-                   lr_exponent=lr_exponent, learning_time_growth=growth, diverged=pick("diverged"))
-    save_npz(out / "results.npz", depths=np.asarray(depths), learning_rates=rates, learning_time=np.stack(lt_grid), diverged=np.stack(div_grid))
-    save_json(out / "summary.json", summary)
-    return summary
+    fig4.fig4(out, merged, bool(first.get("whitened", False)), fit_min)
+    fig4.grid_figure(out, arrays)
+    fig4.sharpening_figure(out, arrays, merged)
+    save_npz(out / "results.npz", **arrays)
+    save_json(out / "summary.json", merged)
+    return merged
 
 
 def main(argv: list[str] | None = None) -> int:

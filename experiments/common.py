@@ -248,13 +248,34 @@ def one_line_error(e: BaseException) -> str:
 
 
 class Progress:
-    """Progress lines through Hydra's logger (a text bar, throttled to one line per update)."""
+    """Progress of a long run: a tqdm bar when stderr is a terminal, else log lines through
+    Hydra's logger (cluster jobs), at most one every ``every`` seconds unless the count moved."""
 
-    def __init__(self, label: str, total: int):
-        self.label, self.total, self.n = label, max(int(total), 1), 0
+    def __init__(self, label: str, total: int, every: float = 5.0):
+        import time
+
+        self.label, self.total, self.n, self.every = label, max(int(total), 1), 0, every
+        self._last = (time.time(), -1)
+        self._bar = None
+        if sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=self.total, desc=label, leave=True, dynamic_ncols=True)
 
     def update(self, n: int, extra: str = "") -> None:
+        import time
+
         self.n = n
+        if self._bar is not None:
+            self._bar.n = min(n, self.total)
+            self._bar.set_postfix_str(extra[:60], refresh=True)
+            if n >= self.total:
+                self._bar.close()
+            return
+        now = time.time()
+        if n == self._last[1] and now - self._last[0] < self.every and n < self.total:
+            return
+        self._last = (now, n)
         frac = min(self.n / self.total, 1.0)
         bar = "#" * int(20 * frac) + "." * (20 - int(20 * frac))
         log.info("%s [%s] %3d%% %s", self.label, bar, int(100 * frac), extra)

@@ -39,7 +39,10 @@ from omegaconf import DictConfig
 
 from . import schema  # noqa: F401
 from .common import Progress, entry, resolved_config, run_dir, save_figure, save_npz, write_results
-from .depth_sweep import _config_json, _load_state, learning_rate_grid, prepare, theory_optimal_rate
+from ._shared.checkpoint import config_json as _config_json
+from ._shared.checkpoint import load_tagged as _load_state
+from ._shared.plots import depth_ticks as _depth_ticks
+from ._shared.problem import learning_rate_grid, prepare, theory_optimal_rate
 
 log = logging.getLogger("dlnjax")
 
@@ -80,6 +83,36 @@ def initial_weights(kind: str, key, widths, n_seeds: int, cfg: DictConfig, task,
     raise ValueError(f"unknown init {kind!r}")
 
 
+def run_decoupled_compressed(cfg: DictConfig, problem, widths, rates, thr: float) -> dict:
+    """The decoupled reference on the exact compressed engine (its own batch, apart from the
+    random starts, which cannot be compressed): one member per rate to ``max_steps``."""
+    import jax
+
+    from dlnjax import compressed
+
+    if "_engine" not in problem.__dict__:
+        rot = compressed.rotate_inputs(problem.stats64.sigma11)
+        cs = compressed.compress_stats(problem.stats64, rot, problem.task.stats.sigma11.dtype)
+        problem.__dict__["_engine"] = (rot, cs, {})
+    rot, cs, runners = problem.__dict__["_engine"]
+    dtype = problem.task.stats.sigma11.dtype
+    depth = len(widths)
+    cores = compressed.decoupled_cores(widths, float(cfg.u0), problem.task.u, problem.task.v, rot,
+                                       l_cap=compressed.capacity(cfg.depths), dtype=dtype)
+    trained_last = depth > 2
+    if trained_last not in runners:
+        runners[trained_last] = jax.jit(compressed.make_member_runner(cs, record_every=int(cfg.record_every), last_trained=trained_last))
+    member = compressed.member_fn(cs, cores, thr, record_every=int(cfg.record_every), max_steps=int(cfg.max_steps),
+                                  last_trained=trained_last, runner=runners[trained_last])
+    outs = [member(float(lr), int(cfg.max_steps), None) for lr in rates]
+    return dict(
+        learning_time=np.asarray([o.cross_step if o.crossed else np.nan for o in outs], np.float64),
+        diverged=np.asarray([o.diverged for o in outs]),
+        loss=np.stack([o.loss for o in outs]),
+        steps=outs[0].record_steps,
+    )
+
+
 def run(cfg: DictConfig) -> dict:
     import jax
     import jax.numpy as jnp
@@ -92,7 +125,8 @@ def run(cfg: DictConfig) -> dict:
 
     out = run_dir()
     t_start = time.time()
-    ds, task = prepare(cfg)
+    problem = prepare(cfg)
+    ds, task = problem.ds, problem.task
     stats = task.stats
     dtype = stats.sigma11.dtype
     depths = sorted(int(d) for d in cfg.depths)
@@ -136,16 +170,20 @@ def run(cfg: DictConfig) -> dict:
             prog.update((di + 1) * max_chunks)
             log.info("depth %d: finished in an earlier run of this config, loaded from %s", depth, done_file)
             continue
+        thr, e_star = sweep.start_independent_threshold(task, widths, cfg.threshold.kind.value, float(cfg.threshold.eps), float(cfg.threshold.value))
+        compressed_kinds = ["decoupled"] if (bool(cfg.compress) and "decoupled" in kinds) else []
+        dec = run_decoupled_compressed(cfg, problem, widths, rates, thr) if compressed_kinds else None
         members, index = [], []
         for kind in kinds:
+            if kind in compressed_kinds:
+                continue
             nets = initial_weights(kind, jax.random.fold_in(jax.random.fold_in(k_init, depth), kinds.index(kind)), widths, n_seeds, cfg, task, stacks, dtype)
             for si, net in enumerate(nets):
                 for ri in range(n_r):
                     members.append(net)
                     index.append((kind, ri, si))
-        batch = tuple(jnp.stack([m[l] for m in members]) for l in range(len(widths) - 1))
+        batch = tuple(jnp.stack([m[l] for m in members]) for l in range(len(widths) - 1)) if members else None
         lrs = np.asarray([rates[ri] for _, ri, _ in index])
-        thr, e_star = sweep.start_independent_threshold(task, widths, cfg.threshold.kind.value, float(cfg.threshold.eps), float(cfg.threshold.value))
         thresholds.append(thr)
         e_stars.append(e_star)
 
@@ -166,18 +204,26 @@ def run(cfg: DictConfig) -> dict:
         res = sweep.run_batch(
             stats, batch, lrs, threshold=thr, max_steps=int(cfg.max_steps), chunk_steps=int(cfg.chunk_steps),
             record_every=int(cfg.record_every), progress=cb, on_chunk=on_chunk if every > 0 else None, resume=resume,
-        )
+        ) if members else None
         prog.update((di + 1) * max_chunks)
         for m, (kind, ri, si) in enumerate(index):
             lt[kind][di, ri, si] = res.learning_time[m]
             div[kind][di, ri, si] = res.diverged[m]
+        if dec is not None:
+            lt["decoupled"][di, :, 0], div["decoupled"][di, :, 0] = dec["learning_time"], dec["diverged"]
+        rec_steps = res.record_steps if res is not None else dec["steps"]
         for kind in kinds:
             med = seed_median(lt[kind][di])
             j = None if np.all(np.isnan(med)) else int(np.nanargmin(med))
-            if j is not None:
+            if j is not None and kind in compressed_kinds:
+                c = np.full(len(rec_steps), np.nan)
+                k = min(len(rec_steps), dec["loss"].shape[1])
+                c[:k] = dec["loss"][j, :k]
+                curves[f"loss_{kind}_depth{depth}"] = c
+            elif j is not None:
                 m = index.index((kind, j, 0))
                 curves[f"loss_{kind}_depth{depth}"] = res.loss[m]
-        curves[f"steps_depth{depth}"] = res.record_steps
+        curves[f"steps_depth{depth}"] = rec_steps
         mine = {k: v for k, v in curves.items() if k.endswith(f"_depth{depth}")}
         save_npz(done_file, config_json=np.asarray(_config_json(cfg)), threshold=np.asarray(thr), e_star=np.asarray(e_star),
                  **{f"lt_{k}": lt[k][di] for k in kinds}, **{f"div_{k}": div[k][di] for k in kinds}, **mine)
@@ -263,7 +309,6 @@ def run(cfg: DictConfig) -> dict:
 def make_figure(out, dataset, depths, rates, kinds, per_init, theory_t, opt, eig, cfg) -> None:
     import matplotlib.pyplot as plt
 
-    from .depth_sweep import _depth_ticks
 
     d = np.asarray(depths, float)
     fig, (a1, a2, a3) = plt.subplots(1, 3, figsize=(16, 4.6), gridspec_kw=dict(width_ratios=[1.3, 1.3, 1]))

@@ -37,7 +37,7 @@ from omegaconf import DictConfig
 
 from . import schema  # noqa: F401
 from .common import Progress, entry, resolved_config, run_dir, save_figure, write_results
-from .depth_sweep import learning_rate_grid, prepare
+from ._shared.problem import learning_rate_grid, prepare
 
 log = logging.getLogger("dlnjax")
 
@@ -58,7 +58,8 @@ def run(cfg: DictConfig) -> dict:
 
     out = run_dir()
     t_start = time.time()
-    ds, task = prepare(cfg)
+    problem = prepare(cfg)
+    ds, task = problem.ds, problem.task
     stats = task.stats
     dtype = stats.sigma11.dtype
     depth, hidden = int(cfg.depth), int(cfg.hidden)

@@ -120,23 +120,50 @@ class ThresholdConfig:
     value: float = 1.3e4  # absolute: summed squared error (paper, 60,000 digits)
 
 
+class EngineName(Enum):
+    """The full-width kernel (``compress`` decides whether a network is compressed at all)."""
+
+    auto = "auto"
+    xla = "xla"
+    native = "native"
+    pallas = "pallas"
+
+
+@dataclass
+class RateStatsConfig:
+    """How the robust Fig. 4 statistics are measured (see dlnjax.robust)."""
+
+    stop_factor: float = 3.0  # a rate still above the threshold at this x the fastest crossing is stopped
+    probe_steps: int = 2000  # before any rate has crossed, a run is parked after this many steps
+    edge_bisections: int = 4  # bisection steps of the measured stability edge (grid ratio^(1/2^k))
+    edge_patience: float = 10.0  # an edge probe must cross within this x the fastest crossing
+    small_rate_factor: float = 16.0  # the gradient-flow run starts at the fastest rate / this
+    band: float = 0.1  # the band of rates within this fraction of the fastest time
+    snapshots: int = 16  # Hessian top-eigenvalue evaluations along the gradient-flow path
+    spike_rtol: float = 1e-3  # a loss rise E_t > (1 + spike_rtol) E_(t-1) before the crossing is a spike
+
+
 @dataclass
 class DepthSweepConfig:
     data: DataConfig = field(default_factory=DataConfig)
-    depths: List[int] = field(default_factory=lambda: [3, 4, 6, 8, 12, 16, 24, 32, 48, 64])
-    hidden: int = 64
+    depths: List[int] = field(default_factory=lambda: [3, 4, 5, 6, 8, 10, 15, 20, 30, 40, 50, 70, 100])
+    hidden: int = 1000
     u0: float = 1e-3
     learning_rates: LearningRates = field(default_factory=LearningRates)
     threshold: ThresholdConfig = field(default_factory=ThresholdConfig)
     max_steps: int = 20000
-    chunk_steps: int = 500
+    chunk_steps: int = 500  # full-width runs (compress=false) step in chunks of this many steps
     record_every: int = 10
     hidden_basis: str = "random"
     fit_min_depth: int = 5
     seed: int = 0
     precision: Precision = Precision.float32
-    # save the whole training state every this many steps (partial/depth<N>.state.npz) so that a
-    # killed run continues mid-depth; 0: only finished depths are saved
+    # compress=true: exact compressed engine (decoupled starts: the hidden width drops out);
+    # false: the full-width network on `engine`, for checking
+    compress: bool = True
+    engine: EngineName = EngineName.auto
+    stats: RateStatsConfig = field(default_factory=RateStatsConfig)
+    # kept for old overrides; the compressed sweep checkpoints every finished run instead
     checkpoint_every: int = 5000
 
 
@@ -262,6 +289,8 @@ class InitComparisonConfig:
     seed: int = 0
     precision: Precision = Precision.float32
     checkpoint_every: int = 5000  # steps between saves of the training state (0: finished depths only)
+    # the decoupled reference runs on the exact compressed engine (its own batch); false: full width
+    compress: bool = True
 
 
 class ReproducePreset(Enum):
@@ -405,5 +434,15 @@ def validate(cfg: DictConfig) -> None:
     if "only" in cfg:
         bad = [a for a in cfg.only if a not in REPRODUCE_APPS]
         _check(not bad, "only", list(cfg.only), "a list of: " + ", ".join(REPRODUCE_APPS))
+    if "stats" in cfg and "stop_factor" in cfg.stats:
+        st = cfg.stats
+        _check(st.stop_factor > 1.0, "stats.stop_factor", st.stop_factor, "a number > 1")
+        _check(st.probe_steps >= 1, "stats.probe_steps", st.probe_steps, "an integer >= 1")
+        _check(st.edge_bisections >= 0, "stats.edge_bisections", st.edge_bisections, "an integer >= 0")
+        _check(st.edge_patience >= 1.0, "stats.edge_patience", st.edge_patience, "a number >= 1")
+        _check(st.small_rate_factor >= 1.0, "stats.small_rate_factor", st.small_rate_factor, "a number >= 1")
+        _check(0.0 < st.band < 1.0, "stats.band", st.band, "a fraction in (0, 1)")
+        _check(st.snapshots >= 1, "stats.snapshots", st.snapshots, "an integer >= 1")
+        _check(st.spike_rtol > 0.0, "stats.spike_rtol", st.spike_rtol, "a number > 0")
     if "hidden_basis" in cfg:
         _check(cfg.hidden_basis in ("random", "identity"), "hidden_basis", cfg.hidden_basis, "random, identity")

@@ -1,0 +1,66 @@
+"""The problem of a Fig. 4-family run: data set, statistics (run dtype and float64), task
+structure, the input rotation of the compressed engine, and the learning-rate grid."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from omegaconf import DictConfig
+
+from .. import schema
+from ..common import load_dataset
+
+log = logging.getLogger("dlnjax")
+
+
+@dataclass
+class Problem:
+    ds: Any  # the data set (dlnjax.data)
+    task: Any  # dlnjax.sweep.Task in the run's dtype
+    stats64: Any  # dlnjax.linear.Stats in float64 numpy (for exact reductions and E*)
+
+    @property
+    def whitened(self) -> bool:
+        """Sigma11 = I (exactly, up to rounding): the paper's theory is exact there."""
+        s11 = np.asarray(self.stats64.sigma11)
+        return bool(np.allclose(s11, np.eye(s11.shape[0]), atol=1e-8 * max(1.0, float(np.abs(s11).max()))))
+
+
+def learning_rate_grid(cfg: DictConfig) -> np.ndarray:
+    lr = cfg.learning_rates
+    if lr["values"] is not None:
+        return np.sort(np.asarray(list(lr["values"]), np.float64))
+    return np.geomspace(lr["min"], lr["max"], int(lr["num"]))
+
+
+def theory_optimal_rate(task: Any, depth: int) -> float:
+    """1 / max_alpha lambda_1 over the task's modes (supplement Eq. 19 with s_eff, d per mode)."""
+    s_eff, d = task.effective_modes()
+    n = depth - 1
+    return float(1.0 / np.max(n * d * s_eff ** (2.0 - 2.0 / n)))
+
+
+def prepare(cfg: DictConfig) -> Problem:
+    """Data set, statistics and task structure (once per run)."""
+    import jax
+    import jax.numpy as jnp
+
+    from dlnjax import linear, sweep
+
+    dtype = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
+    ds = load_dataset(cfg.data)
+    if ds.n_in < 1 or ds.n_out < 1:
+        raise schema.ConfigError(f"invalid config: data={cfg.data.name} gives an empty problem")
+    stats = linear.stats_from_examples(ds.x, ds.y, dtype=jnp.float64 if dtype == jnp.float64 else None).astype(dtype)
+    task = sweep.Task.from_stats(stats)
+    x = np.asarray(ds.x, np.float64)
+    y = np.asarray(ds.y, np.float64)
+    stats64 = linear.Stats(x.T @ x, y.T @ x, float(np.sum(y * y)))
+    log.info(
+        "data %s: %d examples, %d inputs, %d outputs, preprocessing %s, s_1 = %.4g",
+        ds.name, ds.n_train, ds.n_in, ds.n_out, ds.info.get("preprocessing", "-"), task.s[0],
+    )
+    return Problem(ds, task, stats64)
