@@ -44,6 +44,42 @@ def build(n_in, n_out, depth, hidden, n_rates, p_examples, key, dtype):
     return stats, ws, lrs
 
 
+def compressed_step_times(depth: int, n_train: int | None, steps: int, repeats: int, dtype) -> dict:
+    """Per network-step time of the compressed engine (dlnjax.compressed) on the embedded digits at
+    this depth: the XLA member runner and the fused native one, one member per call (as the
+    sweeps run them on a CPU), at a rate too small to cross, so every call takes ``steps`` steps."""
+    from dlnjax import compressed
+    from dlnjax.data.digits import load_digits
+    from dlnjax.data.preprocess import preprocess
+
+    ds = preprocess(load_digits("embedded", n_train=n_train), "raw")
+    x, y = np.asarray(ds.x, np.float64), np.asarray(ds.y, np.float64)
+    st64 = linear.Stats(x.T @ x, y.T @ x, float(np.sum(y * y)))
+    rot = compressed.rotate_inputs(st64.sigma11)
+    cs = compressed.compress_stats(st64, rot, dtype)
+    u, _, vt = np.linalg.svd(st64.sigma31, full_matrices=True)
+    widths = (x.shape[1],) + (1000,) * (depth - 2) + (y.shape[1],)
+    cores = compressed.decoupled_cores(widths, 1e-3, u, vt.T, rot, dtype=dtype)
+    flops = 2 * 3 * cs.n_out * cores.rank * cs.n_in + 2 * 3 * cs.n_out * cores.rank * cores.rank * max(depth - 3, 0)
+    out = dict(kept_inputs=rot.n_kept, rank=cores.rank, flop_per_network_step=flops)
+    runners = {"xla": jax.jit(compressed.make_member_runner(cs, record_every=steps))}
+    try:
+        from dlnjax.native import compressed as ncomp
+
+        if ncomp.available():
+            runners["native"] = jax.jit(ncomp.make_member_runner(cs, record_every=steps))
+        else:
+            out["native_note"] = ncomp.reason()
+    except ImportError as e:  # pragma: no cover
+        out["native_note"] = str(e)
+    for name, run in runners.items():
+        st0 = compressed.init_member(cores, cs, 2, 0)
+        t = timeit(lambda: run(st0, jnp.asarray(1e-9, dtype), -jnp.inf, steps).rec_loss, repeats)
+        out[f"{name}_s"] = t["median_s"] / steps
+        out[f"{name}_first_call_s"] = t["first_call_s"]
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--depth", type=int, default=20)
@@ -183,6 +219,17 @@ def main() -> None:
         tp = timeit(lambda: f(s0, lrs, -jnp.inf)[1].loss, a.repeats)
         p_rows.append((p, tp["median_s"] / a.steps))
 
+    comp = compressed_step_times(a.depth, 500 if a.tiny else None, 200 if a.tiny else 2000, a.repeats, dtype)
+    net_native = None if per_step_native is None else per_step_native / a.rates
+
+    def comp_cell(t):
+        if t is None:
+            return "n/a"
+        c = f"{t * 1e6:.2f} us ({comp['flop_per_network_step'] / t / 1e9:.1f} GFLOP/s)"
+        if net_native is not None:
+            c += f"; {net_native / t:.0f} x faster than the native full-width engine (target 1000 x)"
+        return c
+
     bw_after = bandwidths()
     bw, read_bw = max(bw_before[0], bw_after[0]), max(bw_before[1], bw_after[1])
     t_min = 3 * bytes_w / bw
@@ -208,6 +255,10 @@ def main() -> None:
         ("step, P = 8,000 vs 60,000", f"{p_rows[0][1] * 1e3:.2f} ms vs {p_rows[1][1] * 1e3:.2f} ms (ratio {p_rows[1][1] / p_rows[0][1]:.2f})"),
         ("peak memory / weight bytes", "n/a" if peak is None else f"{peak / bytes_w:.2f}"),
         ("compile + first call", f"{t_ours['first_call_s']:.2f} s"),
+        ("compressed engine, XLA, per network-step", comp_cell(comp.get("xla_s"))),
+        ("compressed engine, native, per network-step", comp_cell(comp.get("native_s")) if "native_s" in comp else "n/a: " + comp.get("native_note", "")),
+        ("compressed engine", f"embedded digits: {comp['kept_inputs']} inputs kept, rank {comp['rank']}, "
+                              f"{comp['flop_per_network_step'] / 1e6:.2f} MFLOP per network-step"),
         ("native kernels", native_note),
         ("Pallas kernels", pallas_note),
     ]
@@ -230,6 +281,8 @@ def main() -> None:
             step_plain_s=per_step_plain, plain_roofline_ratio=per_step_plain / t_min, speedup_vs_plain=per_step_plain / per_step,
             step_s_by_examples={str(p): t for p, t in p_rows}, peak_bytes=peak,
             peak_over_weights=None if peak is None else peak / bytes_w, compile_first_call_s=t_ours["first_call_s"],
+            compressed=comp, native_network_step_s=net_native,
+            compressed_speedup_vs_native=None if (net_native is None or "native_s" not in comp) else net_native / comp["native_s"],
         ),
     )
     print(f"wrote {path}")

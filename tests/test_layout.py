@@ -1,0 +1,42 @@
+"""The house rules that keep the code findable: no app imports another app (shared code lives in
+the library or in experiments/_shared), and the library does no file or plot I/O."""
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+APPS = sorted(p.stem for p in (ROOT / "experiments").glob("*.py") if p.stem not in ("__init__", "schema", "common"))
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            mod = node.module or ""
+            if node.level and mod:
+                names.add(mod.split(".")[0])
+            elif node.level and not mod:
+                names.update(a.name for a in node.names)
+            elif mod.startswith("experiments."):
+                names.add(mod.split(".")[1])
+        elif isinstance(node, ast.Import):
+            names.update(a.name.split(".")[1] for a in node.names if a.name.startswith("experiments."))
+    return names
+
+
+def test_no_app_imports_another_app():
+    offenders = {}
+    for app in APPS:
+        for f in [ROOT / "experiments" / f"{app}.py", *sorted((ROOT / "experiments" / "_shared").glob("*.py"))]:
+            bad = (_imports(f) & set(APPS)) - {f.stem}
+            if bad:
+                offenders[str(f.relative_to(ROOT))] = sorted(bad)
+    assert not offenders, f"apps imported by other modules of experiments/: {offenders}"
+    assert "depth_sweep" in APPS and "lr_sweep" in APPS  # the check sees the apps
+
+
+def test_the_library_writes_no_plots():
+    for f in (ROOT / "dlnjax").rglob("*.py"):
+        text = f.read_text()
+        assert "matplotlib" not in text and "savefig" not in text, f
