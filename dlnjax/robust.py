@@ -13,7 +13,7 @@ move them more than a few percent (see docs and README for the definitions):
                (gradient-flow) path up to its crossing (``sharpness``, power iteration on
                Hessian-vector products at ``snapshots`` points): progressive sharpening.
 ``edge``       the stability edge: the largest rate at which the run crosses the threshold
-               without diverging within ``edge_patience x`` (10x) the fastest crossing of its
+               without diverging within ``edge_patience x`` (5x) the fastest crossing of its
                depth (and ``max_steps``), located by bisection between the grid's last learning rate
                and the first failing one above it, to ``(hi/lo) - 1`` (a few percent).
 ``best_rate``  ``1 / lam_star``: the supplement's optimal rate ``1/lambda_1`` (Eqs. 19-20, half
@@ -154,7 +154,7 @@ def rate_statistics(
     stop_factor: float = 3.0,
     probe_steps: int = 2000,
     edge_bisections: int = 4,
-    edge_patience: float = 10.0,
+    edge_patience: float = 5.0,
     small_rate_factor: float = 16.0,
     band: float = 0.1,
     sharpness: Callable[[MemberOutcome, Any], tuple[float, Any]] | None = None,
@@ -251,12 +251,12 @@ def rate_statistics(
     #    segment end (progressive sharpening along the path), up to its crossing. The rate must
     #    keep the run off the edge of stability along the whole path (lr * lambda* <= 1, half the
     #    edge), so that the path is gradient flow's and rounding cannot move it; when the first
-    #    try sharpens beyond that, it is run again at 1 / (2 lambda*) (at most twice).
+    #    try sharpens beyond that, it is run again at 0.75 / lambda* (at most three times).
     t_est = float(xs[int(np.argmin(ts))]) * t_min  # >= T_ct (edge-of-stability events only slow runs)
     lr_s = float(xs[int(np.argmin(ts))]) / float(small_rate_factor)
     path_steps: list[int] = []
     path_sharp: list[float] = []
-    for _attempt in range(3):
+    for attempt in range(4):
         need = t_est / lr_s
         limit_s = max(max_steps, int(math.ceil(2.0 * need)))
         path_steps, path_sharp, vec = [], [], None
@@ -272,9 +272,10 @@ def rate_statistics(
                 path_sharp.append(float(lam))
             if o.crossed or o.diverged or o.steps >= limit_s or (path_sharp and lr_s * max(path_sharp) > 1.0):
                 break
-        if not path_sharp or lr_s * max(path_sharp) <= 1.0:
+        if not path_sharp or lr_s * max(path_sharp) <= 1.0 or attempt == 3:
             break
-        lr_s = 0.5 / max(path_sharp)  # off the gradient-flow regime: again, slower
+        lr_s = 0.75 / max(path_sharp)  # off the gradient-flow regime: again, slower
+    lr_s = float(o.lr)  # the rate of the run kept (never one only planned)
     rs = record(lr_s, "small", LEARNED if o.crossed else (DIVERGED if o.diverged else UNSETTLED), o)
     t_ct = lr_s * rs.learning_time if rs.status == LEARNED else None
     lam_star = max(path_sharp) if path_sharp else None

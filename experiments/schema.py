@@ -136,7 +136,7 @@ class RateStatsConfig:
     stop_factor: float = 3.0  # a rate still above the threshold at this x the fastest crossing is stopped
     probe_steps: int = 2000  # before any rate has crossed, a run is parked after this many steps
     edge_bisections: int = 4  # bisection steps of the measured stability edge (grid ratio^(1/2^k))
-    edge_patience: float = 10.0  # an edge probe must cross within this x the fastest crossing
+    edge_patience: float = 5.0  # an edge probe must cross within this x the fastest crossing
     small_rate_factor: float = 16.0  # the gradient-flow run starts at the fastest rate / this
     band: float = 0.1  # the band of rates within this fraction of the fastest time
     snapshots: int = 16  # Hessian top-eigenvalue evaluations along the gradient-flow path

@@ -189,3 +189,46 @@ def test_spikes_are_detected_in_the_loop():
     assert int(small.spikes) == 0 and int(small.first_spike) == -1
     assert int(big.spikes) > 0 and 0 < int(big.first_spike)
     assert float(big.max_rise) > 1e-3
+
+
+def test_rate_statistics_on_a_toy_problem():
+    """The robust statistics on a small non-white problem: the gradient-flow time is the same at
+    any small rate (T_ct = rate x steps), the small-rate run stays off the edge of stability
+    (rate x lambda* <= 1) and its recorded rate is the one it ran at; replaying the memoised
+    outcomes recomputes nothing."""
+    from dlnjax import robust
+
+    stats, u, v = _problem()
+    rot = C.rotate_inputs(stats.sigma11)
+    cs = C.compress_stats(stats, rot)
+    widths = (stats.n_in, 6, 6, 6, stats.n_out)
+    cores = C.decoupled_cores(widths, 1e-3, u, v, rot)
+    e_star = float(linear.best_error(stats, rank=4))
+    e0 = float(C.loss(cores, cs))
+    thr = e_star + 0.05 * (e0 - e_star)
+    member = C.member_fn(cs, cores, thr, record_every=10, max_steps=20000)
+    calls = []
+
+    def counted(lr, limit, resume):
+        calls.append(lr)
+        return member(lr, limit, resume)
+
+    cache = {}
+    lam_max = float(rot.lam[0])
+    grid = np.geomspace(0.01, 3.0, 10) / lam_max
+    rs = robust.rate_statistics(robust.memoised(counted, cache), grid, max_steps=20000,
+                                sharpness=lambda o, v0: member.sharpness(o))
+    small = [r for r in rs.runs if r.role == "small"][-1]
+    assert small.status == "learned" and small.lr == rs.t_ct_rate
+    assert rs.t_ct_rate * rs.extra["lam_star"] <= 1.0
+    # gradient flow: the same T_ct at half the rate (to O(rate))
+    o = member(0.5 * rs.t_ct_rate, 10**6, None)
+    assert abs(o.cross_step * 0.5 * rs.t_ct_rate / rs.t_ct - 1.0) < 0.02
+    assert abs(rs.best_rate * rs.extra["lam_star"] - 1.0) < 1e-12
+    assert abs(rs.learning_time - rs.t_ct * rs.extra["lam_star"]) < 1e-9 * rs.learning_time
+    statuses = {r.status for r in rs.runs}
+    assert "learned" in statuses and "diverged" in statuses
+    n = len(calls)
+    rs2 = robust.rate_statistics(robust.memoised(counted, cache), grid, max_steps=20000,
+                                 sharpness=lambda o, v0: member.sharpness(o))
+    assert len(calls) == n and rs2.t_ct == rs.t_ct and rs2.edge == rs.edge
