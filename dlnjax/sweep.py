@@ -347,19 +347,22 @@ def theory_t_ct(task: Task, depth: int, u0: float, rank: int, eps: float, n_grid
     e0 = e_rest + e_uncarried + 0.5 * float(np.sum(dd * (s_eff - u0) ** 2))
     e_floor = e_rest + e_uncarried
     thr = e_floor + eps * (e0 - e_floor)
-    # per mode: strengths from u0 to s_eff (1 - 1e-12) and their times (tau = 1/d at lr = 1)
+    # per mode: strengths from u0 to s_eff (1 - 1e-12) and their times (tau = 1/d at lr = 1), all
+    # modes in one call of the closed form (a mode that starts at or above s_eff never moves)
     frac = 1.0 - np.geomspace(1.0 - u0 / s_eff.max(), 1e-12, n_grid)  # u/s from ~u0/s to 1
+    learns = s_eff > u0
+    uu = np.maximum(frac[None, :] * s_eff[:, None], u0 * (1.0 + 1e-12))
+    tt = np.asarray(theory.learning_time(np.where(learns, s_eff, 2.0 * u0)[:, None], u0, uu,
+                                         (1.0 / dd)[:, None], depth), np.float64)
     times, strengths = [], []
     for a in range(k):
-        if s_eff[a] <= u0:
+        if not learns[a]:
             times.append(np.array([0.0, np.inf]))
             strengths.append(np.array([u0, u0]))
             continue
-        u = np.clip(frac * s_eff[a], u0, None)
-        u = np.unique(np.concatenate([[u0], u[u > u0]]))
-        t = np.asarray(theory.learning_time(s_eff[a], u0, u, 1.0 / dd[a], depth), np.float64)
-        times.append(t)
-        strengths.append(u)
+        order = np.argsort(tt[a])
+        times.append(np.concatenate([[0.0], tt[a][order]]))
+        strengths.append(np.concatenate([[u0], uu[a][order]]))
     t_all = np.unique(np.concatenate([t[np.isfinite(t)] for t in times]))
     err = np.full(t_all.shape, e_rest + e_uncarried)
     for a in range(k):
