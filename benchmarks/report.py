@@ -86,6 +86,21 @@ def render(path: Path) -> str:
                     ("dlnjax step, networks one after another (lax.map)", cell(d["step_map_s"])),
                     ("batch mode the sweeps use here", d["sweeps_batch_mode"]),
                 ]
+        comp = d.get("compressed")
+        if comp:  # the compressed engine (decoupled starts), per network-step
+            net = d.get("native_network_step_s")
+
+            def ccell(t):
+                out = f"{t * 1e6:.1f} us ({comp['flop_per_network_step'] / t / 1e9:.1f} GFLOP/s)"
+                return out + (f"; {net / t:,.0f} x faster than the native full-width engine (target 1,000 x)" if net else "")
+
+            rows += [
+                ("compressed engine: workload", f"embedded digits, {comp['kept_inputs']} inputs kept, rank {comp['rank']}, "
+                                                f"{comp['flop_per_network_step'] / 1e6:.2f} MFLOP per network-step"),
+                ("compressed engine, XLA loop, per network-step", ccell(comp["xla_s"])),
+                ("compressed engine, native loop, per network-step",
+                 ccell(comp["native_s"]) if comp.get("native_s") else "n/a: " + comp.get("native_note", "")),
+            ]
         rows += [
             ("step with statistics of " + " vs ".join(f"{int(p):,}" for p in ps) + " examples",
              " vs ".join(f"{by_p[p] * 1e3:.1f} ms" for p in ps)),

@@ -32,7 +32,9 @@ E_{t-1}`` before the crossing) happened, detected inside the training loop.
 
 No wasted steps: rates are run from the largest down. Once one has crossed at ``t_fast``, a
 smaller rate still above the threshold at ``stop_factor x t_fast`` is stopped and marked, and
-the rates below it (slower still, since ``t ~ T_ct / lr`` there) are skipped and marked. A rate
+the rates below it (slower still, since ``t ~ T_ct / lr`` there) are skipped and marked,
+unless the stopped run's loss rose on the way (the chaotic window above a mode's edge, where a
+smaller rate can still learn). A rate
 run before any crossing is known is parked after ``probe_steps`` and continued later (runs are
 resumable, so no step is repeated). The small-rate run of ``t_ct`` is exempt.
 
@@ -204,7 +206,10 @@ def rate_statistics(
             pending.append(o)
             continue
         st = _classify(o, limit >= max_steps, above_fastest=False)
-        if st == STOPPED:
+        if st == STOPPED and not o.spikes:
+            # still falling without a single rise: the slow branch t ~ T_ct / lr, where every
+            # smaller rate is slower still. A run that stalled while oscillating (the chaotic
+            # window above a mode's edge) says nothing about smaller rates: they are run.
             skip = True
         record(lr, "grid", st, o)
     for o in pending:  # continue the parked runs now that t_fast may be known

@@ -51,6 +51,11 @@ def make_figure(out, summary: dict, arrays: dict, depth: int, max_steps: int) ->
 
     ok = np.isfinite(lt)
     a2.plot(rates[ok], lt[ok], "o-", color="k", label="learning time (measured)")
+    if summary.get("finite_rate_theory_learning_time"):
+        pr = np.asarray([np.nan if p is None else p for p in summary["finite_rate_theory_learning_time"]])
+        a2.plot(rates, pr, "+", color="tab:red", ms=10, label="finite-rate theory (exact scalar maps)")
+        a2.axvline(summary["finite_rate_theory_edge"], color="tab:red", ls="-.", lw=0.8,
+                   label=f"top mode's edge {summary['finite_rate_theory_edge']:.2g}")
     spk = arrays["spikes"][0] > 0
     if (ok & spk).any():
         a2.plot(rates[ok & spk], lt[ok & spk], "o", mfc="none", mec="tab:orange", ms=9, label="loss spikes before crossing (EoS)")
@@ -96,6 +101,29 @@ def make_figure(out, summary: dict, arrays: dict, depth: int, max_steps: int) ->
     save_figure(fig, out / "lr_sweep")
 
 
+def finite_rate_prediction(cfg: DictConfig, problem, depth: int, rates: np.ndarray, rec) -> list:
+    """Whitened inputs: a decoupled network *is* one exact scalar map per mode
+    (:func:`dlnjax.finite_rate.learning_time`), so its learning time at every rate is predicted
+    to the step (None where the maps do not cross within max_steps or diverge)."""
+    import jax
+    import jax.numpy as jnp
+
+    from dlnjax import finite_rate
+
+    r = min(rec.widths)
+    s = jnp.asarray(problem.task.s[:r], jnp.float64 if jax.config.jax_enable_x64 else jnp.float32)
+    u0 = jnp.full_like(s, float(cfg.u0))
+    eps = float(cfg.threshold.eps) if cfg.threshold.kind.value == "relative" else None
+    thr = None if eps is not None else float(cfg.threshold.value) - rec.e_star
+    out = []
+    for lr in rates:
+        lt = finite_rate.learning_time(u0, float(lr), s, 1.0, depth=depth, eps=eps, threshold=thr,
+                                       max_steps=int(cfg.max_steps), e_star=rec.e_star)
+        st = int(lt.step)
+        out.append(float(st) if st >= 0 else None)
+    return out
+
+
 def run(cfg: DictConfig) -> dict:
     import matplotlib
 
@@ -112,6 +140,21 @@ def run(cfg: DictConfig) -> dict:
               "fastest_time_growth", "band_centre_exponent"):
         summary.pop(k, None)
     arrays = fig4.result_arrays([depth], rates, recs)
+    if problem.whitened:
+        summary["finite_rate_theory_learning_time"] = finite_rate_prediction(cfg, problem, depth, np.sort(rates), recs[0])
+        lt = arrays["learning_time"][0]
+        pred = np.asarray([np.nan if p is None else p for p in summary["finite_rate_theory_learning_time"]])
+        from dlnjax import finite_rate
+
+        edge = float(finite_rate.stability_edge(float(problem.task.s[0]), 1.0, depth))
+        below = np.sort(rates) < edge
+        both = np.isfinite(lt) & np.isfinite(pred) & below
+        # below the top mode's edge the maps are the network (to rounding); above it, in the
+        # chaotic window, only the outcome (learned or not) is compared
+        summary["finite_rate_theory_edge"] = edge
+        summary["finite_rate_theory_max_abs_step_error_below_edge"] = float(np.max(np.abs(lt[both] - pred[both]))) if both.any() else None
+        summary["finite_rate_theory_outcome_agreement_above_edge"] = (
+            float(np.mean(np.isfinite(lt[~below]) == np.isfinite(pred[~below]))) if (~below).any() else None)
     make_figure(out, summary, arrays, depth, int(cfg.max_steps))
     summary["seconds_total"] = time.time() - t_start
     summary["config"] = resolved_config(cfg)

@@ -125,3 +125,15 @@ def test_bad_input_exits_with_one_line(app, override, fragment, tmp_path, monkey
     assert len(err_lines) == 1 and fragment in err_lines[0]
     assert "Traceback" not in r.stderr
     assert not (tmp_path / "o" / "summary.json").exists()
+
+
+def test_lr_sweep_on_whitened_data_matches_the_finite_rate_maps(tmp_path):
+    """Whitened inputs (teacher data): the decoupled network is one exact scalar map per mode, so
+    below the top mode's edge the predicted learning time equals the simulated one to the step."""
+    r = _run("lr_sweep", tmp_path / "t", "data=teacher", "depth=4", "precision=float64", "learning_rates.min=1e-3",
+             "learning_rates.max=0.3", "learning_rates.num=12", "threshold.eps=0.05", "max_steps=5000", "stats.stop_factor=50")
+    assert r.returncode == 0, r.stderr[-3000:]
+    s = json.loads((tmp_path / "t" / "summary.json").read_text())
+    assert s["whitened"] is True
+    assert s["finite_rate_theory_max_abs_step_error_below_edge"] == 0.0
+    assert s["finite_rate_theory_outcome_agreement_above_edge"] in (None, 1.0)
