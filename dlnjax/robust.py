@@ -6,9 +6,12 @@ arg-min over a grid of rates then jumps between grid points from one machine (or
 engine) to another. This module replaces it by statistics defined so that rounding cannot
 move them more than a few percent (see docs and README for the definitions):
 
-``t_ct``       the continuous-time learning time ``lr * t(lr)`` at a small rate (the fastest
-               grid rate / ``small_rate_factor``, 16), where learning time is ``~ T_ct / lr``:
-               a property of gradient flow, not of the step.
+``t_ct``       the continuous-time learning time: the flow time (sum of rate x steps) of a
+               run that follows the gradient-flow path to the threshold, starting at the fastest
+               grid rate / ``small_rate_factor`` (16) and lowering its rate whenever rate x
+               lambda_max passes 0.9 (to 0.75 / lambda_max), so it never enters the edge of
+               stability. Learning time is ``~ T_ct / lr`` at small rates: a property of
+               gradient flow, not of the step.
 ``lam_star``   the largest top eigenvalue of the loss Hessian met along that small-rate
                (gradient-flow) path up to its crossing (``sharpness``, power iteration on
                Hessian-vector products at ``snapshots`` points): progressive sharpening.
@@ -252,38 +255,44 @@ def rate_statistics(
     j = int(inside.min())
     band_lo = _cross_loglog(cut, xs[j - 1], ts[j - 1], xs[j], ts[j]) if j > 0 else float(xs[j])
 
-    # 4. gradient flow: a small-rate run, in segments, with the Hessian's top eigenvalue at every
-    #    segment end (progressive sharpening along the path), up to its crossing. The rate must
-    #    keep the run off the edge of stability along the whole path (lr * lambda* <= 1, half the
-    #    edge), so that the path is gradient flow's and rounding cannot move it; when the first
-    #    try sharpens beyond that, it is run again at 0.75 / lambda* (at most three times).
-    t_est = float(xs[int(np.argmin(ts))]) * t_min  # >= T_ct (edge-of-stability events only slow runs)
-    lr_s = float(xs[int(np.argmin(ts))]) / float(small_rate_factor)
+    # 4. gradient flow: one run that follows the gradient-flow path to the crossing, in segments,
+    #    with the Hessian's top eigenvalue at every segment end (progressive sharpening). Its rate
+    #    adapts to stay off the edge of stability: whenever rate x lambda_max exceeds 0.9 the next
+    #    segment runs at 0.75 / lambda_max (any rate schedule with rate x lambda < 2 follows the
+    #    same path to O(rate)). T_ct is the flow time, sum of rate x steps, to the crossing.
+    fastest = float(xs[int(np.argmin(ts))])
+    t_est = fastest * t_min  # >= T_ct (edge-of-stability events only slow runs down)
+    lr_s = fastest / float(small_rate_factor)
+    seg_flow = 1.1 * t_est / max(int(snapshots), 1)
     path_steps: list[int] = []
     path_sharp: list[float] = []
-    for attempt in range(4):
-        need = t_est / lr_s
-        limit_s = max(max_steps, int(math.ceil(2.0 * need)))
-        path_steps, path_sharp, vec = [], [], None
-        seg = max(1, int(math.ceil(1.1 * need / max(int(snapshots), 1))))
-        o = None
-        while True:
-            lim = limit_s if sharpness is None else min(limit_s, seg if o is None else o.steps + seg)
-            if o is None or lim > o.limit:
-                o = call(lr_s, lim, o)
-            if sharpness is not None:
-                lam, vec = sharpness(o, vec)
-                path_steps.append(int(o.steps))
-                path_sharp.append(float(lam))
-            if o.crossed or o.diverged or o.steps >= limit_s or (path_sharp and lr_s * max(path_sharp) > 1.0):
-                break
-        if not path_sharp or lr_s * max(path_sharp) <= 1.0 or attempt == 3:
+    path_rate: list[float] = []
+    flow, o = 0.0, None
+    budget = max(max_steps, int(math.ceil(4.0 * small_rate_factor * t_min)))
+    while True:
+        start = 0 if o is None else o.steps
+        lim = start + max(1, int(math.ceil(seg_flow / lr_s)))
+        o = call(lr_s, lim, o)
+        flow += lr_s * ((o.cross_step if o.crossed else o.steps) - start)
+        lam = None
+        if sharpness is not None:
+            lam, _ = sharpness(o, None)
+            path_steps.append(int(o.steps))
+            path_sharp.append(float(lam))
+            path_rate.append(lr_s)
+        if o.crossed or o.diverged or o.steps - start <= 0:
             break
-        lr_s = 0.75 / max(path_sharp)  # off the gradient-flow regime: again, slower
-    lr_s = float(o.lr)  # the rate of the run kept (never one only planned)
+        if lam is None and o.steps >= budget:
+            break
+        if lam is not None and lr_s * lam > 0.9:
+            lr_s = 0.75 / lam
+        if o.steps >= 50 * budget:  # a path that never reaches the threshold
+            break
     rs = record(lr_s, "small", LEARNED if o.crossed else (DIVERGED if o.diverged else UNSETTLED), o)
-    t_ct = lr_s * rs.learning_time if rs.status == LEARNED else None
+    rs.learning_time = float(o.cross_step) if o.crossed else math.nan
+    t_ct = flow if o.crossed else None
     lam_star = max(path_sharp) if path_sharp else None
+    rate_sharp = max(r * l for r, l in zip(path_rate, path_sharp)) if path_sharp else None
 
     # 5. the headline: the sharpness-limited optimal rate 1/lambda* (the supplement's 1/lambda_1,
     #    Eqs. 19-20, with lambda_1 the largest Hessian eigenvalue met along the gradient-flow path to
@@ -299,7 +308,8 @@ def rate_statistics(
             band_centre=math.sqrt(band_lo * band_hi), lam_star=lam_star,
             edge_predicted=(2.0 / lam_star) if lam_star else None,
             sharpness_steps=path_steps, sharpness=path_sharp,
-            small_rate_stable=(lr_s * lam_star <= 1.0) if lam_star else None,
+            small_rate_stable=(rate_sharp < 2.0) if rate_sharp is not None else None,
+            max_rate_times_sharpness=rate_sharp, flow_rates=path_rate,
             small_rate_spikes=rs.spikes,
         ),
     )
