@@ -56,6 +56,8 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from .theory import _float, _n_weights
+
 Array = Any
 
 __all__ = [
@@ -70,16 +72,7 @@ __all__ = [
 ]
 
 
-def _n(depth: int) -> int:
-    depth = int(depth)
-    if depth < 2:
-        raise ValueError(f"depth must be an integer >= 2 (layers incl. input/output), got {depth}")
-    return depth - 1
-
-
-def _float(x: Array) -> Array:
-    x = jnp.asarray(x)
-    return x if jnp.issubdtype(x.dtype, jnp.floating) else x.astype(jnp.result_type(float))
+_n = _n_weights  # depth N_l -> n = N_l - 1 weight layers (checked)
 
 
 def _per_layer(u0: Array, n: int) -> Array:

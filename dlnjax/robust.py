@@ -55,6 +55,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from .sweep import loglog_slope
+
 Array = Any
 
 # run status
@@ -330,16 +332,6 @@ def memoised(member: MemberFn, cache: dict | None = None, on_new: Callable[[dict
         return cache[k]
 
     return wrapped
-
-
-def loglog_slope(x: Sequence[float], y: Sequence[float | None]) -> float | None:
-    """Least-squares slope of log y against log x over finite, positive pairs (None if < 2)."""
-    x = np.asarray(x, np.float64)
-    y = np.asarray([np.nan if v is None else v for v in y], np.float64)
-    ok = np.isfinite(x) & np.isfinite(y) & (x > 0) & (y > 0)
-    if ok.sum() < 2:
-        return None
-    return float(np.polyfit(np.log(x[ok]), np.log(y[ok]), 1)[0])
 
 
 def headline(depths: Sequence[int], stats: Sequence[RateStats], fit_min_depth: int) -> dict:

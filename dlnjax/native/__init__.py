@@ -133,16 +133,25 @@ def _load() -> None:
     _state.update(ok=True, reason="ok", path=str(path))
 
 
-def available() -> bool:
-    """True when the kernels are built and registered (builds them on the first call)."""
-    _load()
-    return bool(_state["ok"])
+def status_functions(load: Any, state: dict, what: str) -> tuple[Any, Any]:
+    """``(available, reason)`` of a lazily built native library: ``available()`` builds and
+    registers it on the first call (``load``) and says whether that worked; ``reason()`` says why
+    not ("ok" when it did). Shared by the linear-step kernels and the compressed runner."""
+
+    def available() -> bool:
+        load()
+        return bool(state["ok"])
+
+    def reason() -> str:
+        load()
+        return str(state["reason"])
+
+    available.__doc__ = f"True when the {what} is built and registered (builds it on the first call)."
+    reason.__doc__ = "Why available() is False (\"ok\" when it is True)."
+    return available, reason
 
 
-def reason() -> str:
-    """Why :func:`available` is False ("ok" when it is True)."""
-    _load()
-    return str(_state["reason"])
+available, reason = status_functions(_load, _state, "library of fused kernels")
 
 
 def fused_shapes_ok(weights: Sequence[Array]) -> bool:

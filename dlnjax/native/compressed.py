@@ -34,6 +34,7 @@ import numpy as np
 from .. import compressed as _xla
 from . import SOURCE as _LINEAR_SOURCE
 from . import build as _build
+from . import status_functions
 
 Array = Any
 
@@ -64,16 +65,7 @@ def _load() -> None:
     _state.update(ok=True, reason="ok", path=str(path))
 
 
-def available() -> bool:
-    """True when the runner is built and registered (builds it on the first call)."""
-    _load()
-    return bool(_state["ok"])
-
-
-def reason() -> str:
-    """Why :func:`available` is False ("ok" when it is True)."""
-    _load()
-    return str(_state["reason"])
+available, reason = status_functions(_load, _state, "compressed runner")
 
 
 def supports(cores: _xla.Cores) -> bool:
