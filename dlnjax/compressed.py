@@ -9,7 +9,7 @@ Two exact reductions, derived from Eq. 13 (``dE/dW^l = A_l^T (W Sigma11 - Sigma3
    with ``Sigma11 q = 0`` has ``X q = 0``, hence ``Sigma31 q = Y^T X q = 0``: it receives no
    gradient and never changes the loss, so it is dropped (its part of W^1 is kept as a
    constant for the end-to-end map). Null directions are found by the largest relative gap of
-   the eigenvalue spectrum below ``floor * lambda_max`` (on the embedded digits: 126 dropped,
+   the eigenvalue spectrum below ``1e-12 lambda_max`` (on the embedded digits: 126 dropped,
    115 constant pixels and 11 linear dependencies; eigenvalue 5e-12 below the gap, 3.4e-4
    above it; 658 inputs kept), not pixel by pixel. ``W Sigma11`` is then a column scaling.
 
@@ -85,12 +85,15 @@ class InputRotation(NamedTuple):
         return float("inf") if self.n_dropped == 0 else float(self.lam[-1] / max(self.lam_dropped_max, 1e-300))
 
 
-def rotate_inputs(sigma11: Array, floor: float = 1e-8) -> InputRotation:
+def rotate_inputs(sigma11: Array, floor: float = 1e-12, min_gap: float = 1e3) -> InputRotation:
     """Eigenbasis of ``sigma11`` (computed in float64), dropping its null directions.
 
-    The cut is the largest ratio ``lambda_i / lambda_{i+1}`` of consecutive eigenvalues (sorted
-    descending) among those with ``lambda_{i+1} < floor * lambda_max``: a gap in the spectrum,
-    not a fixed tolerance. With no eigenvalue below ``floor * lambda_max`` all are kept.
+    Only eigenvalues below ``floor * lambda_max`` (1e-12: numerically zero in float64, far below
+    any real direction of image data, e.g. the digits' smallest real eigenvalue is 1e-9
+    lambda_max) can be dropped, and only across a gap: the cut is the largest ratio
+    ``lambda_i / lambda_{i+1}`` of consecutive eigenvalues (sorted descending) with ``lambda_{i+1}``
+    below the floor, and it must exceed ``min_gap`` (1e3), else nothing is dropped. A real but
+    small direction is therefore never dropped (dropping one would not be exact).
     Pass float64 statistics: in float32 rounding noise (~1e-7 lambda_max) buries real
     eigenvalues such as the digits' 3.4e-4 (1e-9 lambda_max)."""
     s11 = np.asarray(sigma11, np.float64)
@@ -110,6 +113,8 @@ def rotate_inputs(sigma11: Array, floor: float = 1e-8) -> InputRotation:
     if cand.size == 0:  # even the largest eigenvalue is 'small': a zero matrix
         return InputRotation(evecs[:, :0], evals[:0], evecs, float(max(evals[0], 0.0)))
     ratios = np.log(pos[cand - 1]) - np.log(pos[cand])
+    if ratios.max() < np.log(min_gap):  # no clean gap: keep every direction (exact either way)
+        return InputRotation(evecs, evals, evecs[:, :0], 0.0)
     cut = int(cand[np.argmax(ratios)])  # first dropped index
     return InputRotation(evecs[:, :cut], evals[:cut], evecs[:, cut:], float(max(evals[cut], 0.0)))
 

@@ -233,3 +233,15 @@ def test_rate_statistics_on_a_toy_problem():
     rs2 = robust.rate_statistics(robust.memoised(counted, cache), grid, max_steps=20000,
                                  sharpness=lambda o, v0: member.sharpness(o))
     assert len(calls) == n and rs2.t_ct == rs.t_ct and rs2.edge == rs.edge
+
+
+def test_small_real_directions_are_kept():
+    """Only numerically-zero eigenvalues across a clean gap are dropped: a real direction with
+    eigenvalue 1e-9 lambda_max stays (dropping it would not be exact)."""
+    q = np.linalg.qr(np.random.default_rng(1).standard_normal((6, 6)))[0]
+    lam = np.array([1.0, 0.5, 0.2, 1e-3, 1e-9, 0.0])
+    rot = C.rotate_inputs(q @ np.diag(lam) @ q.T)
+    assert rot.n_kept == 5 and rot.n_dropped == 1
+    lam2 = np.array([1.0, 0.5, 0.2, 1e-3, 1e-9, 2e-10])  # tiny but real, no gap to zero
+    rot2 = C.rotate_inputs(q @ np.diag(lam2) @ q.T)
+    assert rot2.n_dropped == 0
