@@ -133,25 +133,27 @@ def _load() -> None:
     _state.update(ok=True, reason="ok", path=str(path))
 
 
-def status_functions(load: Any, state: dict, what: str) -> tuple[Any, Any]:
+def status_functions(load: Any, state: Any, what: str) -> tuple[Any, Any]:
     """``(available, reason)`` of a lazily built native library: ``available()`` builds and
     registers it on the first call (``load``) and says whether that worked; ``reason()`` says why
-    not ("ok" when it did). Shared by the linear-step kernels and the compressed runner."""
+    not ("ok" when it did). ``state()`` returns the module's current status dict (looked up at
+    each call, so a test may replace it). Shared by the linear-step kernels and the compressed
+    runner."""
 
     def available() -> bool:
         load()
-        return bool(state["ok"])
+        return bool(state()["ok"])
 
     def reason() -> str:
         load()
-        return str(state["reason"])
+        return str(state()["reason"])
 
     available.__doc__ = f"True when the {what} is built and registered (builds it on the first call)."
     reason.__doc__ = "Why available() is False (\"ok\" when it is True)."
     return available, reason
 
 
-available, reason = status_functions(_load, _state, "library of fused kernels")
+available, reason = status_functions(_load, lambda: _state, "library of fused kernels")
 
 
 def fused_shapes_ok(weights: Sequence[Array]) -> bool:

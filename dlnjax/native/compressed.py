@@ -65,7 +65,7 @@ def _load() -> None:
     _state.update(ok=True, reason="ok", path=str(path))
 
 
-available, reason = status_functions(_load, _state, "compressed runner")
+available, reason = status_functions(_load, lambda: _state, "compressed runner")
 
 
 def supports(cores: _xla.Cores) -> bool:
