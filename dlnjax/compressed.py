@@ -216,15 +216,11 @@ def decoupled_cores(
     l_cap = max(l_hidden, 1) if l_cap is None else int(l_cap)
     if n == 1:  # depth 2: one layer, W = U_r diag(u0) V_r^T
         first_full = (u * a_first[None, :]) @ v.T
-        rr = first_full.shape[0]
-        last = np.eye(rr)
-        hidden = _stack([], rr, l_cap, dtype)
-        r_eff = rr
+        last = np.eye(first_full.shape[0])
+        hidden = _stack([], first_full.shape[0], l_cap, dtype)
     else:
         last = u * np.abs(a0)[None, :]
         hidden = _stack([jnp.diag(jnp.asarray(np.abs(a0), dtype))] * l_hidden, r, l_cap, dtype)
-        r_eff = r
-    del r_eff
     return Cores(
         jnp.asarray(first_full @ rot.q, dtype), hidden, jnp.asarray(last, dtype),
         jnp.asarray(first_full @ rot.q_null, dtype), jnp.asarray(l_hidden, jnp.int32),
@@ -365,7 +361,7 @@ def suffix(cores: Cores, buf: Array) -> tuple[Array, Array]:
 def end_to_end_rotated(cores: Cores) -> Array:
     """``W Q`` (N_out x n): the end-to-end map on the kept input directions."""
     s0, _ = suffix(cores, jnp.zeros((cores.hidden.shape[0],) + cores.last.shape, cores.last.dtype))
-    return _mm(s0, cores.first) if s0.shape[-1] <= SMALL_INNER else s0 @ cores.first
+    return _mm(s0, cores.first)
 
 
 def end_to_end(cores: Cores, rot: InputRotation) -> Array:

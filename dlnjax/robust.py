@@ -147,12 +147,6 @@ def _cross_loglog(level: float, x0: float, y0: float, x1: float, y1: float) -> f
     return float(math.exp(math.log(x0) + f * (math.log(x1) - math.log(x0))))
 
 
-def _loglog_interp(x: float, xs: np.ndarray, ys: np.ndarray) -> float:
-    order = np.argsort(xs)
-    lx, ly = np.log(xs[order]), np.log(ys[order])
-    return float(np.exp(np.interp(np.log(x), lx, ly)))
-
-
 def rate_statistics(
     member: MemberFn,
     grid: Sequence[float],

@@ -30,9 +30,6 @@ from .problem import Problem, theory_optimal_rate
 
 log = logging.getLogger("dlnjax")
 
-_OUTCOME_FIELDS = ("lr", "limit", "steps", "cross_step", "diverge_step", "spikes", "first_spike", "max_rise")
-
-
 @dataclass
 class DepthRecord:
     """Everything measured at one depth (plain numbers and numpy arrays)."""
