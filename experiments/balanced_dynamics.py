@@ -14,69 +14,16 @@ for small scales (rich: the representations are built from scratch), near 0 for 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
-from typing import List
 
 import numpy as np
-from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig
 
-from . import schema  # noqa: F401  (registers the shared structured configs)
 from .common import entry, resolved_config, run_dir, save_figure, write_results
-from .schema import ConfigError, Precision
 
 log = logging.getLogger("dlnjax")
 
 
-@dataclass
-class BalancedDynamicsConfig:
-    n_in: int = 4
-    n_hidden: int = 4
-    n_out: int = 4
-    singular_values: List[float] = field(default_factory=lambda: [3.0, 2.0, 1.0, 0.5])
-    scales: List[float] = field(default_factory=lambda: [0.001, 0.01, 0.1, 1.0, 10.0])
-    signs: List[int] = field(default_factory=lambda: [-1, 0, 1])
-    beta_factor: float = 1.0  # |beta| = beta_factor * scale^2
-    t_max: float = 6.0  # flow time (rate x steps)
-    n_times: int = 25  # saved times in [0, t_max]
-    lr: float = 1.0e-3  # the simulation's rate (capped per scale, see the module docstring)
-    seed: int = 0
-    precision: Precision = Precision.float64
-
-
-ConfigStore.instance().store(name="balanced_dynamics_schema", node=BalancedDynamicsConfig)
-
-
-def _check(ok: bool, key: str, value, allowed: str) -> None:
-    if not ok:
-        raise ConfigError(f"invalid config: {key}={value!r} (allowed: {allowed})")
-
-
-def check(cfg: DictConfig) -> None:
-    """Range checks of this app (the shared ones run in experiments.schema.validate)."""
-    for key in ("n_in", "n_hidden", "n_out"):
-        _check(cfg[key] >= 1, key, cfg[key], "an integer >= 1")
-    sv = list(cfg.singular_values)
-    _check(len(sv) >= 1 and all(s > 0 for s in sv), "singular_values", sv, "a non-empty list of numbers > 0")
-    _check(len(sv) <= min(cfg.n_in, cfg.n_out), "singular_values", sv, f"at most min(n_in, n_out) = {min(cfg.n_in, cfg.n_out)} values")
-    scales = list(cfg.scales)
-    _check(len(scales) >= 1 and all(s > 0 for s in scales), "scales", scales, "a non-empty list of numbers > 0")
-    signs = list(cfg.signs)
-    _check(len(signs) >= 1 and all(s in (-1, 0, 1) for s in signs) and len(set(signs)) == len(signs), "signs", signs,
-           "a non-empty list of distinct values from -1, 0, 1")
-    if 1 in signs:
-        _check(cfg.n_hidden <= cfg.n_out, "n_hidden", cfg.n_hidden, f"<= n_out ({cfg.n_out}) when signs include 1 (beta > 0)")
-    if -1 in signs:
-        _check(cfg.n_hidden <= cfg.n_in, "n_hidden", cfg.n_hidden, f"<= n_in ({cfg.n_in}) when signs include -1 (beta < 0)")
-    _check(cfg.beta_factor > 0, "beta_factor", cfg.beta_factor, "a number > 0")
-    _check(cfg.t_max > 0, "t_max", cfg.t_max, "a number > 0")
-    _check(cfg.n_times >= 2, "n_times", cfg.n_times, "an integer >= 2")
-    _check(cfg.lr > 0, "lr", cfg.lr, "a number > 0")
-    _check(cfg.t_max / cfg.lr <= 2e6, "lr", cfg.lr, f"a rate with t_max / lr <= 2e6 steps (t_max = {cfg.t_max})")
-
-
 def run(cfg: DictConfig) -> dict:
-    check(cfg)
     import jax
     import jax.numpy as jnp
     import matplotlib

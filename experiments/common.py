@@ -13,9 +13,10 @@ from typing import Any, Callable
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from dlnjax.data.idx import atomic_write
+from dlnjax.io import atomic_write
 
-from .schema import ConfigError, validate
+from . import CONFIGS
+from .schemas import ConfigError, validate
 
 log = logging.getLogger("dlnjax")
 
@@ -104,18 +105,10 @@ def resolved_config(cfg: DictConfig) -> dict:
 # data
 # ----------------------------------------------------------------------------------------
 def load_dataset(d: DictConfig) -> Any:
-    """Build the data set a config names (``data`` group)."""
-    from dlnjax.data import hierarchy, teacher
-    from dlnjax.data.digits import load_digits
-    from dlnjax.data.preprocess import preprocess
+    """Build the data set a config names (``data`` group: a source of :data:`dlnjax.data.DATASETS`)."""
+    from dlnjax.data import registry
 
-    name = getattr(d.name, "value", d.name)
-    if name == "hierarchy":
-        return hierarchy(levels=d.levels, branching=d.branching, n_features=d.n_features, flip_prob=d.flip_prob, seed=d.seed)
-    if name == "teacher":
-        return teacher(list(d.singular_values), d.n_in, d.n_out, noise_std=d.noise_std, seed=d.seed)
-    ds = load_digits(name, root=d.root, download=d.download, n_train=d.n_train)
-    return preprocess(ds, getattr(d.preprocessing, "value", d.preprocessing))
+    return registry.load(d)
 
 
 # ----------------------------------------------------------------------------------------
@@ -136,15 +129,16 @@ def check_engine() -> None:
         raise ConfigError(f"DLNJAX_ENGINE={name} {problem[1]}")
 
 
-def app(fn: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any]:
-    """Validate the config, set precision, and turn expected errors into one line + exit 2."""
+def app(name: str, fn: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any]:
+    """Validate the config (``experiments/schemas/<name>.py``), set precision, and turn expected
+    errors into one line + exit 2."""
     from dlnjax.data.digits import DataError
     from dlnjax.data.idx import IdxError
 
     @functools.wraps(fn)
     def wrapped(cfg: DictConfig) -> Any:
         try:
-            validate(cfg)
+            validate(name, cfg)
             check_engine()
             done = completed_summary(run_dir(), cfg)
             if done is not None:
@@ -196,16 +190,19 @@ def write_results(out: Path, summary: dict, **arrays: Any) -> None:
     save_json(out / "summary.json", summary)
 
 
-def entry(config_name: str, run: Callable[[DictConfig], Any]) -> Callable[[], Any]:
-    """The Hydra entry point of an app: ``main = entry("<name>", run)``."""
+def entry(name: str, run: Callable[[DictConfig], Any]) -> Callable[[], Any]:
+    """The Hydra entry point of an app: ``main = entry("<name>", run)``, composing
+    ``configs/<name>/config.yaml`` (an absolute path: relative ones are resolved against the
+    module defining the task function, which is this one, not the app run with ``python -m``)."""
     import hydra
 
-    # an absolute path: relative paths are resolved against the module defining the task
-    # function, which here is this (imported) module, not the app run with ``python -m``
-    configs = str(Path(__file__).resolve().parents[1] / "configs")
+    from . import APPS
 
-    @hydra.main(config_path=configs, config_name=config_name, version_base=None)
-    @app
+    if name not in APPS:
+        raise KeyError(f"{name!r} is not in experiments.APPS")
+
+    @hydra.main(config_path=str(CONFIGS / name), config_name="config", version_base=None)
+    @functools.partial(app, name)
     def main(cfg: DictConfig) -> Any:
         return run(cfg)
 

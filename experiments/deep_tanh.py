@@ -19,7 +19,7 @@ import time
 import numpy as np
 from omegaconf import DictConfig
 
-from . import schema  # noqa: F401
+from . import schemas
 from .common import Progress, entry, load_dataset, resolved_config, run_dir, save_figure, write_results
 
 log = logging.getLogger("dlnjax")
@@ -41,7 +41,7 @@ def run(cfg: DictConfig) -> dict:
     dtype = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
     ds = load_dataset(cfg.data)
     if ds.x_test is None:
-        raise schema.ConfigError(f"invalid config: data={cfg.data.name.value} (allowed: a data set with a test split: embedded, mnist, fashion_mnist)")
+        raise schemas.ConfigError(f"invalid config: data={cfg.data.name.value} (allowed: a data set with a test split: embedded, mnist, fashion_mnist)")
     x, xt = jnp.asarray(ds.x, dtype), jnp.asarray(ds.x_test, dtype)
     lab, labt = jnp.asarray(np.argmax(ds.y, 1)), jnp.asarray(np.argmax(ds.y_test, 1))
     widths = (ds.n_in,) + (int(cfg.width),) * (int(cfg.depth) - 2) + (ds.n_out,)

@@ -31,7 +31,6 @@ import time
 
 from omegaconf import DictConfig
 
-from . import schema  # noqa: F401
 from ._shared import fig4
 from ._shared.problem import learning_rate_grid, prepare
 from .common import entry, resolved_config, run_dir, write_results

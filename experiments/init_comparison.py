@@ -37,7 +37,6 @@ import time
 import numpy as np
 from omegaconf import DictConfig
 
-from . import schema  # noqa: F401
 from .common import Progress, entry, resolved_config, run_dir, save_figure, save_npz, write_results
 from ._shared.checkpoint import config_json as _config_json
 from ._shared.checkpoint import load_tagged as _load_state
@@ -271,7 +270,7 @@ def run(cfg: DictConfig) -> dict:
 
     q = np.asarray(inits.haar_orthogonal(k_example, int(cfg.orthogonal_example), dtype=jnp.float32), np.float64)
     eig = np.linalg.eigvals(q)
-    make_figure(out, ds.name, depths, rates, kinds, per_init, theory_t, opt, eig, cfg)
+    make_figure(out, ds.name, depths, rates, kinds, per_init, theory_t, opt, eig, cfg, whitened=problem.whitened)
 
     summary = dict(
         experiment="init_comparison",
@@ -306,7 +305,7 @@ def run(cfg: DictConfig) -> dict:
     return summary
 
 
-def make_figure(out, dataset, depths, rates, kinds, per_init, theory_t, opt, eig, cfg) -> None:
+def make_figure(out, dataset, depths, rates, kinds, per_init, theory_t, opt, eig, cfg, whitened: bool = False) -> None:
     import matplotlib.pyplot as plt
 
 
@@ -326,7 +325,6 @@ def make_figure(out, dataset, depths, rates, kinds, per_init, theory_t, opt, eig
     if theory_t is not None:
         okt = np.asarray([t is not None for t in theory_t])
         if okt.any():
-            whitened = getattr(cfg.data.preprocessing, "value", "") == "whitened" or cfg.data.name.value in ("teacher", "hierarchy")
             label = "decoupled: theory (Eq. 15) at its rate" + ("" if whitened else "\n(diagonal approx., poor for Σ11 ≠ I)")
             a1.plot(d[okt], [t for t in theory_t if t is not None], "s--", color="0.4", mfc="none", label=label)
     a1.axhline(cfg.max_steps, color="0.8", lw=0.8)

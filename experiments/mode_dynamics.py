@@ -23,7 +23,7 @@ import time
 import numpy as np
 from omegaconf import DictConfig
 
-from . import schema  # noqa: F401
+from . import schemas
 from .common import Progress, entry, load_dataset, resolved_config, run_dir, save_figure, write_results
 
 log = logging.getLogger("dlnjax")
@@ -72,7 +72,7 @@ def run(cfg: DictConfig) -> dict:
     if len(modes) < len(cfg.modes):
         log.warning("modes %s exceed the %d learnable modes and are left out", [m for m in cfg.modes if m > n_modes], n_modes)
     if not modes:
-        raise schema.ConfigError(f"invalid config: modes={list(cfg.modes)} (allowed: mode numbers <= {n_modes})")
+        raise schemas.ConfigError(f"invalid config: modes={list(cfg.modes)} (allowed: mode numbers <= {n_modes})")
     mi = np.asarray(modes) - 1
     lr, u0 = float(cfg.lr), float(cfg.u0)
     tau = 1.0 / lr

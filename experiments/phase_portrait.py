@@ -16,7 +16,6 @@ import logging
 import numpy as np
 from omegaconf import DictConfig
 
-from . import schema  # noqa: F401  (registers the structured configs)
 from .common import entry, resolved_config, run_dir, save_figure, write_results
 
 log = logging.getLogger("dlnjax")

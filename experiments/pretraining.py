@@ -35,7 +35,6 @@ import time
 import numpy as np
 from omegaconf import DictConfig
 
-from . import schema  # noqa: F401
 from .common import Progress, entry, resolved_config, run_dir, save_figure, write_results
 from ._shared.problem import learning_rate_grid, prepare
 

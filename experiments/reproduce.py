@@ -29,22 +29,13 @@ from typing import Any, Callable
 import numpy as np
 from omegaconf import DictConfig
 
-from . import schema  # noqa: F401
+from . import APPS as REGISTRY
 from .common import Progress, entry, resolved_config, run_dir, save_json
 
 log = logging.getLogger("dlnjax")
 
-APPS = [
-    ("phase_portrait", "Fig. 2", ["phase_portrait.png"]),
-    ("mode_dynamics", "Fig. 3", ["mode_dynamics.png"]),
-    ("depth_sweep", "Fig. 4", ["depth_sweep.png", "depth_sweep_grid.png"]),
-    ("pretraining", "Fig. 5", ["pretraining.png"]),
-    ("init_comparison", "Fig. 6A", ["init_comparison.png"]),
-    ("random_products", "Fig. 6B–C", ["random_products.png"]),
-    ("isometry", "Fig. 7", ["isometry.png"]),
-    ("edge_of_chaos", "Fig. 8", ["edge_of_chaos.png"]),
-    ("deep_tanh", "deep tanh (talk)", ["deep_tanh.png"]),
-]
+# (app, figure, PNGs shown in the report): the apps of experiments.APPS that reproduce a figure
+APPS = [(a.name, a.figure, list(a.figures)) for a in REGISTRY.values() if a.figure]
 
 YES, PARTLY, NO, MISSING = "reproduces", "partly", "does not reproduce", "not run"
 

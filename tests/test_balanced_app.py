@@ -4,19 +4,12 @@ import json
 
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
-
 from experiments import balanced_dynamics as app
-from experiments.schema import ConfigError
-
-from pathlib import Path
-
-CONFIGS = str(Path(__file__).resolve().parents[1] / "configs")
+from experiments.schemas import ConfigError, compose, validate
 
 
 def _cfg(*overrides):
-    with initialize_config_dir(config_dir=CONFIGS, version_base=None):
-        return compose(config_name="balanced_dynamics", overrides=["experiment=debug", *overrides])
+    return compose("balanced_dynamics", ["experiment=debug", *overrides])
 
 
 def test_debug_run_summary(tmp_path, monkeypatch):
@@ -45,4 +38,4 @@ def test_debug_run_summary(tmp_path, monkeypatch):
 ])
 def test_range_checks(override, fragment):
     with pytest.raises(ConfigError, match="invalid config: " + fragment.replace("[", r"\[").replace("]", r"\]")):
-        app.check(_cfg(override))
+        validate("balanced_dynamics", _cfg(override))

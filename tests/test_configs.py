@@ -1,30 +1,55 @@
 """Every config composes; bad configs fail at composition or validation with a clear message."""
 
 import pytest
-from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException, MissingConfigException
 from omegaconf.errors import ConfigAttributeError, ValidationError
 
-import experiments.schema  # noqa: F401  (registers the schemas)
-from experiments.schema import ConfigError, validate
+from experiments import APPS, CONFIGS
+from experiments.schemas import ConfigError, compose, validate
 
-from pathlib import Path
-
-CONFIGS = str(Path(__file__).resolve().parents[1] / "configs")
-APPS = ["phase_portrait", "mode_dynamics", "depth_sweep", "lr_sweep", "edge_of_chaos", "isometry", "deep_tanh", "random_products",
-        "pretraining", "init_comparison"]
+APP_NAMES = [a for a in APPS if a != "reproduce"]
+_compose = compose
 
 
-def _compose(name, overrides=()):
-    with initialize_config_dir(config_dir=CONFIGS, version_base=None):
-        return compose(config_name=name, overrides=list(overrides))
-
-
-@pytest.mark.parametrize("app", APPS)
-@pytest.mark.parametrize("experiment", ["none", "debug", "paper"])
+@pytest.mark.parametrize("app", APP_NAMES)
+@pytest.mark.parametrize("experiment", [None, "debug", "paper"])
 def test_every_config_composes_and_validates(app, experiment):
-    cfg = _compose(app, [f"experiment={experiment}"])
-    validate(cfg)
+    cfg = _compose(app, [] if experiment is None else [f"experiment={experiment}"])
+    validate(app, cfg)
+    # the engine is a key of every app's resolved config (so it lands in .hydra/config.yaml)
+    assert cfg.engine.value in ("auto", "xla", "native", "pallas")
+
+
+def test_the_config_tree_matches_the_app_registry():
+    """One folder per app with real overlays; the hydra block lives once, in configs/shared."""
+    on_disk = {p.name for p in CONFIGS.iterdir() if p.is_dir() and p.name != "shared"}
+    assert on_disk == set(APPS)
+    for app in APP_NAMES:
+        assert {p.name for p in (CONFIGS / app / "experiment").glob("*.yaml")} >= {"debug.yaml", "paper.yaml"}, app
+        for p in (CONFIGS / app / "experiment").glob("*.yaml"):
+            assert p.read_text().startswith("# @package _global_"), p
+    for app in APPS:
+        text = (CONFIGS / app / "config.yaml").read_text()
+        assert "sweep:" not in text and "- hydra: default" in text, app
+
+
+def test_experiment_overlays_switch_the_data_source_and_the_command_line_wins():
+    assert _compose("depth_sweep", ["experiment=paper"]).data.name.value == "mnist"
+    assert _compose("depth_sweep", ["experiment=paper", "data=fashion_mnist"]).data.name.value == "fashion_mnist"
+    # each source has its own schema: a field of another source is an unknown key
+    with pytest.raises(ConfigCompositionException):
+        _compose("depth_sweep", ["data.levels=3"])
+    assert _compose("depth_sweep", ["data=teacher"]).data.singular_values[0] == 8.0
+
+
+def test_multirun_directory_is_named_after_the_app():
+    from hydra import initialize_config_dir
+    from hydra import compose as hydra_compose
+
+    with initialize_config_dir(config_dir=str(CONFIGS / "lr_sweep"), version_base=None):
+        cfg = hydra_compose(config_name="config", return_hydra_config=True)
+    assert cfg.hydra.job.name == "lr_sweep"
+    assert cfg.hydra.sweep.dir == "multirun/lr_sweep"
 
 
 def test_paper_presets_carry_the_papers_protocol():
@@ -94,7 +119,7 @@ def test_bad_values_fail_at_composition(app, override, fragment, cause):
 def test_out_of_range_values_fail_validation(app, override, key):
     cfg = _compose(app, [override])
     with pytest.raises(ConfigError) as e:
-        validate(cfg)
+        validate(app, cfg)
     msg = str(e.value)
     assert f"{key}=" in msg and "allowed" in msg and "\n" not in msg
 

@@ -5,7 +5,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-APPS = sorted(p.stem for p in (ROOT / "experiments").glob("*.py") if p.stem not in ("__init__", "schema", "common"))
+APPS = sorted(p.stem for p in (ROOT / "experiments").glob("*.py") if p.stem not in ("__init__", "common"))
 
 
 def _imports(path: Path) -> set[str]:
@@ -40,3 +40,18 @@ def test_the_library_writes_no_plots():
     for f in (ROOT / "dlnjax").rglob("*.py"):
         text = f.read_text()
         assert "matplotlib" not in text and "savefig" not in text, f
+
+
+def test_the_app_registry_lists_every_hydra_app_and_its_schema():
+    """experiments.APPS is the one list of apps: every module with a Hydra entry point is in it,
+    with a schema module (Config + check) and a config folder."""
+    from experiments import APPS as REGISTRY
+    from experiments import CONFIGS
+    from experiments.schemas import schema_module
+
+    with_entry = {a for a in APPS if 'entry("' in (ROOT / "experiments" / f"{a}.py").read_text()}
+    assert with_entry == set(REGISTRY)
+    for name in REGISTRY:
+        mod = schema_module(name)
+        assert callable(mod.check) and hasattr(mod, "Config"), name
+        assert (CONFIGS / name / "config.yaml").is_file(), name

@@ -22,7 +22,7 @@ from typing import Any, Sequence
 import numpy as np
 from omegaconf import DictConfig
 
-from .. import schema
+from .. import schemas
 from ..common import Progress, run_dir
 from .checkpoint import load_tagged, save_tagged
 from .plots import depth_ticks
@@ -117,7 +117,7 @@ def check_full_width_fits(depths: Sequence[int], n_in: int, n_out: int, hidden: 
     except (ValueError, OSError, AttributeError):
         avail = None
     if avail is not None and need > 0.8 * avail:
-        raise schema.ConfigError(
+        raise schemas.ConfigError(
             f"invalid config: compress=false at depth {widest} x hidden {hidden} needs about {need / 2**30:.1f} GiB "
             f"(4 copies of {full_width_bytes(widths, itemsize) / 2**30:.2f} GiB of weights) but {avail / 2**30:.1f} GiB "
             "is available (allowed: compress=true, which is exact for these decoupled starts, or fewer/smaller layers)"

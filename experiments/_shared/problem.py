@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from omegaconf import DictConfig
 
-from .. import schema
+from .. import schemas
 from ..common import load_dataset
 
 log = logging.getLogger("dlnjax")
@@ -53,7 +53,7 @@ def prepare(cfg: DictConfig) -> Problem:
     dtype = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
     ds = load_dataset(cfg.data)
     if ds.n_in < 1 or ds.n_out < 1:
-        raise schema.ConfigError(f"invalid config: data={cfg.data.name} gives an empty problem")
+        raise schemas.ConfigError(f"invalid config: data={cfg.data.name} gives an empty problem")
     stats = linear.stats_from_examples(ds.x, ds.y, dtype=jnp.float64 if dtype == jnp.float64 else None).astype(dtype)
     task = sweep.Task.from_stats(stats)
     x = np.asarray(ds.x, np.float64)

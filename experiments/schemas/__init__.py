@@ -1,0 +1,62 @@
+"""Each app's structured config (``Config``) beside its range checks (``check``), one module per
+app (``experiments/schemas/<app>.py``), and the ``data`` config group generated from
+:data:`dlnjax.data.DATASETS`.
+
+:func:`register` puts every schema in Hydra's ConfigStore (as ``<app>_schema``, the first entry
+of ``configs/<app>/config.yaml``'s defaults) and every data source as an option of the ``data``
+group; :func:`validate` runs an app's range checks (every app calls it before any work).
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+from omegaconf import DictConfig
+
+from .base import ConfigError, EngineName, Precision, ThresholdKind, ThresholdReference  # noqa: F401
+
+_registered = False
+
+
+def schema_module(app: str) -> ModuleType:
+    """``experiments.schemas.<app>`` (its ``Config`` and ``check``)."""
+    return importlib.import_module(f"{__name__}.{app}")
+
+
+def register() -> None:
+    """Store every app's schema and every data source in Hydra's ConfigStore (idempotent)."""
+    global _registered
+    if _registered:
+        return
+    from hydra.core.config_store import ConfigStore
+
+    from dlnjax.data import DATASETS
+    from experiments import APPS
+
+    cs = ConfigStore.instance()
+    for name in APPS:
+        cs.store(name=f"{name}_schema", node=schema_module(name).Config)
+    for name, src in DATASETS.items():
+        cs.store(group="data", name=name, node=src.config())
+    _registered = True
+
+
+def validate(app: str, cfg: DictConfig) -> None:
+    """The range checks of ``app`` (raises :class:`ConfigError` with a one-line message)."""
+    schema_module(app).check(cfg)
+
+
+register()
+
+
+def compose(app: str, overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
+    """The config ``python -m experiments.<app> <overrides>`` would run (no Hydra run directory):
+    for tests and notebooks, e.g. ``compose("depth_sweep", ["experiment=debug"])``."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    from experiments import CONFIGS
+
+    with initialize_config_dir(config_dir=str(CONFIGS / app), version_base=None):
+        return hydra_compose(config_name="config", overrides=list(overrides))

@@ -1,0 +1,42 @@
+"""``edge_of_chaos`` (Fig. 8): the variance map's fixed point against simulated tanh networks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import List
+
+from omegaconf import DictConfig
+
+from .base import EngineName, Precision, at_least, check_engine_not_used, positive, positive_list, require
+
+
+class WeightKind(Enum):
+    """Names of :data:`dlnjax.inits.INITS` usable here (``gaussian``: the scaled Gaussian)."""
+
+    orthogonal = "orthogonal"
+    gaussian = "gaussian"
+
+
+@dataclass
+class Config:
+    gain_min: float = 0.5
+    gain_max: float = 3.0
+    gain_points: int = 201
+    sim_gains: List[float] = field(default_factory=lambda: [0.5, 0.8, 0.9, 0.95, 1.0, 1.05, 1.1, 1.2, 1.5, 2.0, 2.5, 3.0])
+    widths: List[int] = field(default_factory=lambda: [50, 200, 1000])
+    depth: int = 30
+    q1: float = 1.0
+    n_seeds: int = 4
+    weights: WeightKind = WeightKind.orthogonal
+    seed: int = 0
+    precision: Precision = Precision.float32
+    engine: EngineName = EngineName.auto  # recorded; tanh networks run on XLA
+
+
+def check(cfg: DictConfig) -> None:
+    require(0 < cfg.gain_min < cfg.gain_max, "gain_min", cfg.gain_min, f"a number in (0, gain_max = {cfg.gain_max})")
+    positive_list(cfg, "sim_gains", "widths")
+    positive(cfg, "q1", "gain_points", "n_seeds")
+    at_least(cfg, 2, "depth")
+    check_engine_not_used(cfg, "edge_of_chaos", "simulates tanh networks")

@@ -1,0 +1,65 @@
+"""The protocol shared by Fig. 4's two apps (``depth_sweep``, ``lr_sweep``): decoupled starts
+trained by full-batch gradient descent, per rate of a grid, to a loss threshold."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from omegaconf import MISSING, DictConfig
+
+from .base import (EngineName, LearningRates, Precision, ThresholdConfig, at_least, check_data, check_learning_rates,
+                   check_threshold, multiple_of, positive, require)
+
+
+@dataclass
+class RateStatsConfig:
+    """How the robust Fig. 4 statistics are measured (see dlnjax.robust)."""
+
+    stop_factor: float = 3.0  # a rate still above the threshold at this x the fastest crossing is stopped
+    probe_steps: int = 2000  # before any rate has crossed, a run is parked after this many steps
+    edge_bisections: int = 4  # bisection steps of the measured stability edge (grid ratio^(1/2^k))
+    edge_patience: float = 5.0  # an edge probe must cross within this x the fastest crossing
+    small_rate_factor: float = 16.0  # the gradient-flow run starts at the fastest rate / this
+    band: float = 0.1  # the band of rates within this fraction of the fastest time
+    snapshots: int = 16  # Hessian top-eigenvalue evaluations along the gradient-flow path
+    spike_rtol: float = 1e-3  # a loss rise E_t > (1 + spike_rtol) E_(t-1) before the crossing is a spike
+
+
+@dataclass
+class Fig4Protocol:
+    data: Any = MISSING  # the `data` group: a source of dlnjax.data.DATASETS
+    hidden: int = 1000
+    u0: float = 1e-3
+    learning_rates: LearningRates = field(default_factory=LearningRates)
+    threshold: ThresholdConfig = field(default_factory=ThresholdConfig)  # relative to E(0)
+    max_steps: int = 20000
+    chunk_steps: int = 500  # full-width runs (compress=false) step in chunks of this many steps
+    record_every: int = 10
+    hidden_basis: str = "random"
+    seed: int = 0
+    precision: Precision = Precision.float32
+    # compress=true: exact compressed engine (decoupled starts: the hidden width drops out);
+    # false: the full-width network on `engine`, for checking
+    compress: bool = True
+    engine: EngineName = EngineName.auto
+    stats: RateStatsConfig = field(default_factory=RateStatsConfig)
+
+
+def check_protocol(cfg: DictConfig) -> None:
+    check_data(cfg)
+    positive(cfg, "u0")
+    at_least(cfg, 1, "hidden", "max_steps", "chunk_steps", "record_every")
+    multiple_of(cfg, "chunk_steps", "record_every")
+    check_learning_rates(cfg)
+    check_threshold(cfg)
+    require(cfg.hidden_basis in ("random", "identity"), "hidden_basis", cfg.hidden_basis, "random, identity")
+    st = cfg.stats
+    require(st.stop_factor > 1.0, "stats.stop_factor", st.stop_factor, "a number > 1")
+    require(st.probe_steps >= 1, "stats.probe_steps", st.probe_steps, "an integer >= 1")
+    require(st.edge_bisections >= 0, "stats.edge_bisections", st.edge_bisections, "an integer >= 0")
+    require(st.edge_patience >= 1.0, "stats.edge_patience", st.edge_patience, "a number >= 1")
+    require(st.small_rate_factor >= 1.0, "stats.small_rate_factor", st.small_rate_factor, "a number >= 1")
+    require(0.0 < st.band < 1.0, "stats.band", st.band, "a fraction in (0, 1)")
+    require(st.snapshots >= 1, "stats.snapshots", st.snapshots, "an integer >= 1")
+    require(st.spike_rtol > 0.0, "stats.spike_rtol", st.spike_rtol, "a number > 0")

@@ -1,0 +1,31 @@
+"""``reproduce``: every figure experiment, then report.md / report.html."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import List, Optional
+
+from omegaconf import DictConfig
+
+from .base import require
+
+
+class ReproducePreset(Enum):
+    quick = "quick"
+    paper = "paper"
+
+
+@dataclass
+class Config:
+    preset: ReproducePreset = ReproducePreset.quick
+    only: List[str] = field(default_factory=list)  # a subset of the experiments (default: all)
+    data_root: Optional[str] = None  # MNIST directory for the paper preset
+
+
+def check(cfg: DictConfig) -> None:
+    from experiments import APPS
+
+    allowed = [name for name, app in APPS.items() if app.figure]
+    bad = [a for a in cfg.only if a not in allowed]
+    require(not bad, "only", list(cfg.only), "a list of: " + ", ".join(allowed))
