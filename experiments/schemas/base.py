@@ -9,6 +9,7 @@ before any work is done.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Iterable, List, Optional
@@ -36,6 +37,21 @@ class EngineName(Enum):
     xla = "xla"
     native = "native"
     pallas = "pallas"
+
+
+def _engine_default() -> EngineName:
+    """``$DLNJAX_ENGINE`` when set to a known name, else ``auto``: the environment variable is only
+    a default (read when the schemas are registered), and the engine is a concrete key of every
+    resolved config, ``.hydra/config.yaml`` included. An unknown name is refused before any work
+    by the apps' start-up check (:func:`experiments.common.check_engine`)."""
+    try:
+        return EngineName(os.environ.get("DLNJAX_ENGINE", "auto"))
+    except ValueError:
+        return EngineName.auto
+
+
+# apps with a full-width linear-network step (the engine matters)
+ENGINE_DEFAULT: Any = _engine_default()
 
 
 class ThresholdKind(Enum):

@@ -8,7 +8,7 @@ from typing import Any
 
 from omegaconf import MISSING, DictConfig
 
-from .base import (EngineName, LearningRates, Precision, ThresholdConfig, at_least, check_data, check_learning_rates,
+from .base import (ENGINE_DEFAULT, EngineName, LearningRates, Precision, ThresholdConfig, at_least, check_data, check_learning_rates,
                    check_threshold, multiple_of, positive, require)
 
 
@@ -42,7 +42,7 @@ class Fig4Protocol:
     # compress=true: exact compressed engine (decoupled starts: the hidden width drops out);
     # false: the full-width network on `engine`, for checking
     compress: bool = True
-    engine: EngineName = EngineName.auto
+    engine: EngineName = ENGINE_DEFAULT
     stats: RateStatsConfig = field(default_factory=RateStatsConfig)
 
 

@@ -8,7 +8,7 @@ from typing import Any, List
 
 from omegaconf import MISSING, DictConfig
 
-from .base import (EngineName, LearningRates, Precision, PretrainConfig, ThresholdConfig, ThresholdReference, at_least,
+from .base import (ENGINE_DEFAULT, EngineName, LearningRates, Precision, PretrainConfig, ThresholdConfig, ThresholdReference, at_least,
                    check_data, check_depths, check_learning_rates, check_pretrain, check_threshold, multiple_of,
                    positive, require)
 
@@ -47,7 +47,7 @@ class Config:
     checkpoint_every: int = 5000  # steps between saves of the training state (0: finished depths only)
     # the decoupled reference runs on the exact compressed engine (its own batch); false: full width
     compress: bool = True
-    engine: EngineName = EngineName.auto  # the full-width kernel (random starts are not compressible)
+    engine: EngineName = ENGINE_DEFAULT  # the full-width kernel (random starts are not compressible)
 
 
 def check(cfg: DictConfig) -> None:

@@ -7,7 +7,7 @@ from typing import Any, List, Optional
 
 from omegaconf import MISSING, DictConfig
 
-from .base import EngineName, Precision, at_least, check_data, multiple_of, positive, require
+from .base import ENGINE_DEFAULT, EngineName, Precision, at_least, check_data, multiple_of, positive, require
 
 
 @dataclass
@@ -24,7 +24,7 @@ class Config:
     seed: int = 0
     decoupled_lr_factors: List[float] = field(default_factory=lambda: [1.0, 0.1])
     precision: Precision = Precision.float32
-    engine: EngineName = EngineName.auto  # the full-width kernel of the random-start linear runs
+    engine: EngineName = ENGINE_DEFAULT  # the full-width kernel of the random-start linear runs
 
 
 def check(cfg: DictConfig) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 from omegaconf import MISSING, DictConfig
 
-from .base import (EngineName, LearningRates, Precision, PretrainConfig, ThresholdConfig, ThresholdReference, at_least,
+from .base import (ENGINE_DEFAULT, EngineName, LearningRates, Precision, PretrainConfig, ThresholdConfig, ThresholdReference, at_least,
                    check_data, check_learning_rates, check_pretrain, check_threshold, multiple_of, positive, require)
 
 
@@ -28,7 +28,7 @@ class Config:
     random_basis_draws: int = 20
     seed: int = 0
     precision: Precision = Precision.float32
-    engine: EngineName = EngineName.auto  # the full-width kernel (random and pretrained starts are not compressible)
+    engine: EngineName = ENGINE_DEFAULT  # the full-width kernel (random and pretrained starts are not compressible)
 
 
 def check(cfg: DictConfig) -> None:
