@@ -219,7 +219,7 @@ def entry(name: str, run: Callable[[DictConfig], Any]) -> Callable[[], Any]:
         try:
             return main()
         except (HydraException, OmegaConfBaseException) as e:
-            print(f"error: {one_line_error(e)}", file=sys.stderr)
+            print("error: " + one_line_error(e).replace("In 'config'", f"In configs/{name}/config.yaml"), file=sys.stderr)
             sys.exit(2)
 
     return cli
