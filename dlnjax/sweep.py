@@ -17,6 +17,7 @@ import numpy as np
 from . import devices
 from . import init as inits
 from . import linear, theory
+from .thresholds import Threshold
 
 Array = Any
 
@@ -57,28 +58,23 @@ def widths_for(n_in: int, n_out: int, depth: int, hidden: int) -> tuple[int, ...
 
 
 def threshold_value(task: Task, widths: Sequence[int], loss0: float, kind: str, eps: float, value: float) -> tuple[float, float]:
-    """(threshold, E*) with E* the best error of rank min(widths) (exact, from the statistics)."""
-    e_star = float(linear.best_error(task.stats, rank=min(widths)))
-    if kind == "relative":
-        return e_star + eps * (loss0 - e_star), e_star
-    return float(value), e_star
+    """(threshold, E*) with E* the best error of rank min(widths) (exact, from the statistics):
+    :class:`dlnjax.thresholds.Threshold` with ``reference='initial'``."""
+    return Threshold(kind, "initial", eps, value).resolve_for(task, widths, loss0=loss0)
 
 
 def zero_map_threshold(task: Task, widths: Sequence[int], eps: float) -> tuple[float, float]:
     """(threshold, E*) with the threshold a fraction 1 - eps of the way from the zero map's
     error ``1/2 tr Sigma33`` to E*: one threshold for every initialisation (random starts
-    begin at different errors, some far above the zero map's)."""
-    e_star = float(linear.best_error(task.stats, rank=min(widths)))
-    e_zero = 0.5 * float(task.stats.tr33)
-    return e_star + eps * (e_zero - e_star), e_star
+    begin at different errors, some far above the zero map's).
+    :class:`dlnjax.thresholds.Threshold` with ``reference='zero_map'``."""
+    return Threshold("relative", "zero_map", eps).resolve_for(task, widths)
 
 
 def start_independent_threshold(task: Task, widths: Sequence[int], kind: str, eps: float, value: float) -> tuple[float, float]:
     """(threshold, E*) for comparing different starts: :func:`zero_map_threshold` for
     ``kind='relative'``, else the absolute ``value``."""
-    if kind == "relative":
-        return zero_map_threshold(task, widths, eps)
-    return float(value), float(linear.best_error(task.stats, rank=min(widths)))
+    return Threshold(kind, "zero_map", eps, value).resolve_for(task, widths)
 
 
 def theory_error_curve(task: Task, t: np.ndarray, lr: float, depth: int, u0: float, rank: int) -> np.ndarray:
