@@ -197,6 +197,7 @@ def run_batch(
     progress: Callable[[int, int, int], None] | None = None,
     on_chunk: Callable[[dict], None] | None = None,
     resume: dict | None = None,
+    engine: str | None = None,
 ) -> BatchResult:
     """Train a batch of networks (``weights``: every array with a leading member axis M, one
     learning rate per member) in chunks of ``chunk_steps`` until every member has crossed
@@ -205,7 +206,10 @@ def run_batch(
 
     Checkpoints without I/O here: after every chunk ``on_chunk(snapshot)`` receives a dict of
     numpy arrays (the whole training state, the records so far, the steps done) that the caller
-    may save; passing such a snapshot back as ``resume`` continues exactly where it stopped."""
+    may save; passing such a snapshot back as ``resume`` continues exactly where it stopped.
+
+    ``engine`` names the full-width engine of :data:`dlnjax.engines.ENGINES` (None:
+    ``$DLNJAX_ENGINE``, else ``'auto'``; see :func:`dlnjax.linear.make_runner`)."""
     dtype = stats.sigma11.dtype
     weights = tuple(jnp.asarray(w, dtype) for w in weights)
     n = len(learning_rates)
@@ -218,8 +222,9 @@ def run_batch(
     lrs = devices.pad_batch(jnp.asarray(np.asarray(learning_rates, np.float64), dtype), size)
     states = jax.tree_util.tree_map(lambda x: devices.pad_batch(x, size), states)
     lrs, states = devices.shard_batch((lrs, states))
-    runner = linear.make_runner(stats, record_every=record_every, n_records=chunk_steps // record_every)
-    fused = linear.use_native(linear.resolve_engine_name(None), member_shapes(weights))
+    engine = linear.resolve_engine_name(engine)
+    runner = linear.make_runner(stats, record_every=record_every, n_records=chunk_steps // record_every, engine=engine)
+    fused = linear.use_native(engine, member_shapes(weights))
     step_fn = batched(runner, member_bytes=sum(int(w[0].nbytes) for w in weights), fused=fused, donate=True)
     thr_arr = jnp.asarray(threshold, dtype)
     steps, losses = [], []
