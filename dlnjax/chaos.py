@@ -19,8 +19,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .init import haar_orthogonal
-
 Array = Any
 
 
@@ -67,14 +65,11 @@ def chi(g: Array, q: Array, dphi: Callable | None = None, n: int = 101) -> Array
 
 
 def random_weights(key: Array, n: int, n_layers: int, kind: str = "orthogonal", dtype: Any = None) -> Array:
-    """``n_layers`` stacked N x N matrices: Haar orthogonal, or i.i.d. N(0, 1/N) ('gaussian')."""
-    keys = jax.random.split(key, n_layers)
-    if kind == "orthogonal":
-        return jax.vmap(lambda k: haar_orthogonal(k, n, dtype=dtype))(keys)
-    if kind == "gaussian":
-        dtype = dtype or jnp.result_type(float)
-        return jax.vmap(lambda k: jax.random.normal(k, (n, n), dtype) / jnp.sqrt(n))(keys)
-    raise ValueError(f"kind must be 'orthogonal' or 'gaussian', got {kind!r}")
+    """``n_layers`` stacked N x N matrices: Haar orthogonal, or i.i.d. N(0, 1/N) ('gaussian' or
+    'scaled_gaussian'): the :meth:`dlnjax.inits.Init.square_stack` of init ``kind``."""
+    from .inits import INITS
+
+    return INITS[kind].square_stack(key, n, n_layers, dtype)
 
 
 def forward_variances(x1: Array, weights: Array, g: Array, phi: Callable = jnp.tanh) -> Array:

@@ -16,14 +16,13 @@ once. :func:`loss_from_stats` is the plain autodiff-able definition, kept as the
 
 from __future__ import annotations
 
-import os
 from typing import Any, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from . import native, pallas_step
+from . import engines
+from .engines.auto import NATIVE_MIN_BYTES, NATIVE_MIN_LAYER_BYTES  # noqa: F401  (kept names)
 
 Array = Any
 Weights = tuple  # tuple[Array, ...]
@@ -164,68 +163,33 @@ def _update(w: Array, lr: Array, left: Array | None, right: Array | None) -> Arr
     return acc
 
 
-ENGINES = ("auto", "xla", "native", "pallas")
-# 'auto' uses the native kernels when a network has at least NATIVE_MIN_BYTES of weights and its
-# layers NATIVE_MIN_LAYER_BYTES on average. Measured on 2 cores, 20 rates vmapped, float32 (ms per
-# step, native vs XLA vmapped): hidden 128 / depth 10 7.6 vs 9.7, 256: 14.3 vs 25.0, 512: 36.7 vs
-# 66.8, 1000 / depth 20: 232 vs 561; but hidden 64 / depth 10 3.7 vs 3.3, hidden 32 / depth 64
-# 8.1 vs 4.2 (small layers: the per-layer hand-off between threads dominates)
-NATIVE_MIN_BYTES = 256_000
-NATIVE_MIN_LAYER_BYTES = 32_000
+# Engines live in :mod:`dlnjax.engines` (one module each, registered in ``engines.ENGINES``);
+# the names and helpers below are kept for callers of this module.
+ENGINES = engines.ENGINES.names  # ("auto", "xla", "native", "pallas")
 
 
 def resolve_engine_name(engine: str | None) -> str:
-    name = engine if engine is not None else os.environ.get("DLNJAX_ENGINE", "auto")
-    if name not in ENGINES:
-        src = "engine" if engine is not None else "DLNJAX_ENGINE"
-        raise ValueError(f"{src} must be one of {', '.join(ENGINES)}; got {name!r}")
-    return name
-
-
-def _shapes(weights: Sequence[Array]) -> str:
-    return str([tuple(w.shape) for w in weights])
+    """``engine``, else ``$DLNJAX_ENGINE``, else ``'auto'`` (:func:`dlnjax.engines.resolve`)."""
+    return engines.resolve(engine)
 
 
 def engine_problem(engine: str) -> tuple[type[Exception], str] | None:
     """Why the fused ``engine`` (``'native'`` or ``'pallas'``) cannot run on this machine, whatever
     the shapes: the exception to raise and a phrase that follows the engine's name; None when it
     can (and for ``'auto'`` / ``'xla'``, which always run). Used by :func:`fused_kernels` and by
-    the apps' start-up check of ``$DLNJAX_ENGINE``."""
-    if engine == "pallas":
-        if not pallas_step.available():
-            return RuntimeError, f"is not available here: {pallas_step.reason()}"
-        problem = pallas_step.off_gpu_problem()
-        return None if problem is None else (ValueError, problem)
-    if engine == "native":
-        if jax.default_backend() != "cpu":
-            return ValueError, f"needs a CPU backend (here: {jax.default_backend()!r})"
-        if not native.available():
-            return RuntimeError, f"is not available here: the fused kernels cannot be built: {native.reason()}"
-    return None
+    the apps' start-up check of ``$DLNJAX_ENGINE``: :meth:`dlnjax.engines.base.Engine.problem`."""
+    return engines.ENGINES[engine].problem()
 
 
 def fused_kernels(engine: str, weights: Sequence[Array]) -> Any:
     """The module whose fused kernels run a step on these (per-network) weights:
     :mod:`dlnjax.native` (CPU), :mod:`dlnjax.pallas_step` (GPU), or None for the XLA path.
 
-    ``'auto'`` picks the native kernels by the size rule above and never the Pallas ones (not
-    yet timed on a GPU; see :mod:`dlnjax.pallas_step`). ``'native'`` and ``'pallas'`` raise, saying
-    why, when their kernels cannot run here (:func:`engine_problem`) or on these shapes."""
-    if engine == "xla":
-        return None
-    if engine in ("native", "pallas"):
-        if not native.fused_shapes_ok(weights):
-            raise ValueError(
-                f"engine={engine!r} needs float32/float64 weights, at least two layers and 1..16 output units "
-                f"(no wider than the input); got shapes {_shapes(weights)}"
-            )
-        problem = engine_problem(engine)
-        if problem is not None:
-            raise problem[0](f"engine={engine!r} {problem[1]}")
-        return native if engine == "native" else pallas_step
-    total = sum(int(np.prod(w.shape)) * jnp.dtype(w.dtype).itemsize for w in weights)
-    big = total >= NATIVE_MIN_BYTES and total >= NATIVE_MIN_LAYER_BYTES * len(weights)
-    return native if (native.supports(weights) and big and native.available()) else None
+    ``'auto'`` picks the native kernels by the size rule of :mod:`dlnjax.engines.auto` and never
+    the Pallas ones (not yet timed on a GPU; see :mod:`dlnjax.pallas_step`). ``'native'`` and
+    ``'pallas'`` raise, saying why, when their kernels cannot run here (:func:`engine_problem`) or
+    on these shapes: :meth:`dlnjax.engines.base.FullWidthEngine.kernels`."""
+    return engines.ENGINES[engine].kernels(weights)
 
 
 def use_native(engine: str, weights: Sequence[Array]) -> bool:

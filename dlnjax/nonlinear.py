@@ -89,16 +89,13 @@ def deep_tanh_weights(key: Array, widths: Sequence[int], init: str, gain: float 
     """Weights ``W^l`` (N_{l+1} x N_l) for a deep tanh network.
 
     ``init='orthogonal'``: Haar (semi-)orthogonal times ``gain`` (ICLR version, Section 4);
-    ``'gaussian'``: i.i.d. N(0, gain^2 / N_in) (scaled Gaussian). The readout layer gets the
-    same scaling as the others.
+    ``'gaussian'`` (alias of ``'scaled_gaussian'``): i.i.d. N(0, gain^2 / N_in). The readout layer
+    gets the same scaling as the others. Any init of :data:`dlnjax.inits.INITS` that needs no
+    more than ``gain`` works.
     """
-    from .init import random_orthogonal, scaled_gaussian
+    from .inits import INITS
 
-    if init == "orthogonal":
-        return random_orthogonal(key, widths, gain, dtype)
-    if init == "gaussian":
-        return scaled_gaussian(key, widths, gain, dtype)
-    raise ValueError(f"init must be 'orthogonal' or 'gaussian', got {init!r}")
+    return INITS[init].weights(key, widths, gain=gain, dtype=dtype)
 
 
 def make_classifier_train(

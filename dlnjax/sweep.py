@@ -17,6 +17,7 @@ import numpy as np
 from . import devices
 from . import init as inits
 from . import linear, theory
+from .thresholds import Threshold
 
 Array = Any
 
@@ -57,28 +58,23 @@ def widths_for(n_in: int, n_out: int, depth: int, hidden: int) -> tuple[int, ...
 
 
 def threshold_value(task: Task, widths: Sequence[int], loss0: float, kind: str, eps: float, value: float) -> tuple[float, float]:
-    """(threshold, E*) with E* the best error of rank min(widths) (exact, from the statistics)."""
-    e_star = float(linear.best_error(task.stats, rank=min(widths)))
-    if kind == "relative":
-        return e_star + eps * (loss0 - e_star), e_star
-    return float(value), e_star
+    """(threshold, E*) with E* the best error of rank min(widths) (exact, from the statistics):
+    :class:`dlnjax.thresholds.Threshold` with ``reference='initial'``."""
+    return Threshold(kind, "initial", eps, value).resolve_for(task, widths, loss0=loss0)
 
 
 def zero_map_threshold(task: Task, widths: Sequence[int], eps: float) -> tuple[float, float]:
     """(threshold, E*) with the threshold a fraction 1 - eps of the way from the zero map's
     error ``1/2 tr Sigma33`` to E*: one threshold for every initialisation (random starts
-    begin at different errors, some far above the zero map's)."""
-    e_star = float(linear.best_error(task.stats, rank=min(widths)))
-    e_zero = 0.5 * float(task.stats.tr33)
-    return e_star + eps * (e_zero - e_star), e_star
+    begin at different errors, some far above the zero map's).
+    :class:`dlnjax.thresholds.Threshold` with ``reference='zero_map'``."""
+    return Threshold("relative", "zero_map", eps).resolve_for(task, widths)
 
 
 def start_independent_threshold(task: Task, widths: Sequence[int], kind: str, eps: float, value: float) -> tuple[float, float]:
     """(threshold, E*) for comparing different starts: :func:`zero_map_threshold` for
     ``kind='relative'``, else the absolute ``value``."""
-    if kind == "relative":
-        return zero_map_threshold(task, widths, eps)
-    return float(value), float(linear.best_error(task.stats, rank=min(widths)))
+    return Threshold(kind, "zero_map", eps, value).resolve_for(task, widths)
 
 
 def theory_error_curve(task: Task, t: np.ndarray, lr: float, depth: int, u0: float, rank: int) -> np.ndarray:
@@ -201,6 +197,7 @@ def run_batch(
     progress: Callable[[int, int, int], None] | None = None,
     on_chunk: Callable[[dict], None] | None = None,
     resume: dict | None = None,
+    engine: str | None = None,
 ) -> BatchResult:
     """Train a batch of networks (``weights``: every array with a leading member axis M, one
     learning rate per member) in chunks of ``chunk_steps`` until every member has crossed
@@ -209,7 +206,10 @@ def run_batch(
 
     Checkpoints without I/O here: after every chunk ``on_chunk(snapshot)`` receives a dict of
     numpy arrays (the whole training state, the records so far, the steps done) that the caller
-    may save; passing such a snapshot back as ``resume`` continues exactly where it stopped."""
+    may save; passing such a snapshot back as ``resume`` continues exactly where it stopped.
+
+    ``engine`` names the full-width engine of :data:`dlnjax.engines.ENGINES` (None:
+    ``$DLNJAX_ENGINE``, else ``'auto'``; see :func:`dlnjax.linear.make_runner`)."""
     dtype = stats.sigma11.dtype
     weights = tuple(jnp.asarray(w, dtype) for w in weights)
     n = len(learning_rates)
@@ -222,8 +222,9 @@ def run_batch(
     lrs = devices.pad_batch(jnp.asarray(np.asarray(learning_rates, np.float64), dtype), size)
     states = jax.tree_util.tree_map(lambda x: devices.pad_batch(x, size), states)
     lrs, states = devices.shard_batch((lrs, states))
-    runner = linear.make_runner(stats, record_every=record_every, n_records=chunk_steps // record_every)
-    fused = linear.use_native(linear.resolve_engine_name(None), member_shapes(weights))
+    engine = linear.resolve_engine_name(engine)
+    runner = linear.make_runner(stats, record_every=record_every, n_records=chunk_steps // record_every, engine=engine)
+    fused = linear.use_native(engine, member_shapes(weights))
     step_fn = batched(runner, member_bytes=sum(int(w[0].nbytes) for w in weights), fused=fused, donate=True)
     thr_arr = jnp.asarray(threshold, dtype)
     steps, losses = [], []

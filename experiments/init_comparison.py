@@ -61,25 +61,24 @@ def seed_median(lt: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(m), m, np.nan)
 
 
+def _engine_name(cfg: DictConfig):
+    """The config's full-width engine (None: ``$DLNJAX_ENGINE``, else auto)."""
+    e = cfg.get("engine")
+    return getattr(e, "value", e)
+
+
+def init_hyperparameters(cfg: DictConfig, task) -> dict:
+    """Every init's hyper-parameters from the config (each init of :data:`dlnjax.inits.INITS`
+    reads the ones it needs)."""
+    return dict(u0=float(cfg.u0), u_basis=task.u, v_basis=task.v, gain=float(cfg.gain), top_std=float(cfg.pretrain.top_std))
+
+
 def initial_weights(kind: str, key, widths, n_seeds: int, cfg: DictConfig, task, stacks, dtype) -> list[tuple]:
-    """``n_seeds`` networks of one initialisation (the decoupled reference is deterministic up to
-    its hidden bases: one draw)."""
-    import jax
+    """``n_seeds`` networks of one initialisation (:meth:`dlnjax.inits.Init.networks`; the
+    decoupled reference is deterministic up to its hidden bases: one draw)."""
+    from dlnjax.inits import INITS
 
-    from dlnjax import init as inits
-    from dlnjax import pretrain
-
-    keys = jax.random.split(key, n_seeds)
-    if kind == "decoupled":
-        return [inits.decoupled(keys[0], widths, float(cfg.u0), task.u, task.v, dtype=dtype)]
-    if kind == "scaled_gaussian":
-        return [inits.scaled_gaussian(k, widths, float(cfg.gain), dtype=dtype) for k in keys]
-    if kind == "orthogonal":
-        return [inits.random_orthogonal(k, widths, float(cfg.gain), dtype=dtype) for k in keys]
-    if kind == "pretrained":
-        depth = len(widths)
-        return [pretrain.pretrained_network(k, stacks[i], depth, widths[-1], float(cfg.pretrain.top_std)) for i, k in enumerate(keys)]
-    raise ValueError(f"unknown init {kind!r}")
+    return INITS[kind].networks(key, widths, n_seeds, dtype=dtype, prepared=stacks.get(kind), **init_hyperparameters(cfg, task))
 
 
 def run_decoupled_compressed(cfg: DictConfig, problem, widths, rates, thr: float) -> dict:
@@ -120,7 +119,9 @@ def run(cfg: DictConfig) -> dict:
     matplotlib.use("Agg")
 
     from dlnjax import init as inits
-    from dlnjax import pretrain, sweep
+    from dlnjax import sweep
+    from dlnjax.inits import INITS
+    from dlnjax.thresholds import Threshold
 
     out = run_dir()
     t_start = time.time()
@@ -135,19 +136,23 @@ def run(cfg: DictConfig) -> dict:
     key = jax.random.PRNGKey(cfg.seed)
     k_pre, k_init, k_example = jax.random.split(key, 3)
 
-    stacks, pre_steps = [], 0
-    if "pretrained" in kinds:
-        p = cfg.pretrain
-        n_layers = max(depths) - 2
-        for i, k in enumerate(jax.random.split(k_pre, n_seeds)):
-            t0 = time.time()
-            stacks.append(pretrain.greedy_pretrain(
-                k, stats.sigma11, [int(cfg.hidden)] * n_layers, std=float(p.std), lr_scale=float(p.lr_scale),
+    # work an init does once before any network is drawn (greedy pretraining: one stack per seed,
+    # for the deepest network); stacks[kind] is passed back to that init's weights
+    stacks, pre_steps = {}, 0
+    p = cfg.pretrain
+    n_layers = max(depths) - 2
+    prep = dict(hidden_layers=[int(cfg.hidden)] * n_layers, std=float(p.std), lr_scale=float(p.lr_scale),
                 steps=int(p.steps), record_every=int(p.record_every),
-            ))
-            log.info("pretrained stack %d/%d: %d layers x %d steps (%.1fs)", i + 1, n_seeds, n_layers, int(p.steps), time.time() - t0)
+                on_stack=lambda i, dt: log.info("pretrained stack %d/%d: %d layers x %d steps (%.1fs)", i + 1, n_seeds, n_layers, int(p.steps), dt))
+    for kind in kinds:
+        prepared = INITS[kind].prepare(k_pre, stats, n_seeds=n_seeds, **prep)
+        if prepared is not None:
+            stacks[kind] = prepared
+    if "pretrained" in stacks:
         pre_steps = int(cfg.pretrain.steps)  # per layer: a depth-N_l network used N_l - 2 of them
 
+    # one threshold for every start: by default relative to the zero map's error
+    threshold = Threshold.from_config(cfg.threshold, "zero_map")
     max_chunks = -(-int(cfg.max_steps) // int(cfg.chunk_steps))
     prog = Progress("init_comparison", len(depths) * max_chunks)
     # lt[kind]: (D, R, seeds); diverged[kind]: (D, R, seeds)
@@ -169,7 +174,7 @@ def run(cfg: DictConfig) -> dict:
             prog.update((di + 1) * max_chunks)
             log.info("depth %d: finished in an earlier run of this config, loaded from %s", depth, done_file)
             continue
-        thr, e_star = sweep.start_independent_threshold(task, widths, cfg.threshold.kind.value, float(cfg.threshold.eps), float(cfg.threshold.value))
+        thr, e_star = threshold.resolve_for(task, widths)
         compressed_kinds = ["decoupled"] if (bool(cfg.compress) and "decoupled" in kinds) else []
         dec = run_decoupled_compressed(cfg, problem, widths, rates, thr) if compressed_kinds else None
         members, index = [], []
@@ -203,6 +208,7 @@ def run(cfg: DictConfig) -> dict:
         res = sweep.run_batch(
             stats, batch, lrs, threshold=thr, max_steps=int(cfg.max_steps), chunk_steps=int(cfg.chunk_steps),
             record_every=int(cfg.record_every), progress=cb, on_chunk=on_chunk if every > 0 else None, resume=resume,
+            engine=_engine_name(cfg),
         ) if members else None
         prog.update((di + 1) * max_chunks)
         for m, (kind, ri, si) in enumerate(index):
@@ -283,9 +289,9 @@ def run(cfg: DictConfig) -> dict:
         seeds=n_seeds,
         learning_rates=rates,
         **per_init,
-        pretraining_steps_per_layer=pre_steps if stacks else None,
-        pretraining_steps=[pre_steps * (d - 2) for d in depths] if stacks else None,
-        pretraining_learning_rates=stacks[0].learning_rates if stacks else None,
+        pretraining_steps_per_layer=pre_steps if "pretrained" in stacks else None,
+        pretraining_steps=[pre_steps * (d - 2) for d in depths] if "pretrained" in stacks else None,
+        pretraining_learning_rates=stacks["pretrained"][0].learning_rates if "pretrained" in stacks else None,
         theory_learning_time_decoupled=theory_t,
         theory_optimal_learning_rate_decoupled=opt,
         orthogonal_example_max_abs_eigenvalue_deviation=float(np.max(np.abs(np.abs(eig) - 1.0))),

@@ -54,6 +54,7 @@ def run(cfg: DictConfig) -> dict:
 
     from dlnjax import init as inits
     from dlnjax import pretrain, sweep
+    from dlnjax.thresholds import Threshold
 
     out = run_dir()
     t_start = time.time()
@@ -109,13 +110,15 @@ def run(cfg: DictConfig) -> dict:
     n_r = len(rates)
     batch = tuple(jnp.concatenate([jnp.broadcast_to(a, (n_r,) + a.shape), jnp.broadcast_to(b, (n_r,) + b.shape)]) for a, b in zip(w_rand, w_pre))
     eps = float(cfg.threshold.eps)
-    thr, e_star = sweep.start_independent_threshold(task, widths, cfg.threshold.kind.value, eps, float(cfg.threshold.value))
+    # one threshold for both starts: by default relative to the zero map's error
+    thr, e_star = Threshold.from_config(cfg.threshold, "zero_map").resolve_for(task, widths)
     max_chunks = -(-int(cfg.max_steps) // int(cfg.chunk_steps))
     ft_prog = Progress("fine-tuning", max_chunks)
     res = sweep.run_batch(
         stats, batch, np.concatenate([rates, rates]), threshold=thr, max_steps=int(cfg.max_steps),
         chunk_steps=int(cfg.chunk_steps), record_every=int(cfg.record_every),
         progress=lambda s, done, tot: ft_prog.update(s // int(cfg.chunk_steps), f"step {s}: {done}/{tot} crossed or diverged"),
+        engine=getattr(cfg.get("engine"), "value", cfg.get("engine")),
     )
     prog.update(3, "fine-tuned")
     lt_rand, lt_pre = res.learning_time[:n_r], res.learning_time[n_r:]

@@ -184,10 +184,12 @@ def _compressed_runner(engine: Engine, cfg: DictConfig, last_trained: bool, read
 # ----------------------------------------------------------------------------------------
 # one depth
 # ----------------------------------------------------------------------------------------
-def _threshold(cfg: DictConfig, loss0: float, e_star: float) -> float:
-    if cfg.threshold.kind.value == "relative":
-        return e_star + float(cfg.threshold.eps) * (loss0 - e_star)
-    return float(cfg.threshold.value)
+def _threshold(cfg: DictConfig, loss0: float, e_star: float, e_zero: float) -> float:
+    """The absolute threshold (:class:`dlnjax.thresholds.Threshold`; reference ``initial``
+    unless the config names another)."""
+    from dlnjax.thresholds import Threshold
+
+    return Threshold.from_config(cfg.threshold, "initial").resolve(e_star, loss0=loss0, e_zero=e_zero)
 
 
 def run_depth(cfg: DictConfig, problem: Problem, engine: Engine, depth: int, rates: np.ndarray, l_cap: int,
@@ -212,7 +214,7 @@ def run_depth(cfg: DictConfig, problem: Problem, engine: Engine, depth: int, rat
         cores = compressed.decoupled_cores(widths, float(cfg.u0), task.u, task.v, engine.rot, l_cap=l_cap, dtype=dtype)
         loss0 = float(compressed._loss_jit(cores, engine.cs))
         readout = (jnp.asarray(u_r, dtype), jnp.asarray(engine.rot.q.T @ v_r, dtype))
-        thr = _threshold(cfg, loss0, e_star)
+        thr = _threshold(cfg, loss0, e_star, 0.5 * float(problem.stats64.tr33))
         member = compressed.member_fn(
             engine.cs, cores, thr, record_every=int(cfg.record_every), max_steps=int(cfg.max_steps), readout=readout,
             last_trained=depth > 2, runner=_compressed_runner(engine, cfg, depth > 2, readout),
@@ -221,7 +223,7 @@ def run_depth(cfg: DictConfig, problem: Problem, engine: Engine, depth: int, rat
     else:
         w0 = init.decoupled(key, widths, float(cfg.u0), task.u, task.v, hidden_basis=cfg.hidden_basis, dtype=dtype)
         loss0 = float(linear.loss_from_stats(w0, stats))
-        thr = _threshold(cfg, loss0, e_star)
+        thr = _threshold(cfg, loss0, e_star, 0.5 * float(problem.stats64.tr33))
         member = robust.full_width_member(
             stats, w0, thr, record_every=int(cfg.record_every), chunk_steps=int(cfg.chunk_steps),
             engine=cfg.engine.value, u=jnp.asarray(u_r, dtype), v=jnp.asarray(v_r, dtype),

@@ -1,0 +1,40 @@
+"""The compressed engine (:mod:`dlnjax.compressed`) seen through the :class:`~dlnjax.engines.base.Engine`
+protocol: start = cores (:class:`dlnjax.compressed.Cores`), stats = the rotated statistics
+(:class:`dlnjax.compressed.CStats`), state = :class:`dlnjax.compressed.MemberState`, and
+``run(state, lr, threshold, limit) -> state``.
+
+It is kept out of :data:`dlnjax.engines.ENGINES` on purpose: the apps decide compression with
+their own ``compress`` switch (only rank-r aligned starts can be compressed exactly, see
+:attr:`dlnjax.inits.Init.aligned`), and ``engine`` keeps naming the kernels, which the
+compressed engine has too (XLA, or native ones in :mod:`dlnjax.native.compressed`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class Compressed:
+    name = "compressed"
+
+    def problem(self) -> tuple[type[Exception], str] | None:
+        return None  # plain XLA operations: runs anywhere
+
+    def init_state(self, start: Any, stats: Any, *, n_records: int, n_modes: int = 0, **options: Any) -> Any:
+        """:func:`dlnjax.compressed.init_member` (``start``: the cores, ``stats``: the ``CStats``)."""
+        from .. import compressed
+
+        return compressed.init_member(start, stats, n_records, n_modes)
+
+    def make_runner(self, stats: Any, *, record_every: int, **options: Any) -> Any:
+        """:func:`dlnjax.compressed.make_member_runner` (``last_trained``, ``readout``,
+        ``diverge_factor``, ``spike_rtol`` as there)."""
+        from .. import compressed
+
+        return compressed.make_member_runner(stats, record_every=record_every, **options)
+
+    def __repr__(self) -> str:
+        return "<engine compressed>"
+
+
+COMPRESSED = Compressed()

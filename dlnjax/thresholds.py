@@ -1,0 +1,78 @@
+"""The learning-time threshold: one type for every app.
+
+A network has learned when its training error falls below an absolute threshold ``E_thr``;
+:class:`Threshold` says how ``E_thr`` is found:
+
+- ``kind='absolute'``: ``E_thr = value`` (the paper's Fig. 4: 1.3e4 on MNIST);
+- ``kind='relative'``: a fraction ``1 - eps`` of the way down to ``E*`` (the best error of any
+  product of the network's rank, :func:`dlnjax.linear.best_error`) from a reference error:
+
+  - ``reference='initial'``: the network's own error at step 0, ``E_thr = E* + eps (E(0) - E*)``
+    (depth_sweep, lr_sweep: every member starts from the same error);
+  - ``reference='zero_map'``: the zero map's error ``1/2 tr Sigma33``, ``E_thr = E* + eps (1/2 tr
+    Sigma33 - E*)`` (init_comparison, pretraining: random starts begin at different errors, some
+    far above the zero map's, so one threshold for every start).
+
+Each app keeps its reference as the default and reads ``threshold.reference`` when its config
+has one (:meth:`Threshold.from_config`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+KINDS = ("relative", "absolute")
+REFERENCES = ("initial", "zero_map")
+
+
+def _value(x: Any) -> Any:
+    return getattr(x, "value", x)  # config enums
+
+
+@dataclass(frozen=True)
+class Threshold:
+    kind: str = "relative"
+    reference: str = "initial"
+    eps: float = 0.1
+    value: float = 0.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", _value(self.kind))
+        object.__setattr__(self, "reference", _value(self.reference))
+        if self.kind not in KINDS:
+            raise ValueError(f"threshold kind must be one of {', '.join(KINDS)}; got {self.kind!r}")
+        if self.reference not in REFERENCES:
+            raise ValueError(f"threshold reference must be one of {', '.join(REFERENCES)}; got {self.reference!r}")
+
+    @classmethod
+    def from_config(cls, cfg: Any, default_reference: str) -> "Threshold":
+        """From an app's ``threshold`` config group (``kind``, ``eps``, ``value`` and, when the
+        schema has it, ``reference``; ``default_reference`` when absent or null)."""
+        get = cfg.get if hasattr(cfg, "get") else (lambda k, d=None: getattr(cfg, k, d))
+        ref = get("reference", None)
+        return cls(kind=_value(cfg.kind), reference=_value(ref) if ref is not None else default_reference,
+                   eps=float(cfg.eps), value=float(cfg.value))
+
+    def resolve(self, e_star: float, *, loss0: float | None = None, e_zero: float | None = None) -> float:
+        """The absolute threshold, given E* and the reference error (``loss0`` = E(0) for
+        ``reference='initial'``, ``e_zero`` = 1/2 tr Sigma33 for ``'zero_map'``; unused when
+        ``kind='absolute'``)."""
+        if self.kind == "absolute":
+            return float(self.value)
+        ref = loss0 if self.reference == "initial" else e_zero
+        if ref is None:
+            need = "loss0 (the error at step 0)" if self.reference == "initial" else "e_zero (the zero map's error)"
+            raise ValueError(f"a relative threshold with reference={self.reference!r} needs {need}")
+        return e_star + self.eps * (ref - e_star)
+
+    def resolve_for(self, stats: Any, widths: Sequence[int], loss0: float | None = None) -> tuple[float, float]:
+        """(threshold, E*) on these statistics (a :class:`dlnjax.linear.Stats`, or anything with a
+        ``stats`` attribute such as :class:`dlnjax.sweep.Task`) for a network of these widths:
+        E* is the best error of rank ``min(widths)`` (exact), the zero map's error ``1/2 tr Sigma33``."""
+        from . import linear
+
+        stats = getattr(stats, "stats", stats)
+        e_star = float(linear.best_error(stats, rank=min(widths)))
+        e_zero = 0.5 * float(stats.tr33) if (self.kind == "relative" and self.reference == "zero_map") else None
+        return self.resolve(e_star, loss0=loss0, e_zero=e_zero), e_star
