@@ -70,7 +70,8 @@ def _engine_name(cfg: DictConfig):
 def init_hyperparameters(cfg: DictConfig, task) -> dict:
     """Every init's hyper-parameters from the config (each init of :data:`dlnjax.inits.INITS`
     reads the ones it needs)."""
-    return dict(u0=float(cfg.u0), u_basis=task.u, v_basis=task.v, gain=float(cfg.gain), top_std=float(cfg.pretrain.top_std))
+    return dict(u0=float(cfg.u0), u_basis=task.u, v_basis=task.v, gain=float(cfg.gain), top_std=float(cfg.pretrain.top_std),
+                std=float(cfg.init_std))
 
 
 def initial_weights(kind: str, key, widths, n_seeds: int, cfg: DictConfig, task, stacks, dtype) -> list[tuple]:
@@ -323,11 +324,11 @@ def make_figure(out, dataset, depths, rates, kinds, per_init, theory_t, opt, eig
         ok = np.asarray([t is not None for t in r["learning_time"]])
         if ok.any():
             any_t = True
-            a1.plot(d[ok], [t for t in r["learning_time"] if t is not None], "o-", color=COLOURS[kind], label=LABELS[kind])
-            a2.plot(d[ok], [b for b in r["best_learning_rate"] if b is not None], "o-", color=COLOURS[kind], label=LABELS[kind])
+            a1.plot(d[ok], [t for t in r["learning_time"] if t is not None], "o-", color=COLOURS.get(kind), label=LABELS.get(kind, kind))
+            a2.plot(d[ok], [b for b in r["best_learning_rate"] if b is not None], "o-", color=COLOURS.get(kind), label=LABELS.get(kind, kind))
         lost = ~ok
         if lost.any():  # stacked just above max_steps, one row per initialisation
-            a1.plot(d[lost], np.full(lost.sum(), cfg.max_steps * 1.08 ** (1 + kinds.index(kind))), "x", color=COLOURS[kind], ms=8)
+            a1.plot(d[lost], np.full(lost.sum(), cfg.max_steps * 1.08 ** (1 + kinds.index(kind))), "x", color=COLOURS.get(kind), ms=8)
     if theory_t is not None:
         okt = np.asarray([t is not None for t in theory_t])
         if okt.any():

@@ -76,7 +76,7 @@ def test_paper_presets_carry_the_papers_protocol():
         ("mode_dynamics", "lrr=0.1", "lrr", ConfigAttributeError),
         ("depth_sweep", "threshold.kind=median", "expected one of [relative, absolute]", ValidationError),
         ("depth_sweep", "precision=float16", "expected one of [float32, float64]", ValidationError),
-        ("init_comparison", "inits=[orthogonal,xavier]", "expected one of [decoupled, scaled_gaussian, orthogonal, pretrained]", ValidationError),
+        ("init_comparison", "inits=[orthogonal,xavier]", "expected one of [decoupled, scaled_gaussian, orthogonal, pretrained, small_gaussian]", ValidationError),
     ],
 )
 def test_bad_values_fail_at_composition(app, override, fragment, cause):

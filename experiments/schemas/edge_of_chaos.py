@@ -8,14 +8,15 @@ from typing import List
 
 from omegaconf import DictConfig
 
+from dlnjax.inits import INITS
+
 from .base import EngineName, Precision, at_least, check_engine_not_used, positive, positive_list, require
 
 
-class WeightKind(Enum):
-    """Names of :data:`dlnjax.inits.INITS` usable here (``gaussian``: the scaled Gaussian)."""
-
-    orthogonal = "orthogonal"
-    gaussian = "gaussian"
+# The inits of dlnjax.inits.INITS that make square weight stacks (and their aliases: `gaussian`
+# is the scaled Gaussian), the orthogonal one first (the default).
+_SQUARE = sorted((n for n in INITS.names if INITS[n].has_square_stack), key=lambda n: n != "orthogonal")
+WeightKind = Enum("WeightKind", {n: n for n in _SQUARE + [a for a, t in INITS.aliases.items() if t in _SQUARE]})
 
 
 @dataclass

@@ -8,18 +8,16 @@ from typing import Any, List
 
 from omegaconf import MISSING, DictConfig
 
+from dlnjax.inits import INITS
+
 from .base import (ENGINE_DEFAULT, EngineName, LearningRates, Precision, PretrainConfig, ThresholdConfig, ThresholdReference, at_least,
                    check_data, check_depths, check_learning_rates, check_pretrain, check_threshold, multiple_of,
                    positive, require)
 
 
-class InitKind(Enum):
-    """Names of :data:`dlnjax.inits.INITS` this figure compares."""
-
-    decoupled = "decoupled"
-    scaled_gaussian = "scaled_gaussian"
-    orthogonal = "orthogonal"
-    pretrained = "pretrained"
+# The initialisations this figure can compare: every entry of dlnjax.inits.INITS (adding an init
+# there makes it a value of `inits` here, with nothing else to edit).
+InitKind = Enum("InitKind", {name: name for name in INITS.names})
 
 
 @dataclass
@@ -33,6 +31,7 @@ class Config:
     seeds: int = 1  # random initialisations per (depth, rate); learning time = their median
     u0: float = 1e-3  # decoupled reference
     gain: float = 1.0  # orthogonal and scaled Gaussian gain
+    init_std: float = 0.01  # small_gaussian: every weight i.i.d. N(0, init_std^2)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     learning_rates: LearningRates = field(default_factory=LearningRates)
     # relative to the zero map's error: every initialisation is judged against the same number
@@ -52,12 +51,12 @@ class Config:
 
 def check(cfg: DictConfig) -> None:
     check_data(cfg)
-    positive(cfg, "u0", "gain")
+    positive(cfg, "u0", "gain", "init_std")
     at_least(cfg, 1, "hidden", "seeds", "max_steps", "chunk_steps", "record_every", "orthogonal_example")
     multiple_of(cfg, "chunk_steps", "record_every")
     check_depths(cfg.depths)
-    require(len(cfg.inits) >= 1, "inits", list(cfg.inits), "a non-empty list of: " + ", ".join(k.value for k in InitKind))
-    if any(k == InitKind.pretrained for k in cfg.inits):
+    require(len(cfg.inits) >= 1, "inits", list(cfg.inits), "a non-empty list of: " + ", ".join(INITS.names))
+    if any(k.value == "pretrained" for k in cfg.inits):
         check_depths(cfg.depths, minimum=3, why="with inits including pretrained (it needs a hidden layer)")
     check_pretrain(cfg)
     check_learning_rates(cfg)
