@@ -241,8 +241,11 @@ def _beyond_finite_rate(s):
     rel = max(abs(t - p) / p for _, t, p in cmp)
     m = (f"depth {s.get('depth')}, {len(cmp)} rates below the top mode's edge {_fmt(edge)}: simulated learning times "
          f"{', '.join(f'{t:.0f}' for _, t, _ in cmp)} steps, max |simulated − predicted| = {err:.0f} steps "
-         f"({rel:.2%}); above the edge the outcome (learned or not) agrees at {sum(above)} of {len(above)} rates")
-    if len(cmp) >= 2 and err <= 1 and all(above):
+         f"({rel:.2%}); above the edge (chaotic window, not judged) the outcome, learned or not, agrees at "
+         f"{sum(above)} of {len(above)} rates")
+    # above the edge the maps period-double and turn chaotic: one rounding apart, orbits part, so
+    # the theory claims nothing there rate by rate (the outcomes are reported, not judged)
+    if len(cmp) >= 2 and err <= 1:
         return m, HOLDS
     return m, PARTLY if rel <= 0.01 else FAILS
 
@@ -319,7 +322,7 @@ class Beyond:
 BEYOND = [
     Beyond("lr_sweep_teacher", "finite-rate theory vs simulation (whitened teacher)",
            "On whitened inputs a decoupled network is one exact scalar map per mode (dlnjax.finite_rate), so the learning time at any rate below the top mode's edge is predicted to the step.",
-           "every rate below the edge within 1 step (≥ 2 rates) and every outcome above it agrees: holds; within 1%: partly", _beyond_finite_rate),
+           "every rate below the edge within 1 step (≥ 2 rates): holds; within 1%: partly (above the edge, chaos: reported, not judged)", _beyond_finite_rate),
     Beyond("depth_sweep", "predicted vs measured stability edge (raw pixels)",
            "2/λ*, λ* the largest Hessian top eigenvalue along the gradient-flow path, is a lower bound on the stability edge (linear stability of the path); it does not predict how far above it the edge of stability lets rates go.",
            "measured ≥ 2/λ* at every depth, and from each depth ≥ fit_min_depth to the next the measured edge moves the way 2/λ* does: holds; the bound only: partly; bound violated at some depth: fails", _beyond_edge),
