@@ -423,7 +423,7 @@ def write_reports(out: Path, rows: list[dict], meta: dict) -> None:
             md += [f"**{fig}** (`python -m experiments.{app}`{' experiment=paper' if meta['preset'] == 'paper' else ''})", "", f"![{fig}]({f})", ""]
     for name, app, extra, _, _ in BEYOND_RUNS:
         for f in meta["figures"].get(name, []):
-            md += [f"**beyond the paper: {name}** (`python -m experiments.{app} {' '.join(extra)}`)", "", f"![{name}]({f})", ""]
+            md += [f"**beyond the paper: {name}** (`{' '.join(['python -m experiments.' + app, *extra])}`)", "", f"![{name}]({f})", ""]
     text = "\n".join(md) + "\n"
     atomic_write(out / "report.md", lambda f: f.write(text.encode()))
 
