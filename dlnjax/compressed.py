@@ -656,3 +656,22 @@ def _random_direction(cores: Cores) -> Cores:
 # one compilation per shape, shared by every depth of a sweep (statistics are arguments)
 _sharpness_jit = jax.jit(sharpness, static_argnames=("iters", "last_trained"))
 _loss_jit = jax.jit(loss)
+
+
+def input_direction_overlap(vec: Cores, rot: InputRotation, direction: Array) -> Array:
+    """Share of a core-space direction's squared norm that acts on the input ``direction``.
+
+    ``vec`` is a direction in the space of the trained cores (e.g. the top Hessian eigenvector from
+    :func:`sharpness`); its first-layer part moves the first layer by ``dW^1 = P_2 vec.first Q^T``
+    (``Q`` the kept eigenvectors of Sigma11), so its action on a unit input direction ``x`` (pixel
+    space) is ``P_2 vec.first Q^T x``, of squared norm ``||vec.first Q^T x||^2`` (``P_2`` has
+    orthonormal columns). Returned: that squared norm over ``<vec, vec>`` (all cores), a number in
+    [0, 1]. With ``x = Q[:, 0]`` (Sigma11's top eigenvector: the top principal direction of the
+    inputs; on raw pixels close to the mean image) it is the share of the first layer's column
+    along that direction, ``||vec.first[:, 0]||^2 / <vec, vec>``. Summed over an orthonormal basis
+    of inputs it gives the first layer's share. Pure; jit-able."""
+    x = jnp.asarray(direction, vec.first.dtype)
+    x = x / jnp.sqrt(jnp.sum(x * x))
+    xr = jnp.asarray(rot.q, vec.first.dtype).T @ x  # (n,) coordinates in the kept eigenbasis
+    col = vec.first @ xr
+    return jnp.sum(col * col) / _dot(vec._replace(n_hidden=None), vec._replace(n_hidden=None))

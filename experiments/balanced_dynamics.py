@@ -102,6 +102,7 @@ def run(cfg: DictConfig) -> dict:
             ax.axhline(sv, color="0.8", lw=0.6, ls=":")
         ax.set_xlabel("flow time t = rate × steps")
         ax.set_ylabel("mode strength uᵀ W₂W₁ v")
+        ax.set_yscale("symlog", linthresh=1.0)  # large starts (scale² ~ 100) would flatten the rest
         ax.set_title(f"{names[sign]} (|β| = {cfg.beta_factor:g}·scale²)")
         if i == 0:
             ax.legend(fontsize=7, loc="lower right", title="lines: exact, dots: GD", title_fontsize=7)

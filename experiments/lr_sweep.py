@@ -1,6 +1,10 @@
 """The inner sweep of Fig. 4 for one depth: learning curves for every rate; learning time against
 rate with the measured stability edge, the sharpness-limited best rate 1/lambda* and the
 predicted edge 2/lambda*; and the progressive sharpening along the gradient-flow path.
+``lr_sweep_sharpening.png``: the Hessian's top eigenvalue along one run at a rate near the edge
+(``SHARPENING_RATE_FACTOR`` x the predicted edge 2/lambda*) against the line 2/rate, with the loss
+and the share of the top eigenvector on the first layer's column along Sigma11's top eigenvector
+(on raw pixels: the mean-image direction), so the edge of stability is visible.
 
 The same robust statistics and engines as ``depth_sweep`` (compressed by default; see
 ``experiments/_shared/fig4.py`` and ``dlnjax.robust``).
@@ -22,6 +26,11 @@ from ._shared.problem import learning_rate_grid, prepare
 from .common import entry, resolved_config, run_dir, save_figure, write_results
 
 log = logging.getLogger("dlnjax")
+
+# The sharpening run's rate: this many times the predicted edge 2/lambda* (so lambda_max, which
+# grows to lambda* along the gradient-flow path, meets 2/rate = lambda*/factor on the way).
+SHARPENING_RATE_FACTOR = 1.5
+SHARPENING_SNAPSHOTS = 100
 
 
 def make_figure(out, summary: dict, arrays: dict, depth: int, max_steps: int) -> None:
@@ -100,6 +109,120 @@ def make_figure(out, summary: dict, arrays: dict, depth: int, max_steps: int) ->
     save_figure(fig, out / "lr_sweep")
 
 
+def sharpening_run(cfg: DictConfig, problem, engine, rec, depth: int) -> tuple[dict, dict] | None:
+    """One run from the decoupled start at ``SHARPENING_RATE_FACTOR * 2 / lambda*`` for twice the
+    gradient-flow estimate ``T_ct / rate`` of its learning time (capped at 4 x max_steps), not
+    stopped at the threshold: the loss at every step, and at ``SHARPENING_SNAPSHOTS`` snapshots
+    the Hessian's top eigenvalue (power iteration, warm-started from the previous snapshot's
+    eigenvector) and the share of that eigenvector on the first layer's column along Sigma11's top
+    eigenvector (:func:`dlnjax.compressed.input_direction_overlap`). Compressed engine only."""
+    import jax.numpy as jnp
+
+    from dlnjax import compressed
+
+    lam_star, t_ct = rec.stats.get("lam_star"), rec.stats.get("t_ct")
+    if not engine.compress or not lam_star or not t_ct:
+        return None
+    lr = SHARPENING_RATE_FACTOR * 2.0 / float(lam_star)
+    n_steps = int(min(2.0 * float(t_ct) / lr, 4 * int(cfg.max_steps)))
+    n_snap = max(1, min(SHARPENING_SNAPSHOTS, n_steps))
+    every = max(1, n_steps // n_snap)
+    n_steps = every * n_snap
+    task = problem.task
+    dtype = task.stats.sigma11.dtype
+    cores = compressed.decoupled_cores(rec.widths, float(cfg.u0), task.u, task.v, engine.rot,
+                                       l_cap=compressed.capacity([depth]), dtype=dtype)
+    member = compressed.member_fn(engine.cs, cores, -float("inf"), record_every=1, max_steps=n_steps,
+                                  last_trained=depth > 2)
+    q_top = np.asarray(engine.rot.q[:, 0], np.float64)
+    mean = np.asarray(problem.ds.x, np.float64).mean(axis=0)
+    mean_norm = float(np.linalg.norm(mean))
+    cos_mean = float(abs(mean @ q_top) / mean_norm) if mean_norm > 0 else None
+    steps, lam, ovl, first_share = [0], [], [], []
+    o, v0 = None, None
+    sharp = jax_sharpness(depth)
+    for k in range(n_snap + 1):
+        if k > 0:
+            o = member(lr, k * every, o)
+            if o.diverge_step >= 0:
+                break
+            steps.append(k * every)
+        c = cores if o is None else o.state.cores
+        val, vec = sharp(c, engine.cs, v0)
+        v0 = vec
+        lam.append(float(val))
+        ovl.append(float(compressed.input_direction_overlap(vec, engine.rot, q_top)))
+        first_share.append(float(jnp.sum(vec.first**2) / compressed._dot(vec._replace(n_hidden=None), vec._replace(n_hidden=None))))
+    loss = np.asarray(o.loss, np.float64) if o is not None else np.zeros(0)
+    n_done = (o.steps if o is not None else 0) + 1
+    loss = loss[: min(n_done, len(loss))]
+    rtol = float(cfg.stats.spike_rtol)
+    rise = np.nonzero(loss[1:] > (1.0 + rtol) * loss[:-1])[0]
+    lam_a = np.asarray(lam)
+    above = np.nonzero(lam_a >= 2.0 / lr)[0]
+    after = lam_a[above[0]:] if above.size else lam_a[:0]
+    below_thr = np.nonzero(loss < rec.threshold)[0]
+    info = dict(
+        rate=lr, rate_factor=SHARPENING_RATE_FACTOR, two_over_rate=2.0 / lr, steps=int(steps[-1]), snapshots=len(steps),
+        diverged=bool(o is not None and o.diverge_step >= 0),
+        lambda_max_start=lam[0], lambda_max_peak=float(lam_a.max()), lambda_max_end=lam[-1],
+        first_snapshot_step_lambda_above_2_over_rate=int(steps[above[0]]) if above.size else None,
+        first_loss_rise_step=int(rise[0] + 1) if rise.size else None,
+        loss_rises=int(rise.size),
+        threshold_crossing_step=int(below_thr[0]) if below_thr.size else None,
+        lambda_max_over_2_over_rate_after_crossing_median=float(np.median(after * lr / 2.0)) if after.size else None,
+        top_eigvec_overlap_sigma11_top=dict(start=ovl[0], at_peak=ovl[int(np.argmax(lam_a))], end=ovl[-1],
+                                            median=float(np.median(ovl))),
+        top_eigvec_first_layer_share=dict(start=first_share[0], at_peak=first_share[int(np.argmax(lam_a))], end=first_share[-1]),
+        sigma11_top_eigenvalue=float(engine.rot.lam[0]),
+        cos_sigma11_top_vs_mean_input=cos_mean,
+    )
+    arrays = dict(sharpening_steps=np.asarray(steps), sharpening_lambda=lam_a, sharpening_overlap=np.asarray(ovl),
+                  sharpening_first_share=np.asarray(first_share), sharpening_loss=loss)
+    return info, arrays
+
+
+def jax_sharpness(depth: int):
+    import jax
+
+    from dlnjax import compressed
+
+    f = jax.jit(lambda c, cs, v0: compressed.sharpness(c, cs, v0, iters=60, last_trained=depth > 2))
+    return f
+
+
+def sharpening_figure(out, info: dict, arrays: dict, depth: int, dataset: str, threshold: float) -> None:
+    import matplotlib.pyplot as plt
+
+    st, lam = arrays["sharpening_steps"], arrays["sharpening_lambda"]
+    loss, ovl = arrays["sharpening_loss"], arrays["sharpening_overlap"]
+    fig, (a1, a2) = plt.subplots(2, 1, figsize=(7.5, 6.5), sharex=True)
+    a1.plot(st, lam, "o-", color="k", ms=2.5, lw=1, label="top Hessian eigenvalue λ_max")
+    a1.axhline(info["two_over_rate"], color="tab:red", ls="--", lw=1.2, label=f"2 / rate = {info['two_over_rate']:.3g}")
+    a1.set_yscale("log")
+    a1.set_ylabel("λ_max")
+    ax = a1.twinx()
+    ax.plot(st, ovl, "-", color="tab:blue", lw=1, alpha=0.8)
+    ax.set_ylim(0, 1.02)
+    ax.set_ylabel("eigvec share on W¹ along Σ11's top eigvec", color="tab:blue", fontsize=8)
+    a1.set_title(f"Edge of stability, depth {depth} ({dataset}): rate {info['rate']:.3g} "
+                 f"= {info['rate_factor']:g} × 2/λ*")
+    a2.plot(np.arange(len(loss)), loss, "-", color="k", lw=0.8, label="training error E")
+    a2.axhline(threshold, color="tab:red", ls=":", lw=1, label="learning threshold")
+    for key, c, lab in (("first_snapshot_step_lambda_above_2_over_rate", "tab:red", "λ_max reaches 2/rate"),
+                        ("first_loss_rise_step", "tab:orange", "first loss rise")):
+        if info.get(key) is not None:
+            for a in (a1, a2):
+                a.axvline(info[key], color=c, lw=0.8, ls="-.", label=lab if a is a2 else None)
+    a2.set_yscale("log")
+    a2.set_xlabel("step")
+    a2.set_ylabel("E")
+    a1.legend(fontsize=7, loc="lower right")
+    a2.legend(fontsize=7)
+    fig.tight_layout()
+    save_figure(fig, out / "lr_sweep_sharpening")
+
+
 def finite_rate_prediction(cfg: DictConfig, problem, depth: int, rates: np.ndarray, rec) -> list:
     """Whitened inputs: a decoupled network *is* one exact scalar map per mode
     (:func:`dlnjax.finite_rate.learning_time`), so its learning time at every rate is predicted
@@ -155,6 +278,16 @@ def run(cfg: DictConfig) -> dict:
         summary["finite_rate_theory_outcome_agreement_above_edge"] = (
             float(np.mean(np.isfinite(lt[~below]) == np.isfinite(pred[~below]))) if (~below).any() else None)
     make_figure(out, summary, arrays, depth, int(cfg.max_steps))
+    sh = sharpening_run(cfg, problem, engine, recs[0], depth)
+    if sh is not None:
+        summary["sharpening"], sh_arrays = sh
+        arrays.update(sh_arrays)
+        sharpening_figure(out, summary["sharpening"], sh_arrays, depth, summary["dataset"], recs[0].threshold)
+        log.info("sharpening run at rate %.3g (2/rate %.3g): lambda_max %.3g -> peak %.3g; reaches 2/rate at step %s, "
+                 "first loss rise at step %s; top eigenvector's share on W1 along Sigma11's top eigenvector: median %.3g",
+                 sh[0]["rate"], sh[0]["two_over_rate"], sh[0]["lambda_max_start"], sh[0]["lambda_max_peak"],
+                 sh[0]["first_snapshot_step_lambda_above_2_over_rate"], sh[0]["first_loss_rise_step"],
+                 sh[0]["top_eigvec_overlap_sigma11_top"]["median"])
     summary["seconds_total"] = time.time() - t_start
     summary["config"] = resolved_config(cfg)
     write_results(out, summary, **arrays)

@@ -245,3 +245,27 @@ def test_small_real_directions_are_kept():
     lam2 = np.array([1.0, 0.5, 0.2, 1e-3, 1e-9, 2e-10])  # tiny but real, no gap to zero
     rot2 = C.rotate_inputs(q @ np.diag(lam2) @ q.T)
     assert rot2.n_dropped == 0
+
+
+def test_input_direction_overlap():
+    """The share of the top Hessian eigenvector's squared norm that the first layer puts on an
+    input direction, against the eigenvector expanded to pixel space: equal for any direction; over
+    an orthonormal basis of inputs the shares add up to the first layer's share; along Sigma11's
+    top eigenvector it is the first core's column 0."""
+    stats, u, v = _problem()
+    rot = C.rotate_inputs(stats.sigma11)
+    cs = C.compress_stats(stats, rot)
+    cores = C.decoupled_cores((stats.n_in, 4, 4, 4, stats.n_out), 0.7, u, v, rot, l_cap=3)
+    _, vec = C.sharpness(cores, cs, iters=300)
+    total = float(C._dot(vec, vec))
+    pix = np.asarray(vec.first) @ np.asarray(rot.q).T  # dW^1 in pixel space (in the P_2 frame)
+    rng = np.random.default_rng(1)
+    x = 3.0 * rng.standard_normal(stats.n_in)
+    share = float(C.input_direction_overlap(vec, rot, x))
+    xn = x / np.linalg.norm(x)
+    assert abs(share - np.sum((pix @ xn) ** 2) / total) < 1e-12 and 0.0 < share < 1.0
+    basis = np.linalg.qr(rng.standard_normal((stats.n_in, stats.n_in)))[0]
+    shares = [float(C.input_direction_overlap(vec, rot, basis[:, i])) for i in range(stats.n_in)]
+    assert abs(sum(shares) - float(jnp.sum(vec.first**2)) / total) < 1e-12
+    top = float(C.input_direction_overlap(vec, rot, rot.q[:, 0]))
+    assert abs(top - float(jnp.sum(vec.first[:, 0] ** 2)) / total) < 1e-12

@@ -41,3 +41,66 @@ def test_reproduce_verdict_rules():
     assert r._fig5b(five)[1] == r.PARTLY
     assert r._fig5b({**five, "learning_time_ratio": 1.1})[1] == r.YES
     assert r._fig8({"critical_gain": 1.2})[1] == r.NO
+
+
+def _lr_teacher(times, pred, rates=(1e-3, 2e-3, 4e-3, 8e-3), edge=5e-3, whitened=True):
+    runs = [dict(lr=r, role="grid", learning_time=t) for r, t in zip(rates, times)]
+    return dict(whitened=whitened, depth=4, learning_rates=list(rates), finite_rate_theory_learning_time=list(pred),
+                finite_rate_theory_edge=edge, runs=[dict(depth=4, runs=runs)])
+
+
+def test_beyond_the_paper_verdict_rules():
+    """Each beyond-the-paper judge on hand-made summaries, every verdict it can give."""
+    from experiments import reproduce as r
+
+    # (a) finite-rate theory: exact to the step below the edge, outcomes agree above it
+    assert r._beyond_finite_rate(_lr_teacher([4000, 2000, 1000, None], [4000, 2000, 1000, None]))[1] == r.HOLDS
+    assert r._beyond_finite_rate(_lr_teacher([4000, 2000, 1000, None], [4010, 2000, 1001, None]))[1] == r.PARTLY
+    # above the edge (chaos) the outcome is reported, not judged
+    m, v = r._beyond_finite_rate(_lr_teacher([4000, 2000, 1000, None], [4000, 2000, 1000, 900]))
+    assert v == r.HOLDS and "agrees at 0 of 1 rates" in m
+    assert r._beyond_finite_rate(_lr_teacher([4000, 2000, 1000, None], [4400, 2000, 1000, None]))[1] == r.FAILS
+    assert r._beyond_finite_rate(_lr_teacher([None, None, None, None], [4000, 2000, 1000, None]))[1] == r.MISSING
+    assert r._beyond_finite_rate(dict(whitened=False))[1] == r.MISSING
+
+    # (b) stability edge: 2/lambda* a lower bound, and the measured edge follows its depth trend
+    depths = [3, 5, 10, 20, 40]
+    pred = [2e-5, 1.5e-5, 1e-5, 5e-6, 2.5e-6]
+    sweep = dict(depths=depths, stability_edge_predicted=pred, config=dict(fit_min_depth=5))
+    assert r._beyond_edge({**sweep, "stability_edge_measured": [4 * p for p in pred]})[1] == r.HOLDS
+    rises_then_falls = [5e-5, 1.5e-4, 1.9e-4, 1.3e-4, 7e-5]  # the raw-pixel shape: far above, not monotone
+    m, v = r._beyond_edge({**sweep, "stability_edge_measured": rises_then_falls})
+    assert v == r.PARTLY and "2 of 3 steps" in m
+    assert r._beyond_edge({**sweep, "stability_edge_measured": [3e-5, 1e-5, 8e-6, 4e-6, 2e-6]})[1] == r.FAILS
+    assert r._beyond_edge({**sweep, "stability_edge_measured": [None] * 5})[1] == r.MISSING
+
+    # (c) gradient flow (diffrax) vs the small-rate run's flow time
+    flow = dict(depths=[3, 10], t_ct=[0.0116, 0.0452])
+    assert r._beyond_flow({**flow, "t_ct_diffrax": [0.0115, 0.0450]})[1] == r.HOLDS
+    assert r._beyond_flow({**flow, "t_ct_diffrax": [0.0105, 0.0450]})[1] == r.PARTLY
+    assert r._beyond_flow({**flow, "t_ct_diffrax": [0.0050, 0.0450]})[1] == r.FAILS
+    assert r._beyond_flow(flow)[1] == r.MISSING  # the field is absent: not run
+    assert r._beyond_flow({**flow, "t_ct_diffrax": [None, None]})[1] == r.MISSING
+
+    # (d) exact vs simulated balanced dynamics
+    bal = dict(scales=[0.01, 1.0], signs=[0], kernel_movement=[[10.0, 1.0]])
+    assert r._beyond_balanced({**bal, "max_deviation": 0.004, "kernel_movement_simulated": [[10.1, 1.0]]})[1] == r.HOLDS
+    assert r._beyond_balanced({**bal, "max_deviation": 0.004, "kernel_movement_simulated": [[12.0, 1.0]]})[1] == r.PARTLY
+    assert r._beyond_balanced({**bal, "max_deviation": 0.03, "kernel_movement_simulated": [[10.0, 1.0]]})[1] == r.PARTLY
+    assert r._beyond_balanced({**bal, "max_deviation": 0.2, "kernel_movement_simulated": [[10.0, 1.0]]})[1] == r.FAILS
+
+
+def test_beyond_the_paper_section_in_the_report(tmp_path):
+    """report.md and report.html carry the section, its counts and one row per comparison."""
+    from experiments import reproduce as r
+
+    beyond = [dict(run=b.run, what=b.what, statement=b.statement, rule=b.rule, measured="x | y", verdict=v)
+              for b, v in zip(r.BEYOND, [r.HOLDS, r.PARTLY, r.MISSING, r.FAILS])]
+    row = dict(app="edge_of_chaos", figure="Fig. 8", statement="s", rule="r", measured="m", verdict=r.YES)
+    r.write_reports(tmp_path, [row], dict(preset="quick", minutes=1.0, machine="cpu", figures={}, beyond=beyond))
+    md = (tmp_path / "report.md").read_text()
+    assert "## Beyond the paper" in md and "**1 hold, 1 partly, 1 fail, 1 not run.**" in md
+    rows = [ln for ln in md.splitlines() if any(ln.startswith(f"| {b.what} |") for b in r.BEYOND)]
+    assert len(rows) == len(r.BEYOND) and all(ln.replace("\\|", "").count("|") == 6 for ln in rows)
+    assert md.index("## Beyond the paper") < md.index("## Figures")
+    assert "Beyond the paper" in (tmp_path / "report.html").read_text()
