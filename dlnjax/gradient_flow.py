@@ -167,7 +167,7 @@ def learning_time(
 # per step on a CPU, against ~6 vector-field evaluations (~0.1 .. 1 ms each) per explicit step.
 # The explicit step is limited by stability, h <~ 3.3 / lambda_max, so an explicit run costs
 # about ``lambda* T_ct / 3.3`` steps at least (the learning time at the best rate / 3.3) and more
-# where accuracy limits the step: measured numbers are in docs/fig4.md ("diffrax flow").
+# where accuracy limits the step: measured numbers are in docs/fig4.md ("T_ct by diffrax").
 class FlowTime(NamedTuple):
     t_ct: Array  # flow time of the first E <= threshold (inf: not within t_max; 0: starts below)
     num_steps: Array  # accepted + rejected solver steps
