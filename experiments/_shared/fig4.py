@@ -562,7 +562,7 @@ def fig4(out: Path, summary: dict, whitened: bool, fit_min_depth: int) -> None:
         a1.plot(d[spk > 0], ft[spk > 0], "x", color="tab:orange", ms=5, label="depth with spiking runs (EoS)")
     box = _causes_text(summary, flow_lt, th, lt, spk)
     if box:
-        a1.text(0.98, 0.03, box, transform=a1.transAxes, ha="right", va="bottom", multialignment="left", fontsize=6.5,
+        a1.text(0.02, 0.97, box, transform=a1.transAxes, ha="left", va="top", multialignment="left", fontsize=6.5,
                 family="monospace",
                 bbox=dict(boxstyle="round", fc="white", ec="0.7", alpha=0.9))
     a1.set_xscale("log")
