@@ -14,6 +14,12 @@ first-order method), so a run at rate ``lr`` matches the flow to ``O(lr)`` (see
 The learning time ``T_ct`` (first time ``E <= threshold``) is found by a diffrax ``Event`` whose
 condition is ``E(W(t)) - threshold``, located inside the accepted step by a root finder on the
 solver's dense interpolant (optimistix Newton), so it is not restricted to step boundaries.
+
+The second half integrates the same flow on the **compressed** network of
+:mod:`dlnjax.compressed` (inputs in Sigma11's eigenbasis, rank-r aligned cores): gradient descent
+on the cores *is* gradient descent on the full layers step for step, so the continuous flows are
+the same too, and :func:`compressed_learning_time` gives the full network's ``T_ct`` at any
+hidden width (see ``tests/test_gradient_flow.py``).
 """
 
 from __future__ import annotations
@@ -29,7 +35,10 @@ from .linear import Stats, loss_and_grad, loss_from_stats
 
 Array = Any
 
-__all__ = ["FlowSolution", "vector_field", "solve", "learning_time"]
+__all__ = [
+    "FlowSolution", "vector_field", "solve", "learning_time",
+    "FlowTime", "compressed_vector_field", "compressed_solve", "compressed_learning_time",
+]
 
 
 def vector_field(t: Array, weights: tuple, stats: Stats) -> tuple:
@@ -135,3 +144,149 @@ def learning_time(
     hit = sol.event_mask if sol.event_mask is not None else jnp.asarray(False)
     start_below = loss_from_stats(weights, stats) <= threshold
     return jnp.where(start_below, 0.0, jnp.where(hit, t_end, jnp.inf)).astype(dtype)
+
+
+# ----------------------------------------------------------------------------------------
+# the flow of the compressed network (cores + rotated statistics)
+# ----------------------------------------------------------------------------------------
+# State: the trained cores ``(first, hidden, last)`` (shapes ``(r, n)``, ``(L_cap, r, r)``,
+# ``(N_out, r)``); args: ``(cs, n_hidden, first_null)``. Hidden cores beyond ``n_hidden`` get no
+# gradient (they stay the identity and are never read), so one compilation serves every depth up
+# to the capacity. The controller's error norm is the max norm (``optx.max_norm``), not diffrax's
+# default RMS: the RMS over a padded stack would be diluted by the never-moving padding, so that
+# the same rtol would mean a looser tolerance at shallow depths.
+#
+# Solver: explicit Tsit5 with a PID controller (pcoeff 0.3, icoeff 0.4: the damped controller
+# that keeps an explicit method steady at its stability boundary). Why not implicit: on raw
+# pixels the rotated Sigma11 spans 3e5 .. 3e-4 (embedded digits), the Hessian's top eigenvalue
+# along the path is lambda* ~ 1.5e5 .. 2e6 (depth 3 .. 100) while T_ct ~ 0.01 .. 0.05, so
+# lambda* T_ct ~ 2e3 .. 7e4: mildly stiff. An implicit method (Kvaerno5) needs the dense Jacobian
+# of the vector field, of dimension D = r n + L r^2 + N_out r = 6,680 at depth 3 and 16,380 at
+# depth 100 on the digits (n = 658 kept inputs, r = 10): 357 MB .. 2.1 GB in float64, D forward
+# JVPs to form it and an O(D^3) = 3e11 .. 4e12 flop LU per factorisation, i.e. seconds to minutes
+# per step on a CPU, against ~6 vector-field evaluations (~0.1 .. 1 ms each) per explicit step.
+# The explicit step is limited by stability, h <~ 3.3 / lambda_max, so an explicit run costs
+# about ``lambda* T_ct / 3.3`` steps at least (the learning time at the best rate / 3.3) and more
+# where accuracy limits the step: measured numbers are in docs/fig4.md ("T_ct by diffrax").
+class FlowTime(NamedTuple):
+    t_ct: Array  # flow time of the first E <= threshold (inf: not within t_max; 0: starts below)
+    num_steps: Array  # accepted + rejected solver steps
+    num_accepted: Array
+
+
+def compressed_vector_field(t: Array, y: tuple, args: tuple, last_trained: bool = True) -> tuple:
+    """``-dE/dM`` for the trained cores ``y = (first, hidden, last)`` (:func:`dlnjax.compressed.loss_and_grads`,
+    the hand-written Eq. 13 on the cores); ``args = (cs, n_hidden, first_null)``."""
+    from . import compressed
+
+    del t
+    cs, n_hidden, first_null = args
+    _, g, _ = compressed.loss_and_grads(compressed.Cores(y[0], y[1], y[2], first_null, n_hidden), cs)
+    last = -g.last if last_trained else jnp.zeros_like(g.last)
+    return (-g.first, -g.hidden, last)
+
+
+def _cores_loss(y: tuple, args: tuple) -> Array:
+    from . import compressed
+
+    cs, n_hidden, first_null = args
+    return compressed.loss(compressed.Cores(y[0], y[1], y[2], first_null, n_hidden), cs)
+
+
+def _controller(rtol: float, atol: float) -> Any:
+    return diffrax.PIDController(rtol=rtol, atol=atol, pcoeff=0.3, icoeff=0.4, norm=optx.max_norm)
+
+
+def _split(cores: Any) -> tuple[tuple, tuple]:
+    return (cores.first, cores.hidden, cores.last), (cores.n_hidden, cores.first_null)
+
+
+def compressed_solve(
+    cores: Any,
+    cs: Any,
+    ts: Array,
+    *,
+    rtol: float = 1e-8,
+    atol: float = 1e-11,
+    solver: str = "tsit5",
+    max_steps: int = 1_000_000,
+    dt0: float | None = None,
+    last_trained: bool = True,
+) -> FlowSolution:
+    """:func:`solve` for a :class:`dlnjax.compressed.Cores` network on :class:`dlnjax.compressed.CStats`:
+    the cores ``(first, hidden, last)`` and the loss at the times ``ts``. ``dt0`` defaults to
+    ``1e-7 ts[-1]`` (diffrax's own first-step guess can overflow on raw pixels, after which every
+    step is rejected). Jit-able."""
+    y0, (n_hidden, first_null) = _split(cores)
+    dtype = y0[0].dtype
+    ts = jnp.asarray(ts, dtype)
+    args = (cs, n_hidden, first_null)
+    sol = diffrax.diffeqsolve(
+        diffrax.ODETerm(lambda t, y, a: compressed_vector_field(t, y, a, last_trained)),
+        _solver(solver),
+        t0=jnp.zeros((), dtype),
+        t1=ts[-1],
+        dt0=1e-7 * ts[-1] if dt0 is None else dt0,
+        y0=y0,
+        args=args,
+        saveat=diffrax.SaveAt(ts=ts),
+        stepsize_controller=_controller(rtol, atol),
+        max_steps=max_steps,
+    )
+    ys = tuple(sol.ys)
+    loss = jax.vmap(lambda *c: _cores_loss(c, args))(*ys)
+    return FlowSolution(ts, ys, loss, sol.stats["num_steps"])
+
+
+def compressed_learning_time(
+    cores: Any,
+    cs: Any,
+    threshold: Array,
+    t_max: Array,
+    *,
+    rtol: float = 1e-8,
+    atol: float = 1e-11,
+    solver: str = "tsit5",
+    max_steps: int = 1_000_000,
+    dt0: Array | None = None,
+    last_trained: bool = True,
+) -> FlowTime:
+    """Continuous-time learning time ``T_ct`` of the compressed network (:class:`FlowTime`): the
+    first flow time with ``E <= threshold``, located by an ``Event`` on the dense output (as
+    :func:`learning_time`); inf when not reached by ``t_max`` (or within ``max_steps``), 0 when
+    the start is already below. Same time unit as :func:`learning_time` (``T / lr`` steps at rate
+    ``lr``). Pure and jit-able (``solver``, ``max_steps``, ``last_trained`` static; ``threshold``,
+    ``t_max``, ``dt0`` and the cores' ``n_hidden`` traced): :data:`compressed_learning_time_jit`
+    compiles once per shape, for every depth up to the cores' hidden capacity."""
+    y0, (n_hidden, first_null) = _split(cores)
+    dtype = y0[0].dtype
+    args = (cs, n_hidden, first_null)
+    threshold = jnp.asarray(threshold, dtype)
+    t_max = jnp.asarray(t_max, dtype)
+
+    def cond_fn(t, y, args, **kwargs):
+        return _cores_loss(y, args) - threshold
+
+    event = diffrax.Event(cond_fn, root_finder=optx.Newton(rtol=1e-12, atol=1e-14))
+    sol = diffrax.diffeqsolve(
+        diffrax.ODETerm(lambda t, y, a: compressed_vector_field(t, y, a, last_trained)),
+        _solver(solver),
+        t0=jnp.zeros((), dtype),
+        t1=t_max,
+        dt0=1e-7 * t_max if dt0 is None else jnp.asarray(dt0, dtype),
+        y0=y0,
+        args=args,
+        saveat=diffrax.SaveAt(t1=True),
+        stepsize_controller=_controller(rtol, atol),
+        event=event,
+        max_steps=max_steps,
+        throw=False,
+    )
+    hit = sol.event_mask if sol.event_mask is not None else jnp.asarray(False)
+    start_below = _cores_loss(y0, args) <= threshold
+    t_ct = jnp.where(start_below, 0.0, jnp.where(hit, sol.ts[-1], jnp.inf)).astype(dtype)
+    return FlowTime(t_ct, sol.stats["num_steps"], sol.stats["num_accepted_steps"])
+
+
+compressed_learning_time_jit = jax.jit(
+    compressed_learning_time, static_argnames=("rtol", "atol", "solver", "max_steps", "last_trained"))

@@ -7,6 +7,12 @@ and follows a small-rate (gradient-flow) run with the Hessian's top eigenvalue a
 With ``compress=true`` (default) the networks run on :mod:`dlnjax.compressed` (exact: the hidden
 width drops out); with ``compress=false`` at full width on ``engine`` (xla, native, pallas), for
 checking. Every finished run is checkpointed (tagged with the config) so a killed run resumes.
+
+With ``stats.gradient_flow`` on (read as ``cfg.stats.get("gradient_flow", False)``: off by
+default, since it adds more than the main job's 30 s budget; see docs/fig4.md) and
+``compress=true``, each depth also gets ``T_ct`` of the continuous gradient flow on the real
+statistics, integrated by diffrax on the compressed network (:func:`flow_t_ct`), checkpointed
+with the runs and written as ``t_ct_diffrax``.
 """
 
 from __future__ import annotations
@@ -239,9 +245,12 @@ def run_depth(cfg: DictConfig, problem: Problem, engine: Engine, depth: int, rat
         log.info("depth %d: %d finished runs loaded from %s", depth, len(cache), ckpt)
     last_save = [time.time()]
 
+    # the diffrax flow's T_ct (kept beside the runs: a resumed sweep does not integrate it again)
+    flow_saved = {k: saved[k] for k in FLOW_KEYS if saved is not None and k in saved}
+
     def save(force: bool = False) -> None:
         if force or time.time() - last_save[0] > 2.0:
-            save_tagged(ckpt, cfg, **_pack(cache, sharp_cache))
+            save_tagged(ckpt, cfg, **_pack(cache, sharp_cache), **flow_saved)
             last_save[0] = time.time()
 
     mem = robust.memoised(member, cache, on_new=lambda c: save())
@@ -295,10 +304,20 @@ def run_depth(cfg: DictConfig, problem: Problem, engine: Engine, depth: int, rat
         k = min(len(m), n_rec)
         small_modes[:k, : m.shape[1]] = m[:k]
 
+    flow = {}
+    if engine.compress and bool(cfg.stats.get("gradient_flow", False)):
+        if not flow_saved:
+            flow_saved.update(flow_t_ct(problem, engine, widths, float(cfg.u0), thr, l_cap, rs, depth > 2))
+            save(force=True)
+            log.info("depth %d: T_ct by diffrax on the compressed flow %s (%d solver steps, %.1fs)", depth,
+                     _g(_none_if_nan(flow_saved["flow_t_ct"])), int(flow_saved["flow_steps"]), float(flow_saved["flow_seconds"]))
+        flow = dict(t_ct_diffrax=_none_if_nan(flow_saved["flow_t_ct"]), diffrax_steps=int(flow_saved["flow_steps"]),
+                    diffrax_seconds=float(flow_saved["flow_seconds"]))
+
     stats_d = dict(
         t_min=rs.t_min, fastest_rate=rs.fastest_rate, edge=rs.edge, edge_hi=rs.edge_hi, band_lo=rs.band_lo,
         band_hi=rs.band_hi, best_rate=rs.best_rate, learning_time=rs.learning_time, t_ct=rs.t_ct, t_ct_rate=rs.t_ct_rate,
-        spikes_before_crossing=rs.spikes_before_crossing, member_steps=rs.member_steps, **rs.extra,
+        spikes_before_crossing=rs.spikes_before_crossing, member_steps=rs.member_steps, **rs.extra, **flow,
     )
     runs = [dict(lr=x.lr, role=x.role, status=x.status, learning_time=x.learning_time, steps=x.steps, spikes=x.spikes,
                  first_spike=x.first_spike, max_rise=x.max_rise) for x in rs.runs]
@@ -310,6 +329,51 @@ def run_depth(cfg: DictConfig, problem: Problem, engine: Engine, depth: int, rat
         _g(rs.t_min), _g(rs.fastest_rate), rs.member_steps, rec.seconds,
     )
     return rec
+
+
+# ----------------------------------------------------------------------------------------
+# T_ct by diffrax: the continuous gradient flow of the compressed network on the real statistics
+# ----------------------------------------------------------------------------------------
+FLOW_KEYS = ("flow_t_ct", "flow_steps", "flow_seconds")
+# tolerances of the flow (float64 always, whatever the run's precision): the event time is
+# located to ~1e-7 relative, far below the 1e-4 .. 1e-3 finite-rate gap it is compared with
+FLOW_RTOL, FLOW_ATOL, FLOW_MAX_STEPS = 1e-7, 1e-10, 2_000_000
+
+
+def _none_if_nan(x: Any) -> float | None:
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def flow_t_ct(problem: Problem, engine: Engine, widths: Sequence[int], u0: float, threshold: float, l_cap: int,
+              rs: Any, last_trained: bool = True) -> dict:
+    """``T_ct`` of the decoupled start's gradient flow on the compressed network
+    (:func:`dlnjax.gradient_flow.compressed_learning_time`), in float64 on the float64
+    statistics whatever the run's precision, to the run's own threshold. The horizon is 20x the
+    small-rate run's T_ct (or 20x the fastest crossing's rate x steps). Returns the checkpoint
+    entries ``flow_t_ct`` (nan: not reached), ``flow_steps`` (solver steps), ``flow_seconds``."""
+    import jax
+    import jax.numpy as jnp
+
+    from dlnjax import compressed
+    from dlnjax import gradient_flow as gf
+
+    t0 = time.time()
+    horizon = rs.t_ct if rs.t_ct else (rs.fastest_rate * rs.t_min if rs.t_min else None)
+    if not horizon:
+        return dict(flow_t_ct=np.asarray(np.nan), flow_steps=np.asarray(0), flow_seconds=np.asarray(0.0))
+    with jax.enable_x64(True):
+        if "flow_cs64" not in engine.runners:
+            engine.runners["flow_cs64"] = compressed.compress_stats(problem.stats64, engine.rot, jnp.float64)
+        cs = engine.runners["flow_cs64"]
+        task = problem.task
+        cores = compressed.decoupled_cores(widths, u0, np.asarray(task.u, np.float64), np.asarray(task.v, np.float64),
+                                           engine.rot, l_cap=l_cap, dtype=jnp.float64)
+        ft = gf.compressed_learning_time_jit(cores, cs, float(threshold), 20.0 * float(horizon), rtol=FLOW_RTOL,
+                                             atol=FLOW_ATOL, max_steps=FLOW_MAX_STEPS, last_trained=last_trained)
+        t_ct, steps = float(ft.t_ct), int(ft.num_steps)
+    return dict(flow_t_ct=np.asarray(t_ct if math.isfinite(t_ct) else np.nan), flow_steps=np.asarray(steps),
+                flow_seconds=np.asarray(time.time() - t0))
 
 
 def _g(x: Any) -> str:
@@ -409,6 +473,11 @@ def summary_fields(cfg: DictConfig, problem: Problem, depths: Sequence[int], rat
         theory_stability_edge=[2 * o for o in opt],
         theory_learning_time_at_best_rate=[t["theory_learning_time_at_best_rate"] for t in th],
         theory_t_ct=[t["theory_t_ct"] for t in th],
+        # T_ct of the continuous gradient flow on the real statistics, by diffrax on the compressed
+        # network (stats.gradient_flow; None where not computed: compress=false or switched off)
+        t_ct_diffrax=per("t_ct_diffrax"),
+        diffrax_steps=per("diffrax_steps"),
+        diffrax_seconds=per("diffrax_seconds"),
         threshold=dict(
             kind=cfg.threshold.kind.value,
             eps=float(cfg.threshold.eps) if cfg.threshold.kind.value == "relative" else None,
@@ -444,6 +513,25 @@ def _arr(v: Sequence[Any]) -> np.ndarray:
     return np.asarray([np.nan if x is None else x for x in v], np.float64)
 
 
+def _causes_text(summary: dict, flow_lt: np.ndarray, th: np.ndarray, lt: np.ndarray, spk: np.ndarray) -> str:
+    """The three gaps of the left panel as ranges over depth (empty without the diffrax flow)."""
+    ok = np.isfinite(flow_lt)
+    if not ok.any():
+        return ""
+
+    def rng(x: np.ndarray, fmt: str) -> str:
+        x = x[np.isfinite(x)]
+        return "n/a" if x.size == 0 else (fmt % x.min()) + " .. " + (fmt % x.max())
+
+    fast = _arr(summary["fastest_learning_time"])
+    return "\n".join([
+        "non-white inputs  flow / Eq.15       " + rng(flow_lt / th, "%.2f"),
+        "finite rate       run / flow - 1     " + rng(lt / flow_lt - 1.0, "%+.1e"),
+        "edge of stability fastest / flow     " + rng(fast / flow_lt, "%.2f")
+        + f"  ({int((spk > 0).sum())}/{len(spk)} depths spike)",
+    ])
+
+
 def fig4(out: Path, summary: dict, whitened: bool, fit_min_depth: int) -> None:
     """Fig. 4: learning time and rates against depth, robust statistics in black, the measured
     finite-rate ones (which the edge of stability moves) in grey/red, theory overlaid."""
@@ -460,10 +548,25 @@ def fig4(out: Path, summary: dict, whitened: bool, fit_min_depth: int) -> None:
     lab = "Eq. 15 at the best rate" + ("" if whitened else " (diagonal approx., Σ11 ≠ I)")
     if np.isfinite(th).any():
         a1.plot(d, th, "s--", color="tab:red", mfc="none", label=lab)
+    # the continuous gradient flow on the real (non-white) statistics, by diffrax, at the same
+    # best rate: T_ct(diffrax) * lambda*. Eq. 15 vs this: the diagonal approximation (non-white
+    # inputs); this vs the black line: the small-rate run's finite rate; black vs grey: finite
+    # rates near the edge of stability
+    lam = _arr(summary.get("lambda_star") or [None] * len(d))
+    tfl = _arr(summary.get("t_ct_diffrax") or [None] * len(d))
+    flow_lt = tfl * lam
+    if np.isfinite(flow_lt).any():
+        a1.plot(d, flow_lt, "D", color="tab:blue", mfc="none", ms=9, mew=1.2,
+                label="gradient flow on the real Σ11 (diffrax), T_ct(flow)·λ*")
     spk = np.asarray([x or 0 for x in summary["runs_with_spikes_before_crossing"]])
     if (spk > 0).any():
         ft = _arr(summary["fastest_learning_time"])
         a1.plot(d[spk > 0], ft[spk > 0], "x", color="tab:orange", ms=5, label="depth with spiking runs (EoS)")
+    box = _causes_text(summary, flow_lt, th, lt, spk)
+    if box:
+        a1.text(0.02, 0.97, box, transform=a1.transAxes, ha="left", va="top", multialignment="left", fontsize=6.5,
+                family="monospace",
+                bbox=dict(boxstyle="round", fc="white", ec="0.7", alpha=0.9))
     a1.set_xscale("log")
     if np.isfinite(lt).any():
         a1.set_yscale("log")
