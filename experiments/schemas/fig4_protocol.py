@@ -24,6 +24,9 @@ class RateStatsConfig:
     band: float = 0.1  # the band of rates within this fraction of the fastest time
     snapshots: int = 16  # Hessian top-eigenvalue evaluations along the gradient-flow path
     spike_rtol: float = 1e-3  # a loss rise E_t > (1 + spike_rtol) E_(t-1) before the crossing is a spike
+    # T_ct per depth also by diffrax on the compressed network's gradient flow (compress=true only;
+    # Fig. 4 left's flow overlay). Off by default: it adds ~40-50 s to the ~70 s main job
+    gradient_flow: bool = False
 
 
 @dataclass
