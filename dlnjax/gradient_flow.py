@@ -37,7 +37,7 @@ Array = Any
 
 __all__ = [
     "FlowSolution", "vector_field", "solve", "learning_time",
-    "FlowTime", "compressed_vector_field", "compressed_solve", "compressed_learning_time",
+    "FlowOptions", "FlowTime", "compressed_vector_field", "compressed_solve", "compressed_learning_time",
 ]
 
 
@@ -201,92 +201,69 @@ def _split(cores: Any) -> tuple[tuple, tuple]:
     return (cores.first, cores.hidden, cores.last), (cores.n_hidden, cores.first_null)
 
 
-def compressed_solve(
-    cores: Any,
-    cs: Any,
-    ts: Array,
-    *,
-    rtol: float = 1e-8,
-    atol: float = 1e-11,
-    solver: str = "tsit5",
-    max_steps: int = 1_000_000,
-    dt0: float | None = None,
-    last_trained: bool = True,
-) -> FlowSolution:
-    """:func:`solve` for a :class:`dlnjax.compressed.Cores` network on :class:`dlnjax.compressed.CStats`:
-    the cores ``(first, hidden, last)`` and the loss at the times ``ts``. ``dt0`` defaults to
-    ``1e-7 ts[-1]`` (diffrax's own first-step guess can overflow on raw pixels, after which every
-    step is rejected). Jit-able."""
+class FlowOptions(NamedTuple):
+    """Solver settings of the compressed flow (hashable: a static argument under jit)."""
+
+    rtol: float = 1e-8
+    atol: float = 1e-11
+    solver: str = "tsit5"
+    max_steps: int = 1_000_000
+    last_trained: bool = True  # False: the output core stays fixed (as in a run that does not train it)
+
+
+def _compressed_diffeqsolve(cores: Any, cs: Any, t1: Array, dt0: Array | None, options: FlowOptions, **kw: Any) -> tuple:
+    """diffrax on the cores: ``(solution, y0, args)``; ``dt0`` defaults to ``1e-7 t1`` (diffrax's
+    own first-step guess can overflow on raw pixels, after which every step is rejected)."""
     y0, (n_hidden, first_null) = _split(cores)
     dtype = y0[0].dtype
-    ts = jnp.asarray(ts, dtype)
     args = (cs, n_hidden, first_null)
+    t1 = jnp.asarray(t1, dtype)
     sol = diffrax.diffeqsolve(
-        diffrax.ODETerm(lambda t, y, a: compressed_vector_field(t, y, a, last_trained)),
-        _solver(solver),
+        diffrax.ODETerm(lambda t, y, a: compressed_vector_field(t, y, a, options.last_trained)),
+        _solver(options.solver),
         t0=jnp.zeros((), dtype),
-        t1=ts[-1],
-        dt0=1e-7 * ts[-1] if dt0 is None else dt0,
+        t1=t1,
+        dt0=1e-7 * t1 if dt0 is None else jnp.asarray(dt0, dtype),
         y0=y0,
         args=args,
-        saveat=diffrax.SaveAt(ts=ts),
-        stepsize_controller=_controller(rtol, atol),
-        max_steps=max_steps,
+        stepsize_controller=_controller(options.rtol, options.atol),
+        max_steps=options.max_steps,
+        **kw,
     )
+    return sol, y0, args
+
+
+def compressed_solve(cores: Any, cs: Any, ts: Array, options: FlowOptions = FlowOptions(), dt0: Array | None = None) -> FlowSolution:
+    """:func:`solve` for a :class:`dlnjax.compressed.Cores` network on :class:`dlnjax.compressed.CStats`:
+    the cores ``(first, hidden, last)`` and the loss at the times ``ts``. Jit-able."""
+    ts = jnp.asarray(ts, cores.first.dtype)
+    sol, _, args = _compressed_diffeqsolve(cores, cs, ts[-1], dt0, options, saveat=diffrax.SaveAt(ts=ts))
     ys = tuple(sol.ys)
     loss = jax.vmap(lambda *c: _cores_loss(c, args))(*ys)
     return FlowSolution(ts, ys, loss, sol.stats["num_steps"])
 
 
-def compressed_learning_time(
-    cores: Any,
-    cs: Any,
-    threshold: Array,
-    t_max: Array,
-    *,
-    rtol: float = 1e-8,
-    atol: float = 1e-11,
-    solver: str = "tsit5",
-    max_steps: int = 1_000_000,
-    dt0: Array | None = None,
-    last_trained: bool = True,
-) -> FlowTime:
+def compressed_learning_time(cores: Any, cs: Any, threshold: Array, t_max: Array, options: FlowOptions = FlowOptions(),
+                             dt0: Array | None = None) -> FlowTime:
     """Continuous-time learning time ``T_ct`` of the compressed network (:class:`FlowTime`): the
     first flow time with ``E <= threshold``, located by an ``Event`` on the dense output (as
-    :func:`learning_time`); inf when not reached by ``t_max`` (or within ``max_steps``), 0 when
-    the start is already below. Same time unit as :func:`learning_time` (``T / lr`` steps at rate
-    ``lr``). Pure and jit-able (``solver``, ``max_steps``, ``last_trained`` static; ``threshold``,
-    ``t_max``, ``dt0`` and the cores' ``n_hidden`` traced): :data:`compressed_learning_time_jit`
-    compiles once per shape, for every depth up to the cores' hidden capacity."""
-    y0, (n_hidden, first_null) = _split(cores)
-    dtype = y0[0].dtype
-    args = (cs, n_hidden, first_null)
-    threshold = jnp.asarray(threshold, dtype)
-    t_max = jnp.asarray(t_max, dtype)
+    :func:`learning_time`); inf when not reached by ``t_max`` (or within ``options.max_steps``), 0
+    when the start is already below. Same time unit as :func:`learning_time` (``T / lr`` steps at
+    rate ``lr``). Pure and jit-able (``options`` static; ``threshold``, ``t_max``, ``dt0`` and the
+    cores' ``n_hidden`` traced): :data:`compressed_learning_time_jit` compiles once per shape, for
+    every depth up to the cores' hidden capacity."""
+    threshold = jnp.asarray(threshold, cores.first.dtype)
 
     def cond_fn(t, y, args, **kwargs):
         return _cores_loss(y, args) - threshold
 
     event = diffrax.Event(cond_fn, root_finder=optx.Newton(rtol=1e-12, atol=1e-14))
-    sol = diffrax.diffeqsolve(
-        diffrax.ODETerm(lambda t, y, a: compressed_vector_field(t, y, a, last_trained)),
-        _solver(solver),
-        t0=jnp.zeros((), dtype),
-        t1=t_max,
-        dt0=1e-7 * t_max if dt0 is None else jnp.asarray(dt0, dtype),
-        y0=y0,
-        args=args,
-        saveat=diffrax.SaveAt(t1=True),
-        stepsize_controller=_controller(rtol, atol),
-        event=event,
-        max_steps=max_steps,
-        throw=False,
-    )
+    sol, y0, args = _compressed_diffeqsolve(cores, cs, t_max, dt0, options, saveat=diffrax.SaveAt(t1=True), event=event,
+                                            throw=False)
     hit = sol.event_mask if sol.event_mask is not None else jnp.asarray(False)
     start_below = _cores_loss(y0, args) <= threshold
-    t_ct = jnp.where(start_below, 0.0, jnp.where(hit, sol.ts[-1], jnp.inf)).astype(dtype)
+    t_ct = jnp.where(start_below, 0.0, jnp.where(hit, sol.ts[-1], jnp.inf)).astype(threshold.dtype)
     return FlowTime(t_ct, sol.stats["num_steps"], sol.stats["num_accepted_steps"])
 
 
-compressed_learning_time_jit = jax.jit(
-    compressed_learning_time, static_argnames=("rtol", "atol", "solver", "max_steps", "last_trained"))
+compressed_learning_time_jit = jax.jit(compressed_learning_time, static_argnames=("options",))

@@ -112,32 +112,34 @@ class SmallGaussian(InitBase):
         return _init.small_gaussian(key, widths, _need(self.name, hp, "std"), dtype=dtype)
 
 
-@dataclass(frozen=True)
-class ScaledGaussian(InitBase):
-    """i.i.d. N(0, gain^2 / N_in) entries: :func:`dlnjax.init.scaled_gaussian`."""
+def _gaussian_square(key: Array, n: int, dtype: Any = None) -> Array:
+    """i.i.d. N(0, 1/N) entries (Figs. 6B-C, 7-8)."""
+    import jax.numpy as jnp
 
-    def weights(self, key, widths, *, dtype=None, prepared=None, seed=0, **hp):
-        return _init.scaled_gaussian(key, widths, hp.get("gain", 1.0), dtype)
+    dtype = dtype or jnp.result_type(float)
+    return jax.random.normal(key, (n, n), dtype) / jnp.sqrt(n)
 
-    def square_stack(self, key, n, n_layers, dtype=None):
-        """i.i.d. N(0, 1/N) entries (Figs. 6B-C, 7-8)."""
-        import jax.numpy as jnp
 
-        keys = jax.random.split(key, n_layers)
-        dtype = dtype or jnp.result_type(float)
-        return jax.vmap(lambda k: jax.random.normal(k, (n, n), dtype) / jnp.sqrt(n))(keys)
+def _haar_square(key: Array, n: int, dtype: Any = None) -> Array:
+    return _init.haar_orthogonal(key, n, dtype=dtype)
 
 
 @dataclass(frozen=True)
-class Orthogonal(InitBase):
-    """Haar (semi-)orthogonal layers times ``gain``: :func:`dlnjax.init.random_orthogonal`."""
+class GainLayers(InitBase):
+    """Independent random layers times ``gain``: ``layers(key, widths, gain, dtype)`` (scaled
+    Gaussian: :func:`dlnjax.init.scaled_gaussian`, i.i.d. N(0, gain^2 / N_in); orthogonal:
+    :func:`dlnjax.init.random_orthogonal`, Haar (semi-)orthogonal), and stacks of square matrices
+    ``square(key, n, dtype)``, one key per layer."""
+
+    layers: Callable[..., tuple] | None = None
+    square: Callable[..., Array] | None = None
 
     def weights(self, key, widths, *, dtype=None, prepared=None, seed=0, **hp):
-        return _init.random_orthogonal(key, widths, hp.get("gain", 1.0), dtype)
+        return self.layers(key, widths, hp.get("gain", 1.0), dtype)
 
     def square_stack(self, key, n, n_layers, dtype=None):
         keys = jax.random.split(key, n_layers)
-        return jax.vmap(lambda k: _init.haar_orthogonal(k, n, dtype=dtype))(keys)
+        return jax.vmap(lambda k: self.square(k, n, dtype))(keys)
 
 
 @dataclass(frozen=True)
@@ -195,8 +197,8 @@ INITS: Registry[Init] = Registry(
     "init",
     {
         "decoupled": Decoupled("decoupled"),
-        "scaled_gaussian": ScaledGaussian("scaled_gaussian"),
-        "orthogonal": Orthogonal("orthogonal"),
+        "scaled_gaussian": GainLayers("scaled_gaussian", layers=_init.scaled_gaussian, square=_gaussian_square),
+        "orthogonal": GainLayers("orthogonal", layers=_init.random_orthogonal, square=_haar_square),
         "pretrained": Pretrained("pretrained"),
         "small_gaussian": SmallGaussian("small_gaussian"),
     },

@@ -49,12 +49,12 @@ def test_compressed_flow_is_the_full_width_flow(depth):
     assert float(compressed.loss(cores, cs)) == pytest.approx(e0, rel=1e-12)
     thr = e_star + 0.05 * (e0 - e_star)
     t_full = float(gf.learning_time(w, stats, thr, t_max=50.0, rtol=1e-10, atol=1e-12))
-    ft = gf.compressed_learning_time_jit(cores, cs, thr, 50.0, rtol=1e-10, atol=1e-12)
+    ft = gf.compressed_learning_time_jit(cores, cs, thr, 50.0, gf.FlowOptions(rtol=1e-10, atol=1e-12))
     assert np.isfinite(t_full) and 0 < t_full < 50
     assert float(ft.t_ct) == pytest.approx(t_full, rel=RTOL_TIME)
     ts = np.linspace(0.0, 1.5 * t_full, 7)
     full = np.asarray(gf.solve(w, stats, ts, rtol=1e-10, atol=1e-12).loss)
-    comp = np.asarray(gf.compressed_solve(cores, cs, ts, rtol=1e-10, atol=1e-12).loss)
+    comp = np.asarray(gf.compressed_solve(cores, cs, ts, gf.FlowOptions(rtol=1e-10, atol=1e-12)).loss)
     np.testing.assert_allclose(comp, full, rtol=1e-7)
 
 
@@ -84,7 +84,7 @@ def test_whitened_t_ct_is_eq15_exact(depth):
     eps = 0.05
     thr = e_floor + eps * (e0 - e_floor)
     t_exact = brentq(lambda t: exact_loss(t) - thr, 0.0, 1e3, xtol=1e-14, rtol=1e-14)
-    t_ct = float(gf.compressed_learning_time_jit(cores, cs, thr, 10 * t_exact, rtol=1e-10, atol=1e-12).t_ct)
+    t_ct = float(gf.compressed_learning_time_jit(cores, cs, thr, 10 * t_exact, gf.FlowOptions(rtol=1e-10, atol=1e-12)).t_ct)
     assert t_ct == pytest.approx(t_exact, rel=RTOL_TIME)
     assert float(sweep.theory_t_ct(task, depth, u0, 3, eps)) == pytest.approx(t_exact, rel=1e-4)
 
@@ -100,7 +100,7 @@ def test_small_rate_crossing_time_converges_to_t_ct_at_first_order():
     e0 = float(linear.loss_from_stats(w, stats))
     e_star = float(linear.best_error(stats, rank=min(widths)))
     thr = e_star + 0.05 * (e0 - e_star)
-    t_ct = float(gf.compressed_learning_time_jit(cores, cs, thr, 50.0, rtol=1e-11, atol=1e-13).t_ct)
+    t_ct = float(gf.compressed_learning_time_jit(cores, cs, thr, 50.0, gf.FlowOptions(rtol=1e-11, atol=1e-13)).t_ct)
     lam = np.linalg.eigvalsh(np.asarray(stats.sigma11))[-1]
     # lr lam_max(Sigma11) = 0.04 .. 0.0025 (0.4 already oscillates: the Hessian exceeds Sigma11 here)
     rates = np.array([4e-2, 2e-2, 1e-2, 5e-3, 2.5e-3]) / lam
@@ -136,7 +136,7 @@ def test_fig4_flow_t_ct_is_the_compressed_flow():
     cs = compressed.compress_stats(s64, rot, jnp.float64)
     e0 = float(compressed.loss(cores, cs))
     thr = float(linear.best_error(stats, rank=4)) + 0.05 * (e0 - float(linear.best_error(stats, rank=4)))
-    want = float(gf.compressed_learning_time_jit(cores, cs, thr, 50.0, rtol=1e-10, atol=1e-12).t_ct)
+    want = float(gf.compressed_learning_time_jit(cores, cs, thr, 50.0, gf.FlowOptions(rtol=1e-10, atol=1e-12)).t_ct)
     out = fig4.flow_t_ct(problem, engine, widths, 1e-2, thr, 3, SimpleNamespace(t_ct=1.1 * want))
     assert set(out) == set(fig4.FLOW_KEYS)
     assert float(out["flow_t_ct"]) == pytest.approx(want, rel=1e-5)  # rtol 1e-7 vs 1e-10

@@ -369,8 +369,8 @@ def flow_t_ct(problem: Problem, engine: Engine, widths: Sequence[int], u0: float
         task = problem.task
         cores = compressed.decoupled_cores(widths, u0, np.asarray(task.u, np.float64), np.asarray(task.v, np.float64),
                                            engine.rot, l_cap=l_cap, dtype=jnp.float64)
-        ft = gf.compressed_learning_time_jit(cores, cs, float(threshold), 20.0 * float(horizon), rtol=FLOW_RTOL,
-                                             atol=FLOW_ATOL, max_steps=FLOW_MAX_STEPS, last_trained=last_trained)
+        ft = gf.compressed_learning_time_jit(cores, cs, float(threshold), 20.0 * float(horizon), gf.FlowOptions(
+            rtol=FLOW_RTOL, atol=FLOW_ATOL, max_steps=FLOW_MAX_STEPS, last_trained=last_trained))
         t_ct, steps = float(ft.t_ct), int(ft.num_steps)
     return dict(flow_t_ct=np.asarray(t_ct if math.isfinite(t_ct) else np.nan), flow_steps=np.asarray(steps),
                 flow_seconds=np.asarray(time.time() - t0))

@@ -7,11 +7,11 @@ from typing import List
 
 from omegaconf import DictConfig
 
-from .base import EngineName, Precision, check_engine_not_used, require
+from .base import AppConfig, Precision, check_engine_not_used, require
 
 
 @dataclass
-class Config:
+class Config(AppConfig):
     n_in: int = 4
     n_hidden: int = 4
     n_out: int = 4
@@ -22,9 +22,7 @@ class Config:
     t_max: float = 6.0  # flow time (rate x steps)
     n_times: int = 25  # saved times in [0, t_max]
     lr: float = 1.0e-3  # the simulation's rate (capped per scale, see the app's docstring)
-    seed: int = 0
     precision: Precision = Precision.float64
-    engine: EngineName = EngineName.auto  # recorded; two-layer networks run on XLA
 
 
 def check(cfg: DictConfig) -> None:

@@ -10,7 +10,7 @@ before any work is done.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Iterable, List, Optional
 
@@ -71,6 +71,16 @@ class ThresholdReference(Enum):
 
 
 @dataclass
+class AppConfig:
+    """Keys most apps share (an app's own schema subclasses it, redefining a default where its
+    own differs: a redefined field keeps its place)."""
+
+    seed: int = 0
+    precision: Precision = Precision.float32
+    engine: EngineName = EngineName.auto  # apps without a deep-linear step: recorded, XLA only
+
+
+@dataclass
 class LearningRates:
     min: float = 1e-7
     max: float = 1e-4
@@ -95,6 +105,29 @@ class PretrainConfig:
     std: float = 0.01  # i.i.d. N(0, std^2) start of each autoencoder
     top_std: float = 0.01  # the output layer (not pretrainable) starts i.i.d. N(0, top_std^2)
     record_every: int = 10
+
+
+@dataclass
+class RandomStartProtocol(AppConfig):
+    """Figs. 5 and 6A: random (and pretrained) starts trained at full width per rate of a grid, to a
+    threshold relative to the zero map's error, so that every start is judged against one number."""
+
+    engine: EngineName = ENGINE_DEFAULT  # the full-width kernel (random starts are not compressible)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    learning_rates: LearningRates = field(default_factory=LearningRates)
+    threshold: ThresholdConfig = field(default_factory=lambda: ThresholdConfig(reference=ThresholdReference.zero_map))
+    max_steps: int = 20000
+    chunk_steps: int = 500
+    record_every: int = 10
+
+
+def check_random_start_protocol(cfg: DictConfig) -> None:
+    check_data(cfg)
+    at_least(cfg, 1, "hidden", "max_steps", "chunk_steps", "record_every")
+    multiple_of(cfg, "chunk_steps", "record_every")
+    check_pretrain(cfg)
+    check_learning_rates(cfg)
+    check_threshold(cfg)
 
 
 # ----------------------------------------------------------------------------------------

@@ -7,12 +7,12 @@ from typing import Any, List
 
 from omegaconf import MISSING, DictConfig
 
-from .base import (DigitsName, EngineName, Precision, at_least, check_data, check_engine_not_used, positive,
+from .base import (AppConfig, DigitsName, at_least, check_data, check_engine_not_used, positive,
                    positive_list, require)
 
 
 @dataclass
-class Config:
+class Config(AppConfig):
     data: Any = MISSING
     depth: int = 30
     width: int = 128
@@ -24,9 +24,6 @@ class Config:
     batch_size: int = 128
     epochs: int = 10
     error_threshold: float = 0.05  # epochs_to_train_error: first epoch with train error below it
-    seed: int = 0
-    precision: Precision = Precision.float32
-    engine: EngineName = EngineName.auto  # recorded; tanh networks train on XLA (optax)
 
 
 def check(cfg: DictConfig) -> None:

@@ -10,7 +10,7 @@ from omegaconf import DictConfig
 
 from dlnjax.inits import INITS
 
-from .base import EngineName, Precision, at_least, check_engine_not_used, positive, positive_list, require
+from .base import AppConfig, at_least, check_engine_not_used, positive, positive_list, require
 
 
 # The inits of dlnjax.inits.INITS that make square weight stacks (and their aliases: `gaussian`
@@ -20,7 +20,7 @@ WeightKind = Enum("WeightKind", {n: n for n in _SQUARE + [a for a, t in INITS.al
 
 
 @dataclass
-class Config:
+class Config(AppConfig):
     gain_min: float = 0.5
     gain_max: float = 3.0
     gain_points: int = 201
@@ -30,9 +30,6 @@ class Config:
     q1: float = 1.0
     n_seeds: int = 4
     weights: WeightKind = WeightKind.orthogonal
-    seed: int = 0
-    precision: Precision = Precision.float32
-    engine: EngineName = EngineName.auto  # recorded; tanh networks run on XLA
 
 
 def check(cfg: DictConfig) -> None:

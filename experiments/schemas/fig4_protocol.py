@@ -8,7 +8,7 @@ from typing import Any
 
 from omegaconf import MISSING, DictConfig
 
-from .base import (ENGINE_DEFAULT, EngineName, LearningRates, Precision, ThresholdConfig, at_least, check_data, check_learning_rates,
+from .base import (AppConfig, ENGINE_DEFAULT, EngineName, LearningRates, ThresholdConfig, at_least, check_data, check_learning_rates,
                    check_threshold, multiple_of, positive, require)
 
 
@@ -30,7 +30,7 @@ class RateStatsConfig:
 
 
 @dataclass
-class Fig4Protocol:
+class Fig4Protocol(AppConfig):
     data: Any = MISSING  # the `data` group: a source of dlnjax.data.DATASETS
     hidden: int = 1000
     u0: float = 1e-3
@@ -40,8 +40,6 @@ class Fig4Protocol:
     chunk_steps: int = 500  # full-width runs (compress=false) step in chunks of this many steps
     record_every: int = 10
     hidden_basis: str = "random"
-    seed: int = 0
-    precision: Precision = Precision.float32
     # compress=true: exact compressed engine (decoupled starts: the hidden width drops out);
     # false: the full-width network on `engine`, for checking
     compress: bool = True

@@ -7,11 +7,11 @@ from typing import Any, List, Optional
 
 from omegaconf import MISSING, DictConfig
 
-from .base import ENGINE_DEFAULT, EngineName, Precision, at_least, check_data, multiple_of, positive, require
+from .base import AppConfig, ENGINE_DEFAULT, EngineName, at_least, check_data, multiple_of, positive, require
 
 
 @dataclass
-class Config:
+class Config(AppConfig):
     data: Any = MISSING
     hidden: int = 32
     lr: float = 0.5e-3
@@ -21,9 +21,7 @@ class Config:
     record_every: int = 10
     modes: List[int] = field(default_factory=lambda: [1, 2, 3, 5, 12, 18, 31])
     n_init: int = 100
-    seed: int = 0
     decoupled_lr_factors: List[float] = field(default_factory=lambda: [1.0, 0.1])
-    precision: Precision = Precision.float32
     engine: EngineName = ENGINE_DEFAULT  # the full-width kernel of the random-start linear runs
 
 

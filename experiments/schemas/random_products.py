@@ -7,18 +7,16 @@ from typing import List
 
 from omegaconf import DictConfig
 
-from .base import EngineName, Precision, at_least, check_depths, check_engine_not_used, positive
+from .base import AppConfig, Precision, at_least, check_depths, check_engine_not_used, positive
 
 
 @dataclass
-class Config:
+class Config(AppConfig):
     width: int = 200
     depths: List[int] = field(default_factory=lambda: [2, 3, 5, 10, 30])  # N_l: products of N_l - 1 matrices
     realisations: int = 50
     bin_width: float = 0.1
-    seed: int = 0
     precision: Precision = Precision.float64
-    engine: EngineName = EngineName.auto  # recorded; products run on XLA
 
 
 def check(cfg: DictConfig) -> None:
