@@ -42,9 +42,15 @@ WIDTHS = [
 ]
 
 
+# main tier: every width once, the dtypes alternating (each code path above runs, in both
+# precisions across the list); slow tier: the rest of the widths x dtypes grid
+FUSED_CASES = [pytest.param(w, d, id=f"{d}-{'x'.join(map(str, w))}",
+                            marks=() if (i % 2 == 0) == (d == "float64") else pytest.mark.slow)
+               for i, w in enumerate(WIDTHS) for d in ("float64", "float32")]
+
+
 @needs_native
-@pytest.mark.parametrize("widths", WIDTHS)
-@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("widths,dtype", FUSED_CASES)
 def test_fused_passes_equal_the_xla_factors(widths, dtype):
     st, w = _problem(widths, jnp.dtype(dtype))
     loss_x, left, right = linear._factors(w, st)
