@@ -23,3 +23,23 @@ jax.config.update("jax_enable_x64", True)
 @pytest.fixture
 def key():
     return jax.random.PRNGKey(0)
+
+
+@pytest.fixture(scope="session")
+def debug_run(tmp_path_factory):
+    """``debug_run(app)``: the folder of one ``python -m experiments.<app> experiment=debug`` run,
+    made in this process the first time a test asks for it and shared by every test after
+    (test_experiments, test_aggregate, test_reproduce, test_resume read its files; none may
+    change them)."""
+    from helpers import run_cli
+
+    done = {}
+
+    def get(app: str) -> Path:
+        if app not in done:
+            out = tmp_path_factory.mktemp(f"debug-{app}") / "run"
+            run_cli(f"experiments.{app}", "experiment=debug", f"hydra.run.dir={out}")
+            done[app] = out
+        return done[app]
+
+    return get

@@ -75,3 +75,96 @@ def run_py(*args: str, timeout: float = 600, env: dict | None = None) -> subproc
     r = subprocess.run([sys.executable, *args], cwd=ROOT, env=env or ENV, capture_output=True, text=True, timeout=timeout)
     assert r.returncode == 0, r.stderr[-3000:]
     return r
+
+
+# ----------------------------------------------------------------------------------------
+# the same command line run in this process: no new interpreter, no new JAX import (each
+# subprocess costs ~3-5 s of imports before the app starts, and recompiles what this process
+# has already compiled). For tests that are about an app's work and files, not about the
+# interpreter: Hydra's command-line parsing, composition, output folder and the apps' error
+# handling (one line, exit status 2) all run as under `python -m experiments.<app>`.
+# ----------------------------------------------------------------------------------------
+class CliResult:
+    """What ``run_cli`` saw: ``returncode`` (the exit status ``python -m`` would give), ``stdout``
+    and ``stderr`` (an exception that escapes the app is written there as its traceback, as the
+    interpreter would print it, with ``returncode`` 1)."""
+
+    def __init__(self, returncode: int, stdout: str, stderr: str):
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+
+def run_cli(module: str, *args: str, env: dict | None = None, check: bool = True) -> CliResult:
+    """``python -m <module> *args`` in this process (``module`` is e.g. ``"experiments.lr_sweep"``).
+
+    ``env`` sets (a value) or removes (``None``) environment variables for the run. Everything the
+    run changes in the process is put back afterwards: ``sys.argv``, the environment (the CLI sets
+    ``HYDRA_FULL_ERROR``), the working directory, JAX's float64 switch (the apps set their
+    precision), the root logger's handlers and level (Hydra configures logging per job) and Hydra's
+    global state (so that ``initialize_config_dir`` and the apps' "outside Hydra" path work again).
+    With ``check`` the exit status must be 0 (the end of stderr is shown otherwise).
+    """
+    import contextlib
+    import importlib
+    import io
+    import logging
+    import traceback
+
+    import jax
+
+    mod = importlib.import_module(module)
+    saved_argv, saved_env, saved_cwd = sys.argv[:], dict(os.environ), os.getcwd()
+    saved_x64 = bool(jax.config.jax_enable_x64)
+    root = logging.getLogger()
+    saved_handlers, saved_level = root.handlers[:], root.level
+    # Hydra configures logging with logging.config.dictConfig, which closes every handler the
+    # logging module knows of, this process's own (pytest's capture) included: hide them from it
+    saved_refs = logging._handlerList[:]  # type: ignore[attr-defined]
+    del logging._handlerList[:]  # type: ignore[attr-defined]
+    out, err = io.StringIO(), io.StringIO()
+    rc = 0
+    try:
+        for k, v in (env or {}).items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = str(v)
+        sys.argv = [str(ROOT / (module.replace(".", "/") + ".py")), *args]
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                r = mod.main()
+                rc = r if isinstance(r, int) and not isinstance(r, bool) else 0
+            except SystemExit as e:
+                rc = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+                if e.code is not None and not isinstance(e.code, int):
+                    print(e.code, file=sys.stderr)
+            except Exception:  # noqa: BLE001 - reported as the interpreter would: a traceback, status 1
+                traceback.print_exc()
+                rc = 1
+    finally:
+        sys.argv = saved_argv
+        os.environ.clear()
+        os.environ.update(saved_env)
+        os.chdir(saved_cwd)
+        jax.config.update("jax_enable_x64", saved_x64)
+        for h in root.handlers[:]:
+            if h not in saved_handlers:
+                root.removeHandler(h)
+                h.close()
+        for h in saved_handlers:
+            if h not in root.handlers:
+                root.addHandler(h)
+        root.setLevel(saved_level)
+        logging._handlerList[:] = saved_refs + [r for r in logging._handlerList if r not in saved_refs]  # type: ignore[attr-defined]
+        _reset_hydra()
+    res = CliResult(rc, out.getvalue(), err.getvalue())
+    if check:
+        assert res.returncode == 0, res.stderr[-3000:]
+    return res
+
+
+def _reset_hydra() -> None:
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+
+    GlobalHydra.instance().clear()
+    HydraConfig.instance().cfg = None

@@ -5,16 +5,16 @@ import json
 import subprocess
 import sys
 
-from helpers import ENV, ROOT, run_py
+from helpers import ENV, ROOT, run_cli
 
 
-def test_aggregate_of_a_depth_sweep_split_into_jobs_equals_one_job(tmp_path):
-    run_py("-m", "experiments.depth_sweep", "experiment=debug", f"hydra.run.dir={tmp_path / 'one'}")
-    run_py("-m", "experiments.depth_sweep", "-m", "experiment=debug", "depths=[3],[5],[6]", f"hydra.sweep.dir={tmp_path / 'split'}")
-    run_py("-m", "experiments.aggregate", str(tmp_path / "split"))
+def test_aggregate_of_a_depth_sweep_split_into_jobs_equals_one_job(tmp_path, debug_run):
+    one = json.loads((debug_run("depth_sweep") / "summary.json").read_text())  # depths [3, 5, 6] in one job
+    run_cli("experiments.depth_sweep", "-m", "experiment=debug", "depths=[3],[5],[6]", f"hydra.sweep.dir={tmp_path / 'split'}")
+    run_cli("experiments.aggregate", str(tmp_path / "split"))
     agg = tmp_path / "split" / "aggregate"
-    one = json.loads((tmp_path / "one" / "summary.json").read_text())
     both = json.loads((agg / "summary.json").read_text())
+    assert one["depths"] == [3, 5, 6]
     for k in ("depths", "learning_time", "best_learning_rate", "lr_exponent", "learning_time_growth", "t_ct",
               "stability_edge_measured", "fastest_learning_time", "runs"):
         assert both[k] == one[k], k

@@ -1,5 +1,12 @@
 """Bad input, table-driven, through the command line: one line naming the key, the value and
-what is allowed, a non-zero exit, no traceback, and nothing already written lost."""
+what is allowed, a non-zero exit, no traceback, and nothing already written lost.
+
+Every case runs in this process (``helpers.run_cli``: the same Hydra command line, composition,
+validation and error handling as ``python -m``, without a new interpreter and JAX import per
+case). In a new interpreter (``python -m experiments.<app>``) every case runs in the slow tier,
+and in the main tier one case per kind of error: Hydra's composition, the schema's range check,
+the data loader, the environment check.
+"""
 
 import gzip
 import os
@@ -11,6 +18,7 @@ import numpy as np
 import pytest
 
 from dlnjax.data.idx import write_idx
+from helpers import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -76,8 +84,15 @@ def places(tmp_path_factory):
                 EMPTY=base / "empty", EMPTY2=base / "empty2", MIRROR=mirror, NOMIRROR=base / "no-such-mirror")
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
-def test_bad_input_gives_one_clear_line_and_keeps_earlier_results(case, places, tmp_path):
+# the cases also run in a new interpreter in the main tier (one per kind of error)
+SUBPROCESS_MAIN = {"unknown key", "zero rate", "missing data root", "unknown engine"}
+PARAMS = [pytest.param(c, "in-process", id=f"{c[0]}-in-process") for c in CASES] + [
+    pytest.param(c, "subprocess", id=f"{c[0]}-subprocess", marks=() if c[0] in SUBPROCESS_MAIN else pytest.mark.slow)
+    for c in CASES]
+
+
+@pytest.mark.parametrize("case,how", PARAMS)
+def test_bad_input_gives_one_clear_line_and_keeps_earlier_results(case, how, places, tmp_path):
     name, app, overrides, fragments = case
     out = tmp_path / "run"
     out.mkdir()
@@ -86,13 +101,20 @@ def test_bad_input_gives_one_clear_line_and_keeps_earlier_results(case, places, 
     extra_env = dict(o[4:].split("=", 1) for o in overrides if o.startswith("ENV:"))
     overrides = [_place(o, places) for o in overrides if not o.startswith("ENV:")]
     preset = [] if any(o.startswith("experiment=") for o in overrides) else ["experiment=debug"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu",
-           "DLNJAX_MIRRORS": (places["MIRROR"] if name == "checksum mismatch" else places["NOMIRROR"]).as_uri()}
-    env.pop("HYDRA_FULL_ERROR", None)
-    for k in ("DLNJAX_ENGINE", "DLNJAX_PALLAS_INTERPRET"):
-        env.pop(k, None)
-    env.update(extra_env)
-    r = subprocess.run([sys.executable, "-m", f"experiments.{app}", *preset, *overrides, f"hydra.run.dir={out}"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    mirrors = (places["MIRROR"] if name == "checksum mismatch" else places["NOMIRROR"]).as_uri()
+    args = [*preset, *overrides, f"hydra.run.dir={out}"]
+    if how == "in-process":
+        r = run_cli(f"experiments.{app}", *args, check=False,
+                    env={"DLNJAX_MIRRORS": mirrors, "HYDRA_FULL_ERROR": None, "DLNJAX_ENGINE": None,
+                         "DLNJAX_PALLAS_INTERPRET": None, **extra_env})
+    else:
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu", "DLNJAX_MIRRORS": mirrors}
+        env.pop("HYDRA_FULL_ERROR", None)
+        for k in ("DLNJAX_ENGINE", "DLNJAX_PALLAS_INTERPRET"):
+            env.pop(k, None)
+        env.update(extra_env)
+        r = subprocess.run([sys.executable, "-m", f"experiments.{app}", *args], cwd=ROOT, env=env, capture_output=True,
+                           text=True, timeout=300)
     assert r.returncode == 2, (r.returncode, r.stderr[-2000:])
     assert "Traceback" not in r.stderr
     lines = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]

@@ -1,4 +1,8 @@
-"""Each benchmark runs once at a tiny size so that it cannot rot (no timing assertions)."""
+"""Each benchmark runs once at a tiny size so that it cannot rot (no timing assertions).
+
+Main tier: the benchmark's command line in this process (``helpers.run_cli``; fig3 still runs
+its end-to-end app in a new interpreter); slow tier: ``python -m benchmarks.<name>`` in a new
+interpreter, as a user runs it."""
 
 import json
 import os
@@ -8,21 +12,27 @@ from pathlib import Path
 
 import pytest
 
+from helpers import run_cli
+
 ROOT = Path(__file__).resolve().parents[1]
+BENCHMARKS = [("linear_step", "linear_step_tiny.json"), ("fig3", "fig3_tiny.json"), ("baselines", "baselines_tiny.json"),
+              ("scaling", "scaling_tiny.json")]
 
 
-@pytest.mark.parametrize("name,out", [("linear_step", "linear_step_tiny.json"), ("fig3", "fig3_tiny.json"),
-                                      ("baselines", "baselines_tiny.json"),
-                                      ("scaling", "scaling_tiny.json")])
-def test_benchmark_runs_tiny(name, out, tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "DLNJAX_BENCH_DIR": str(tmp_path)}
+@pytest.mark.parametrize("how", ["in-process", pytest.param("subprocess", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("name,out", BENCHMARKS)
+def test_benchmark_runs_tiny(name, out, how, tmp_path):
+    env = {"DLNJAX_BENCH_DIR": str(tmp_path)}
     extra = []
     if name == "linear_step":  # also run the Pallas row's code (interpreted on a CPU)
         env["DLNJAX_PALLAS_INTERPRET"] = "1"
         extra = ["--pallas"]
-    r = subprocess.run([sys.executable, "-m", f"benchmarks.{name}", "--tiny", *extra], cwd=ROOT, env=env, capture_output=True,
-                       text=True, timeout=600)
-    assert r.returncode == 0, r.stderr[-3000:]
+    if how == "in-process":
+        run_cli(f"benchmarks.{name}", "--tiny", *extra, env=env)
+    else:
+        r = subprocess.run([sys.executable, "-m", f"benchmarks.{name}", "--tiny", *extra], cwd=ROOT,
+                           env={**os.environ, "PYTHONPATH": str(ROOT), **env}, capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stderr[-3000:]
     payload = json.loads((tmp_path / out).read_text())
     assert "machine" in payload
     if name == "linear_step":

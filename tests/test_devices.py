@@ -1,7 +1,12 @@
 """The vmapped batch sharded over several devices gives the one-device results.
 
 Several CPU devices are made with XLA_FLAGS=--xla_force_host_platform_device_count=4 in a
-subprocess (the flag must be set before JAX starts); 6 rates are padded to 8 and split 2 per device.
+subprocess (the flag must be set before JAX starts); 6 rates are padded to 8 and split 2 per
+device. The one-device side runs in the test process (one CPU device); the four-device side in
+one new interpreter per module, which runs the sweep and every app the session selected (their
+command lines through ``helpers.run_cli``). Main tier: the sweep, and the apps whose batches
+are padded (5 initialisations over 4 devices) and two-dimensional (gains x input variances);
+the slow tier adds the other apps.
 """
 
 import json
@@ -11,38 +16,72 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
-from helpers import assert_close
+from helpers import assert_close, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 
+
+def sweep_on_all_devices():
+    """A depth-5 sweep of 6 rates (the last diverges) on the teacher task, float64."""
+    import jax
+    import jax.numpy as jnp
+
+    from dlnjax import linear, sweep
+    from dlnjax.data import teacher
+
+    assert jax.config.jax_enable_x64
+    ds = teacher([2.0, 1.5, 1.0], 5, 4, seed=0)
+    task = sweep.Task.from_stats(linear.stats_from_examples(ds.x, ds.y, dtype=jnp.float64))
+    res = sweep.run_depth(task, 5, [0.005, 0.01, 0.02, 0.05, 0.1, 40.0], hidden=6, u0=1e-2,
+                          threshold=("relative", 0.05, 0.0), max_steps=3000, chunk_steps=500,
+                          record_every=10, key=jax.random.PRNGKey(0))
+    return dict(devices=jax.local_device_count(), lt=[None if x != x else x for x in res.learning_time.tolist()],
+                diverged=res.diverged.tolist(), loss=[[None if v != v else v for v in row] for row in res.loss.tolist()])
+
+
+# run in the four-device interpreter: the sweep, then each (app, overrides, folder) given as JSON
 SCRIPT = r"""
 import json, sys
+sys.path.insert(0, "tests")
 import jax
 jax.config.update("jax_enable_x64", True)
-import jax.numpy as jnp
-from dlnjax import linear, sweep
-from dlnjax.data import teacher
-ds = teacher([2.0, 1.5, 1.0], 5, 4, seed=0)
-task = sweep.Task.from_stats(linear.stats_from_examples(ds.x, ds.y, dtype=jnp.float64))
-res = sweep.run_depth(task, 5, [0.005, 0.01, 0.02, 0.05, 0.1, 40.0], hidden=6, u0=1e-2,
-                      threshold=("relative", 0.05, 0.0), max_steps=3000, chunk_steps=500,
-                      record_every=10, key=jax.random.PRNGKey(0))
-print(json.dumps(dict(devices=jax.local_device_count(), lt=[None if x != x else x for x in res.learning_time.tolist()],
-                      diverged=res.diverged.tolist(), loss=[[None if v != v else v for v in row] for row in res.loss.tolist()])))
+from helpers import run_cli
+from test_devices import sweep_on_all_devices
+sweep = sweep_on_all_devices()
+for app, overrides, out in json.loads(sys.argv[1]):
+    run_cli(f"experiments.{app}", "experiment=debug", f"hydra.run.dir={out}", "precision=float64", *overrides)
+print(json.dumps(sweep))
 """
 
+APPS = [
+    pytest.param("mode_dynamics", ["n_init=5"], id="mode_dynamics"),       # 5 initialisations over 4 devices (padded to 8)
+    pytest.param("deep_tanh", [], id="deep_tanh", marks=pytest.mark.slow),  # the (gain, seed) batch of networks
+    pytest.param("random_products", ["realisations=3"], id="random_products", marks=pytest.mark.slow),  # realisations of each depth
+    pytest.param("edge_of_chaos", [], id="edge_of_chaos", marks=pytest.mark.slow),  # gains
+    pytest.param("isometry", [], id="isometry"),                           # gains x input variances
+    pytest.param("init_comparison", ["seeds=2"], id="init_comparison", marks=pytest.mark.slow),  # every start and rate of a depth
+]
 
-def _run(n_devices):
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu"}
-    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={n_devices}"
-    r = subprocess.run([sys.executable, "-c", SCRIPT], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+@pytest.fixture(scope="module")
+def four_devices(request, tmp_path_factory):
+    """The four-device interpreter's sweep result and app folders (for the apps this session runs)."""
+    base = tmp_path_factory.mktemp("four-devices")
+    jobs = [(it.callspec.params["app"], it.callspec.params["overrides"], str(base / it.callspec.params["app"]))
+            for it in request.session.items
+            if it.module is request.module and getattr(it, "originalname", "") == "test_every_apps_batch_sharded_over_four_devices_equals_one_device"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu",
+           "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+    r = subprocess.run([sys.executable, "-c", SCRIPT, json.dumps(jobs)], cwd=ROOT, env=env, capture_output=True, text=True,
+                       timeout=1800)
     assert r.returncode == 0, r.stderr[-3000:]
-    return json.loads(r.stdout.strip().splitlines()[-1])
+    return json.loads(r.stdout.strip().splitlines()[-1]), base
 
 
-def test_sharded_sweep_equals_one_device():
-    one, four = _run(1), _run(4)
+def test_sharded_sweep_equals_one_device(four_devices):
+    one, four = sweep_on_all_devices(), four_devices[0]
     assert one["devices"] == 1 and four["devices"] == 4
     assert four["lt"] == one["lt"] and four["diverged"] == one["diverged"]
     assert four["diverged"][-1] is True and len(four["lt"]) == 6
@@ -51,31 +90,19 @@ def test_sharded_sweep_equals_one_device():
     assert_close(b, a, rtol=1e-12, atol=1e-12, equal_nan=True)
 
 
-def _app(app, out, n_devices, *overrides):
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu",
-           "XLA_FLAGS": f"--xla_force_host_platform_device_count={n_devices}"}
-    r = subprocess.run([sys.executable, "-m", f"experiments.{app}", "experiment=debug", f"hydra.run.dir={out}", *overrides],
-                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr[-3000:]
+def _results(out):
     with np.load(out / "results.npz") as z:
         return {k: z[k] for k in z.files}
 
 
-import pytest  # noqa: E402
-
-
-@pytest.mark.parametrize("app,overrides", [
-    ("mode_dynamics", ["n_init=5"]),            # 5 initialisations over 4 devices (padded to 8)
-    ("deep_tanh", []),                          # the (gain, seed) batch of networks
-    ("random_products", ["realisations=3"]),    # realisations of each depth
-    ("edge_of_chaos", []),                      # gains
-    ("isometry", []),                           # gains x input variances
-    ("init_comparison", ["seeds=2"]),           # every start and rate of a depth
-])
-def test_every_apps_batch_sharded_over_four_devices_equals_one_device(app, overrides, tmp_path):
+@pytest.mark.parametrize("app,overrides", APPS)
+def test_every_apps_batch_sharded_over_four_devices_equals_one_device(app, overrides, four_devices, tmp_path):
     # float64: float32 matrix products may block differently for 1 and 2 members per device
-    one = _app(app, tmp_path / "one", 1, "precision=float64", *overrides)
-    four = _app(app, tmp_path / "four", 4, "precision=float64", *overrides)
+    import jax
+
+    assert jax.local_device_count() == 1
+    run_cli(f"experiments.{app}", "experiment=debug", f"hydra.run.dir={tmp_path / 'one'}", "precision=float64", *overrides)
+    one, four = _results(tmp_path / "one"), _results(four_devices[1] / app)
     assert one.keys() == four.keys()
     for k in one:
         a, b = one[k], four[k]

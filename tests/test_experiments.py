@@ -1,4 +1,11 @@
-"""Every experiment runs end to end in its debug overlay and writes its files; bad input exits cleanly."""
+"""Every experiment runs end to end in its debug overlay and writes its files, with values that
+must hold whatever the numbers (signs, orderings, ranges, relations between keys); bad input exits
+cleanly.
+
+The apps run in this process through their command line (``helpers.run_cli``; the debug runs once
+per session, shared with other modules by the ``debug_run`` fixture); the tests of the exit status
+on bad input run ``python -m`` in a new interpreter, as a user does.
+"""
 
 import json
 import os
@@ -8,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from helpers import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 FILES = {
@@ -42,29 +51,183 @@ KEYS = {
 }
 
 
-def _run(app, out, *overrides):
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu"}
-    return subprocess.run(
-        [sys.executable, "-m", f"experiments.{app}", "experiment=debug", f"hydra.run.dir={out}", *overrides],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
-    )
+def _run(app, out, *overrides, check=True):
+    return run_cli(f"experiments.{app}", "experiment=debug", f"hydra.run.dir={out}", *overrides, check=check)
 
 
 @pytest.mark.parametrize("app", list(FILES))
-def test_experiment_runs_end_to_end(app, tmp_path):
-    out = tmp_path / app
-    r = _run(app, out)
-    assert r.returncode == 0, r.stderr[-3000:]
+def test_experiment_runs_end_to_end(app, debug_run):
+    out = debug_run(app)
     for f in FILES[app] + ["summary.json", "results.npz", ".hydra/config.yaml"]:
         assert (out / f).exists(), f
     summary = json.loads((out / "summary.json").read_text())
     for k in KEYS[app]:
         assert k in summary, k
     with np.load(out / "results.npz") as z:
-        assert len(z.files) > 0
+        assert len(z.files) > 0 and all(z[k].size > 0 for k in z.files)
     assert not list(out.glob(".*.tmp"))
+    assert summary["experiment"] == app
+    VALUES[app](summary)
     if app in ("depth_sweep", "lr_sweep"):
         _check_fig4_values(summary)
+
+
+def _fin(x):
+    return x is not None and np.isfinite(x)
+
+
+def _phase_portrait(s):
+    # Euler at step dt on the (a, b) flow: the conserved a^2 - b^2 drifts, and the simulated times
+    # and trajectories differ from the analytic ones, by O(dt) over t_max = 4 (s = tau = 1)
+    dt = s["dt"]
+    assert 0 < s["max_conserved_drift"] < 2 * dt
+    assert 0 < s["max_analytic_time_error"] < 2 * dt
+    assert 0 < s["max_trajectory_difference"] < 2 * dt
+    for st in s["starts"]:
+        assert abs(st["c"] - (st["a0"] ** 2 - st["b0"] ** 2)) < 1e-12  # c = a^2 - b^2 of the start
+        assert st["max_traj_diff"] <= s["max_trajectory_difference"]
+
+
+def _mode_dynamics(s):
+    sv = np.array(s["singular_values"])
+    assert np.all(sv > 0) and np.all(np.diff(sv) <= 0)
+    assert all(1 <= m <= len(sv) for m in s["modes_plotted"])
+    # the decoupled theory's error is the discretisation, first order in lr: 10x smaller rate, ~10x smaller error
+    by = s["decoupled_max_abs_error_by_lr_factor"]
+    assert 0 < by["0.1"] < by["1.0"] == s["decoupled_max_abs_error"]
+    assert 5 < by["1.0"] / by["0.1"] < 20
+    n = len(s["modes_plotted"])
+    for kind in ("linear", "tanh"):
+        mean, std = s[f"half_time_delay_{kind}_mean"], s[f"half_time_delay_{kind}_std"]
+        missed = s[f"half_time_not_reached_{kind}"]
+        assert len(mean) == len(std) == len(missed) == n
+        for m, sd, k in zip(mean, std, missed):
+            assert 0 <= k <= s["n_init"]
+            assert (m is None) == (k == s["n_init"])  # a mean over the initialisations that reached half
+            assert m is None or (np.isfinite(m) and sd >= 0)
+    ht = np.array(s["half_time_analytic"])
+    assert np.all(ht > 0) and np.all(np.diff(ht) > 0)  # weaker modes are learned later (Eq. 12)
+
+
+def _sweep_values(s):
+    """depth_sweep and lr_sweep: one entry per depth, rates on the grid, the theory's edge twice its optimal rate."""
+    rates = np.array(s["learning_rates"])
+    lo, hi = rates.min(), rates.max()
+    assert np.all(np.diff(rates) > 0)
+    n = len(s["learning_time"])
+    for k in ("best_learning_rate", "t_ct", "lambda_star", "stability_edge_measured", "fastest_rate",
+              "fastest_learning_time", "band_10pct", "theory_optimal_learning_rate", "theory_stability_edge"):
+        assert len(s[k]) == n, k
+    for i in range(n):
+        assert s["learning_time"][i] > 0 and s["t_ct"][i] > 0
+        assert lo <= s["fastest_rate"][i] <= hi and s["fastest_learning_time"][i] > 0
+        assert lo <= s["stability_edge_measured"][i] <= hi
+        b_lo, b_hi = s["band_10pct"][i]
+        assert lo <= b_lo <= s["fastest_rate"][i] <= b_hi <= hi  # the 10% band holds the fastest rate
+        assert abs(s["theory_stability_edge"][i] / s["theory_optimal_learning_rate"][i] - 2.0) < 1e-9
+    assert 0 < s["threshold"]["eps"] < 1
+
+
+def _depth_sweep(s):
+    _sweep_values(s)
+    assert len(s["depths"]) == len(s["learning_time"]) and np.all(np.diff(s["depths"]) > 0)
+    # the rate exponent is fitted over the depths >= fit_min_depth (5 and 6 in the debug run)
+    assert _fin(s["lr_exponent"]) if len(s["lr_exponent_fit_depths"]) >= 2 else s["lr_exponent"] is None
+    assert s["learning_time_growth"] > 0
+    # the growth is the ratio of the deepest to the shallowest learning time
+    lt = s["learning_time"]
+    assert abs(s["learning_time_growth"] - lt[-1] / lt[0]) < 1e-9 * s["learning_time_growth"]
+
+
+def _lr_sweep(s):
+    _sweep_values(s)
+    assert len(s["learning_time"]) == 1 and s["depth"] >= 2
+
+
+def _edge_of_chaos(s):
+    g = np.array(s["gains"])
+    q, chi = np.array(s["q_inf_theory"]), np.array(s["chi"])
+    assert np.all(q[g <= 1.0] == 0.0) and np.all(q[g > 1.0] > 0)  # ordered below the edge, chaotic above
+    assert np.all(chi[g < 1.0] < 1.0) and np.all(chi[g > 1.0] > 1.0)
+    assert abs(s["critical_gain"] - 1.0) < 1e-3  # chi = 1 at g = 1 (float32)
+    for w, sim in s["q_inf_simulated"].items():
+        sim = np.array(sim)
+        assert np.all(sim >= 0) and np.all(sim[g > 1.0] > 0)
+        np.testing.assert_allclose(s["q_inf_simulated_abs_error"][w], np.abs(sim - q), rtol=1e-6, atol=1e-9)
+
+
+def _isometry(s):
+    g = np.array(s["gains"])
+    for kind in ("orthogonal", "gaussian"):
+        f = np.array(s["fraction_within_2x_of_median"][kind])
+        assert f.shape == (len(g), len(s["input_variances"])) and np.all((0 <= f) & (f <= 1))
+        assert np.all(np.array(s["median_singular_value"][kind]) > 0)
+        assert np.all(np.array(s["p90_over_p10"][kind]) >= 1)
+    # dynamical isometry: at g <= 1 and the smallest input variance, orthogonal weights keep the
+    # end-to-end singular values far better conditioned than Gaussian ones
+    v = int(np.argmin(s["input_variances"]))
+    for i in np.nonzero(g <= 1.0)[0]:
+        assert 10 * s["p90_over_p10"]["orthogonal"][i][v] < s["p90_over_p10"]["gaussian"][i][v]
+
+
+def _deep_tanh(s):
+    n = len(s["initialisations"])
+    for k in ("final_train_error", "final_test_error", "best_test_error", "epochs_to_train_error", "diverged_members"):
+        assert len(s[k]) == n, k
+    for tr, te, best, ep, div in zip(s["final_train_error"], s["final_test_error"], s["best_test_error"],
+                                     s["epochs_to_train_error"], s["diverged_members"]):
+        assert 0 <= tr <= 1 and 0 <= best <= te <= 1  # error rates; the best over epochs is at most the last
+        assert ep is None or ep >= 0
+        assert 0 <= div <= s["seeds"]
+
+
+def _random_products(s):
+    d = s["depths"]
+    small, kurt, origin = (np.array(s[k]) for k in ("sv_fraction_below_0_1", "sv_kurtosis", "eig_origin_bin_fraction"))
+    for a in (small, origin):
+        assert np.all((0 <= a) & (a <= 1))
+    assert np.all(np.diff(d) > 0)
+    # with depth most singular values of Gaussian products vanish while a long tail grows (Fig. 6B-C)
+    assert np.all(np.diff(small) > 0) and np.all(np.diff(kurt) > 0) and np.all(np.diff(origin) > 0)
+    # products of orthogonal matrices keep every singular value at 1 (float64)
+    assert max(s["orthogonal_sv_max_abs_deviation_from_1"]) < 1e-10
+
+
+def _pretraining(s):
+    for k in ("offdiag_fraction", "offdiag_fraction_random_basis", "decoupling_offdiag_pretrained", "decoupling_offdiag_random"):
+        assert 0 <= s[k] <= 1, k
+    # the consistency condition (Eq. 18): the task's input directions are far closer to decoupled
+    # in the data's principal basis / after pretraining than in a random one
+    assert s["offdiag_fraction"] + 3 * s["offdiag_fraction_random_basis_std"] < s["offdiag_fraction_random_basis"]
+    assert s["decoupling_offdiag_pretrained"] < s["decoupling_offdiag_random"]
+    assert s["pretraining_steps"] > 0 and not any(s["pretraining_diverged"])
+    assert all(r > 0 for r in s["pretraining_learning_rates"])
+    for k in ("learning_time_random", "learning_time_pretrained"):
+        assert s[k] is None or s[k] > 0, k
+    if s["learning_time_random"] and s["learning_time_pretrained"]:
+        assert abs(s["learning_time_ratio"] - s["learning_time_pretrained"] / s["learning_time_random"]) < 1e-9
+
+
+def _init_comparison(s):
+    rates = s["learning_rates"]
+    n = len(s["depths"])
+    for init in s["inits"]:
+        r = s[init]
+        assert len(r["learning_time"]) == len(r["best_learning_rate"]) == n
+        for lt, best, div, nl in zip(r["learning_time"], r["best_learning_rate"], r["diverged"], r["not_learned"]):
+            assert (lt is None) == (best is None)
+            assert lt is None or (lt > 0 and any(abs(best - x) <= 1e-12 * x for x in rates))  # a rate of the grid
+            assert 0 <= div and 0 <= nl and div + nl <= len(rates) * s["seeds"]
+    # greedy pretraining trains every hidden layer of a depth for the same number of steps
+    per = s["pretraining_steps_per_layer"]
+    assert [st % per for st in s["pretraining_steps"]] == [0] * n and np.all(np.diff(s["pretraining_steps"]) > 0)
+    assert s["orthogonal_example_max_abs_eigenvalue_deviation"] < 1e-5  # |eigenvalues| of an orthogonal matrix are 1 (float32)
+    assert all(t > 0 for t in s["theory_learning_time_decoupled"])
+
+
+VALUES = {"phase_portrait": _phase_portrait, "mode_dynamics": _mode_dynamics, "depth_sweep": _depth_sweep,
+          "lr_sweep": _lr_sweep, "edge_of_chaos": _edge_of_chaos, "isometry": _isometry, "deep_tanh": _deep_tanh,
+          "random_products": _random_products, "pretraining": _pretraining, "init_comparison": _init_comparison}
 
 
 def _check_fig4_values(summary):
@@ -86,21 +249,26 @@ def _check_fig4_values(summary):
 
 
 def test_float64_switch(tmp_path):
-    r = _run("lr_sweep", tmp_path / "f64", "precision=float64")
-    assert r.returncode == 0, r.stderr[-3000:]
+    _run("lr_sweep", tmp_path / "f64", "precision=float64")
+    s = json.loads((tmp_path / "f64" / "summary.json").read_text())
+    assert s["config"]["precision"] == "float64"
+    with np.load(tmp_path / "f64" / "results.npz") as z:
+        assert any(z[k].dtype == np.float64 for k in z.files)
+    _lr_sweep(s)
+    _check_fig4_values(s)
 
 
 def test_full_width_is_recorded(tmp_path):
     """compress=false runs the full-width network on the named engine and says so."""
-    r = _run("depth_sweep", tmp_path / "full", "compress=false", "engine=xla", "depths=[3,5]")
-    assert r.returncode == 0, r.stderr[-3000:]
+    _run("depth_sweep", tmp_path / "full", "compress=false", "engine=xla", "depths=[3,5]")
     s = json.loads((tmp_path / "full" / "summary.json").read_text())
     assert s["compressed"] is False and s["engine_used"] == "full-xla" and s["input_rotation"] is None
     assert s["config"]["compress"] is False and s["config"]["engine"] == "xla"
+    _depth_sweep(s)
 
 
 def test_full_width_that_cannot_fit_is_refused(tmp_path):
-    r = _run("depth_sweep", tmp_path / "big", "compress=false", "hidden=100000", "depths=[3,1000]")
+    r = _run("depth_sweep", tmp_path / "big", "compress=false", "hidden=100000", "depths=[3,1000]", check=False)
     assert r.returncode == 2
     err = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
     assert len(err) == 1 and "compress=false" in err[0] and "GiB" in err[0] and "Traceback" not in r.stderr
@@ -132,7 +300,6 @@ def test_lr_sweep_on_whitened_data_matches_the_finite_rate_maps(tmp_path):
     below the top mode's edge the predicted learning time equals the simulated one to the step."""
     r = _run("lr_sweep", tmp_path / "t", "data=teacher", "depth=4", "precision=float64", "learning_rates.min=1e-3",
              "learning_rates.max=0.3", "learning_rates.num=12", "threshold.eps=0.05", "max_steps=5000", "stats.stop_factor=50")
-    assert r.returncode == 0, r.stderr[-3000:]
     s = json.loads((tmp_path / "t" / "summary.json").read_text())
     assert s["whitened"] is True
     assert s["finite_rate_theory_max_abs_step_error_below_edge"] == 0.0

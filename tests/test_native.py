@@ -42,9 +42,15 @@ WIDTHS = [
 ]
 
 
+# main tier: every width once, the dtypes alternating (each code path above runs, in both
+# precisions across the list); slow tier: the rest of the widths x dtypes grid
+FUSED_CASES = [pytest.param(w, d, id=f"{d}-{'x'.join(map(str, w))}",
+                            marks=() if (i % 2 == 0) == (d == "float64") else pytest.mark.slow)
+               for i, w in enumerate(WIDTHS) for d in ("float64", "float32")]
+
+
 @needs_native
-@pytest.mark.parametrize("widths", WIDTHS)
-@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("widths,dtype", FUSED_CASES)
 def test_fused_passes_equal_the_xla_factors(widths, dtype):
     st, w = _problem(widths, jnp.dtype(dtype))
     loss_x, left, right = linear._factors(w, st)
@@ -163,38 +169,48 @@ def test_auto_picks_native_for_large_networks_and_sweeps_vmap_them():
     assert [s.shape for s in sweep.member_shapes(stacked)] == [(1000, 784), (10, 1000)]
 
 
+def native_sharded_batch():
+    """A batch of 6 rates on the native engine (picked by 'auto'), over every device, float64."""
+    from dlnjax import sweep
+
+    assert jax.config.jax_enable_x64
+    ds = teacher([3.0, 2.0, 1.0], 130, 10, n_examples=200, noise_std=0.1, seed=0)
+    st = linear.stats_from_examples(ds.x, ds.y, dtype=jnp.float64)
+    w0 = inits.scaled_gaussian(jax.random.PRNGKey(1), (130, 129, 128, 10), gain=0.9, dtype=jnp.float64)
+    batch = tuple(jnp.broadcast_to(w, (6,) + w.shape) for w in w0)
+    assert linear.use_native("auto", sweep.member_shapes(batch))
+    res = sweep.run_batch(st, batch, np.geomspace(1e-3, 1e-1, 6), threshold=1.0, max_steps=200, chunk_steps=50, record_every=10)
+    return {"devices": jax.local_device_count(), "loss": res.loss.tolist()}
+
+
 SHARDED_SCRIPT = """
-import json, jax, jax.numpy as jnp, numpy as np
+import json, sys
+sys.path.insert(0, "tests")
+import jax
 jax.config.update("jax_enable_x64", True)
-from dlnjax import linear, sweep, init as inits
-from dlnjax.data import teacher
-ds = teacher([3.0, 2.0, 1.0], 130, 10, n_examples=200, noise_std=0.1, seed=0)
-st = linear.stats_from_examples(ds.x, ds.y, dtype=jnp.float64)
-w0 = inits.scaled_gaussian(jax.random.PRNGKey(1), (130, 129, 128, 10), gain=0.9, dtype=jnp.float64)
-batch = tuple(jnp.broadcast_to(w, (6,) + w.shape) for w in w0)
-assert linear.use_native("auto", sweep.member_shapes(batch))
-res = sweep.run_batch(st, batch, np.geomspace(1e-3, 1e-1, 6), threshold=1.0, max_steps=200, chunk_steps=50, record_every=10)
-print(json.dumps({"devices": jax.local_device_count(), "loss": res.loss.tolist()}))
+from test_native import native_sharded_batch
+print(json.dumps(native_sharded_batch()))
 """
 
 
 @needs_native
-def test_native_batch_sharded_over_four_devices_equals_one_device():
-    """The FFI targets are batch-partitionable: a batch spread over 4 CPU devices runs each
-    device's members there and gives the one-device numbers (float64)."""
+def test_native_batch_sharded_over_four_devices_equals_one_device(monkeypatch):
+    """The FFI targets are batch-partitionable: a batch spread over 4 CPU devices (a new
+    interpreter) runs each device's members there and gives the one-device numbers (this
+    process, float64)."""
     import json
     import os
     import subprocess
     import sys
     from pathlib import Path
 
-    out = {}
-    for n in (1, 4):
-        env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={n}", DLNJAX_ENGINE="auto")
-        r = subprocess.run([sys.executable, "-c", SHARDED_SCRIPT], cwd=Path(__file__).parents[1], env=env,
-                           capture_output=True, text=True, timeout=300)
-        assert r.returncode == 0, r.stderr[-2000:]
-        d = json.loads(r.stdout.strip().splitlines()[-1])
-        assert d["devices"] == n
-        out[n] = np.asarray(d["loss"])
-    assert_close(out[4], out[1], rtol=1e-9)
+    monkeypatch.setenv("DLNJAX_ENGINE", "auto")
+    one = native_sharded_batch()
+    assert one["devices"] == 1
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", DLNJAX_ENGINE="auto")
+    r = subprocess.run([sys.executable, "-c", SHARDED_SCRIPT], cwd=Path(__file__).parents[1], env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    four = json.loads(r.stdout.strip().splitlines()[-1])
+    assert four["devices"] == 4
+    assert_close(np.asarray(four["loss"]), np.asarray(one["loss"]), rtol=1e-9)

@@ -34,8 +34,14 @@ def interpreted(monkeypatch):
     monkeypatch.setenv("DLNJAX_PALLAS_INTERPRET", "1")
 
 
-@pytest.mark.parametrize("widths", WIDTHS)
-@pytest.mark.parametrize("dtype", ["float64", "float32"])
+# main tier: every width once, the dtypes alternating (each case above runs, in both precisions
+# across the list); slow tier: the rest of the widths x dtypes grid
+PASS_CASES = [pytest.param(w, d, id=f"{d}-{'x'.join(map(str, w))}",
+                           marks=() if (i % 2 == 0) == (d == "float64") else pytest.mark.slow)
+              for i, w in enumerate(WIDTHS) for d in ("float64", "float32")]
+
+
+@pytest.mark.parametrize("widths,dtype", PASS_CASES)
 def test_pallas_passes_equal_the_xla_factors(widths, dtype):
     st, w = _problem(widths, jnp.dtype(dtype))
     loss_x, left, right = linear._factors(w, st)

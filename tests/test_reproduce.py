@@ -3,20 +3,22 @@ runs experiments and writes the report, with verdicts by its rules."""
 
 import json
 
-from helpers import run_py
+from helpers import run_cli, run_py
 
 
-def test_same_command_twice_gives_identical_files(tmp_path):
-    for name in ("a", "b"):
-        run_py("-m", "experiments.depth_sweep", "experiment=debug", f"hydra.run.dir={tmp_path / name}")
+def test_same_command_twice_gives_identical_files(tmp_path, debug_run):
+    """The session's debug depth sweep (run in the test process, after whatever ran before it)
+    and the same command in a new interpreter write bit-identical results."""
+    a = debug_run("depth_sweep")
+    run_py("-m", "experiments.depth_sweep", "experiment=debug", f"hydra.run.dir={tmp_path / 'b'}")
     for f in ("summary.json", "results.npz"):
-        assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes(), f
-    assert (tmp_path / "a" / "timing.json").exists()
+        assert (a / f).read_bytes() == (tmp_path / "b" / f).read_bytes(), f
+    assert (tmp_path / "b" / "timing.json").exists()
 
 
 def test_reproduce_runs_experiments_and_writes_the_report(tmp_path):
     out = tmp_path / "rep"
-    run_py("-m", "experiments.reproduce", "only=[phase_portrait,edge_of_chaos]", f"hydra.run.dir={out}")
+    run_cli("experiments.reproduce", "only=[phase_portrait,edge_of_chaos]", f"hydra.run.dir={out}")  # the apps in new interpreters
     md = (out / "report.md").read_text()
     assert "| Fig. 2 |" in md and "| Fig. 8 |" in md and "**reproduces**" in md
     assert (out / "report.html").exists() and (out / "figures" / "phase_portrait.png").exists()

@@ -1,9 +1,16 @@
 """Resumption: a killed depth sweep (after whole depths, and mid-depth from its saved state)
 and a killed init comparison continue where they stopped and end with the files of an
-uninterrupted run; rerunning a sweep skips its complete jobs."""
+uninterrupted run; rerunning a sweep skips its complete jobs.
+
+The killed run is a ``python -m`` process killed with SIGKILL, and a sweep's first run is the
+command line in a new interpreter; the other runs (references, re-runs) are the same command
+lines run in this process (``helpers.run_cli``), the uninterrupted debug runs shared with other
+modules (``debug_run``).
+"""
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -11,23 +18,27 @@ import time
 
 import numpy as np
 
-from helpers import ENV, ROOT, run_py
+from helpers import ENV, ROOT, run_cli, run_py
 
 
 def test_rerunning_a_sweep_skips_complete_jobs(tmp_path):
-    args = ["-m", "experiments.lr_sweep", "-m", "experiment=debug", "depth=3,4", f"hydra.sweep.dir={tmp_path}"]
+    """The skip is the apps' common wrapper (experiments.common.app), the same for every app: a
+    cheap one (phase_portrait) sweeps here."""
+    args = ["-m", "experiments.phase_portrait", "-m", "experiment=debug", "tau=1,2", f"hydra.sweep.dir={tmp_path}"]
     run_py(*args)
-    done, lost = tmp_path / "depth=3,experiment=debug", tmp_path / "depth=4,experiment=debug"
+    done, lost = tmp_path / "experiment=debug,tau=1", tmp_path / "experiment=debug,tau=2"
     stamp = (done / "summary.json").stat().st_mtime_ns
     (lost / "summary.json").unlink()  # as if the job had been killed before finishing
-    r = run_py(*args)
+    r = run_cli(*args[1:])
     assert f"results in {done} are complete for this config: skipped" in r.stderr + r.stdout
     assert f"results in {lost} are complete" not in r.stderr + r.stdout
     assert (done / "summary.json").stat().st_mtime_ns == stamp
-    assert (lost / "summary.json").exists()
+    assert json.loads((lost / "summary.json").read_text())["tau"] == 2.0  # the lost job ran again
     # a changed config is not skipped
-    r = run_py("-m", "experiments.lr_sweep", "-m", "experiment=debug", "depth=3", "seed=1", f"hydra.sweep.dir={tmp_path}")
+    r = run_cli("experiments.phase_portrait", "-m", "experiment=debug", "tau=1", "s=1.5",
+                f"hydra.sweep.dir={tmp_path}")
     assert "skipped" not in r.stderr + r.stdout
+    assert json.loads((tmp_path / "experiment=debug,s=1.5,tau=1" / "summary.json").read_text())["s"] == 1.5
 
 
 def _kill_when(path, args, run, deadline=300):
@@ -48,39 +59,42 @@ def _same_results(ref, run):
             np.testing.assert_array_equal(za[k], zb[k], err_msg=k)
 
 
-def test_killed_depth_sweep_resumes_from_its_finished_runs(tmp_path):
+def test_killed_depth_sweep_resumes_from_its_finished_runs(tmp_path, debug_run):
     """Every finished run of a depth is checkpointed (tagged with the config); a killed sweep
-    re-run in the same directory replays them and ends with the uninterrupted run's numbers."""
-    args = ["-m", "experiments.depth_sweep", "experiment=debug", "depths=[3,4,5,6]", "max_steps=3000",
-            "threshold.eps=0.02", "learning_rates.num=6"]
-    ref, run = tmp_path / "ref", tmp_path / "run"
-    run_py(*args, f"hydra.run.dir={ref}")
+    re-run in the same directory replays them and ends with the uninterrupted run's numbers
+    (the session's debug run: depths 3, 5, 6)."""
+    args = ["-m", "experiments.depth_sweep", "experiment=debug"]
+    ref, run = debug_run("depth_sweep"), tmp_path / "run"
     first = run / "partial" / "depth3.runs.npz"
     _kill_when(first, args, run)
     assert first.exists(), "the run never checkpointed its first depth"
     assert not (run / "summary.json").exists(), "the run finished before it could be killed; make it longer"
     assert not list(run.rglob(".*.tmp")), "a temporary file was left behind"
-    r = run_py(*args, f"hydra.run.dir={run}")
+    r = run_cli(*args[1:], f"hydra.run.dir={run}")
     assert "depth 3: " in r.stderr + r.stdout and "finished runs loaded from" in r.stderr + r.stdout
     _same_results(ref, run)
 
 
 def test_a_changed_config_does_not_resume(tmp_path):
-    args = ["-m", "experiments.depth_sweep", "experiment=debug", "depths=[3]"]
-    run_py(*args, f"hydra.run.dir={tmp_path}")
+    args = ["experiments.depth_sweep", "experiment=debug", "depths=[3]"]
+    run_cli(*args, f"hydra.run.dir={tmp_path}")
+    assert (tmp_path / "partial" / "depth3.runs.npz").exists()
     (tmp_path / "summary.json").unlink()
-    r = run_py(*args, "u0=0.002", f"hydra.run.dir={tmp_path}")
+    r = run_cli(*args, "u0=0.002", f"hydra.run.dir={tmp_path}")
+    assert "depth 3: " in r.stderr + r.stdout  # the depth ran (the log line the resume test looks for)
     assert "finished runs loaded" not in r.stderr + r.stdout
 
 
-def test_init_comparison_resumes_from_its_finished_depths(tmp_path):
-    args = ["-m", "experiments.init_comparison", "experiment=debug"]
-    ref, run = tmp_path / "ref", tmp_path / "run"
-    run_py(*args, f"hydra.run.dir={ref}")
-    run_py(*args, f"hydra.run.dir={run}")
+def test_init_comparison_resumes_from_its_finished_depths(tmp_path, debug_run):
+    """A copy of the session's uninterrupted debug run, cut back to what a run killed during its
+    last depth leaves (no summary, no results, no checkpoint of depth 5), resumes to its files."""
+    ref, run = debug_run("init_comparison"), tmp_path / "run"
+    shutil.copytree(ref, run)
     (run / "summary.json").unlink()  # as if killed during the last depth
+    (run / "results.npz").unlink()
     (run / "partial" / "depth5.npz").unlink()
-    r = run_py(*args, f"hydra.run.dir={run}")
+    assert (run / "partial" / "depth3.npz").exists()
+    r = run_cli("experiments.init_comparison", "experiment=debug", f"hydra.run.dir={run}")
     assert "depth 3: finished in an earlier run of this config" in r.stderr + r.stdout
     assert json.loads((ref / "summary.json").read_text()) == json.loads((run / "summary.json").read_text())
     assert (ref / "results.npz").read_bytes() == (run / "results.npz").read_bytes()
