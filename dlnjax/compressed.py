@@ -568,7 +568,9 @@ def member_fn(
     thr = jnp.asarray(threshold, dtype)
 
     def member(lr: float, limit: int, resume: Any = None) -> Any:
-        st = resume.state if resume is not None else init_member(cores0, cs, n_rec, n_modes)
+        # an outcome replayed from a checkpoint keeps no state: continuing it means running it again
+        # from the start to `limit` (deterministic, so the same numbers as continuing)
+        st = resume.state if resume is not None and resume.state is not None else init_member(cores0, cs, n_rec, n_modes)
         st = run(st, jnp.asarray(lr, dtype), thr, jnp.asarray(int(limit), jnp.int32))
         loss = np.asarray(st.rec_loss)
         return MemberOutcome(

@@ -379,7 +379,7 @@ def full_width_member(
     thr = jnp.asarray(threshold, dtype)
 
     def member(lr: float, limit: int, resume: Any = None) -> MemberOutcome:
-        if resume is None:
+        if resume is None or resume.state is None:  # a replayed outcome keeps no state: run again
             st, steps, losses, modes = linear.init_state(w0, stats), [], [], []
         else:
             st, steps, losses, modes = resume.state

@@ -14,7 +14,6 @@ from .fig4_protocol import Fig4Protocol, check_protocol
 @dataclass
 class Config(Fig4Protocol):
     depths: List[int] = field(default_factory=lambda: [3, 4, 5, 6, 8, 10, 15, 20, 30, 40, 50, 70, 100])
-    fit_min_depth: int = 5  # the slopes of Fig. 4 are fitted over depths >= this
 
 
 def check(cfg: DictConfig) -> None:

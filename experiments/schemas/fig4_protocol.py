@@ -45,6 +45,7 @@ class Fig4Protocol(AppConfig):
     compress: bool = True
     engine: EngineName = ENGINE_DEFAULT
     stats: RateStatsConfig = field(default_factory=RateStatsConfig)
+    fit_min_depth: int = 5  # the slopes of Fig. 4 are fitted over depths >= this
 
 
 def check_protocol(cfg: DictConfig) -> None:
