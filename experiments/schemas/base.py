@@ -17,6 +17,7 @@ from typing import Any, Iterable, List, Optional
 from omegaconf import DictConfig, OmegaConf
 
 from dlnjax.data.registry import DigitsName, Preprocessing  # noqa: F401  (re-exported)
+from dlnjax.engines import ENGINES, ENV
 
 
 class ConfigError(ValueError):
@@ -28,15 +29,10 @@ class Precision(Enum):
     float64 = "float64"
 
 
-class EngineName(Enum):
-    """The full-width kernel of a linear-network step (:data:`dlnjax.engines.ENGINES`); ``auto``
-    picks by backend and ``$DLNJAX_ENGINE``. ``compress`` (where an app has it) decides
-    whether a network is compressed at all."""
-
-    auto = "auto"
-    xla = "xla"
-    native = "native"
-    pallas = "pallas"
+# The full-width kernel of a linear-network step: the names of dlnjax.engines.ENGINES (adding an
+# engine there makes it a value of `engine`); ``auto`` picks by backend. ``compress`` (where an app
+# has it) decides whether a network is compressed at all.
+EngineName = Enum("EngineName", {name: name for name in ENGINES.names})
 
 
 def _engine_default() -> EngineName:
@@ -45,7 +41,7 @@ def _engine_default() -> EngineName:
     resolved config, ``.hydra/config.yaml`` included. An unknown name is refused before any work
     by the apps' start-up check (:func:`experiments.common.check_engine`)."""
     try:
-        return EngineName(os.environ.get("DLNJAX_ENGINE", "auto"))
+        return EngineName(os.environ.get(ENV, "auto"))
     except ValueError:
         return EngineName.auto
 
