@@ -62,9 +62,8 @@ def seed_median(lt: np.ndarray) -> np.ndarray:
 
 
 def _engine_name(cfg: DictConfig):
-    """The config's full-width engine (None: ``$DLNJAX_ENGINE``, else auto)."""
-    e = cfg.get("engine")
-    return getattr(e, "value", e)
+    """The config's full-width engine (its default is ``$DLNJAX_ENGINE``, else auto)."""
+    return cfg.engine.value
 
 
 def init_hyperparameters(cfg: DictConfig, task) -> dict:

@@ -118,7 +118,7 @@ def run(cfg: DictConfig) -> dict:
         stats, batch, np.concatenate([rates, rates]), threshold=thr, max_steps=int(cfg.max_steps),
         chunk_steps=int(cfg.chunk_steps), record_every=int(cfg.record_every),
         progress=lambda s, done, tot: ft_prog.update(s // int(cfg.chunk_steps), f"step {s}: {done}/{tot} crossed or diverged"),
-        engine=getattr(cfg.get("engine"), "value", cfg.get("engine")),
+        engine=cfg.engine.value,
     )
     prog.update(3, "fine-tuned")
     lt_rand, lt_pre = res.learning_time[:n_r], res.learning_time[n_r:]

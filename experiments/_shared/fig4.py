@@ -8,8 +8,8 @@ With ``compress=true`` (default) the networks run on :mod:`dlnjax.compressed` (e
 width drops out); with ``compress=false`` at full width on ``engine`` (xla, native, pallas), for
 checking. Every finished run is checkpointed (tagged with the config) so a killed run resumes.
 
-With ``stats.gradient_flow`` on (read as ``cfg.stats.get("gradient_flow", False)``: off by
-default, since it adds more than the main job's 30 s budget; see docs/fig4.md) and
+With ``stats.gradient_flow=true`` (off by default: it adds ~40-50 s to the main job; see
+docs/fig4.md) and
 ``compress=true``, each depth also gets ``T_ct`` of the continuous gradient flow on the real
 statistics, integrated by diffrax on the compressed network (:func:`flow_t_ct`), checkpointed
 with the runs and written as ``t_ct_diffrax``.
@@ -305,7 +305,7 @@ def run_depth(cfg: DictConfig, problem: Problem, engine: Engine, depth: int, rat
         small_modes[:k, : m.shape[1]] = m[:k]
 
     flow = {}
-    if engine.compress and bool(cfg.stats.get("gradient_flow", False)):
+    if engine.compress and bool(cfg.stats.gradient_flow):
         if not flow_saved:
             flow_saved.update(flow_t_ct(problem, engine, widths, float(cfg.u0), thr, l_cap, rs, depth > 2))
             save(force=True)
