@@ -329,31 +329,39 @@ def memoised(member: MemberFn, cache: dict | None = None, on_new: Callable[[dict
 
 
 def headline(depths: Sequence[int], stats: Sequence[RateStats], fit_min_depth: int) -> dict:
-    """The sweep's headline numbers from the per-depth statistics (see the module docstring):
-    ``lr_exponent`` (slope of log best rate against log depth, depths >= fit_min_depth),
-    ``learning_time_growth`` (learning time at the best rate, deepest over shallowest),
-    ``t_ct_growth`` (the same for T_ct); and, as measured diagnostics that rounding moves on
-    raw pixels, ``edge_exponent`` (measured edge), ``band_centre_exponent`` and
-    ``fastest_time_growth`` (the fastest measured crossing)."""
+    """The sweep's headline numbers from the per-depth statistics (see the module docstring;
+    :func:`headline_from_lists` with each statistic's list over depth)."""
+    return headline_from_lists(
+        depths, fit_min_depth, best_rate=[s.best_rate for s in stats], edge=[s.edge for s in stats],
+        learning_time=[s.learning_time for s in stats], t_ct=[s.t_ct for s in stats], t_min=[s.t_min for s in stats],
+        band_centre=[s.extra.get("band_centre") for s in stats],
+    )
+
+
+def headline_from_lists(depths: Sequence[int], fit_min_depth: int, *, best_rate: Sequence, edge: Sequence,
+                        learning_time: Sequence, t_ct: Sequence, t_min: Sequence, band_centre: Sequence) -> dict:
+    """The headline from per-depth lists (None where not measured), as a run's ``summary.json``
+    stores them: ``lr_exponent`` (slope of log best rate against log depth, depths >=
+    fit_min_depth), ``learning_time_growth`` (learning time at the best rate, deepest over
+    shallowest), ``t_ct_growth`` (the same for T_ct); and, as measured diagnostics that rounding
+    moves on raw pixels, ``edge_exponent`` (measured edge), ``band_centre_exponent`` and
+    ``fastest_time_growth`` (the fastest measured crossing ``t_min``)."""
     d = [int(x) for x in depths]
     fit = [i for i, x in enumerate(d) if x >= fit_min_depth]
-    best = [s.best_rate for s in stats]
-    edge = [s.edge for s in stats]
-    lt = [s.learning_time for s in stats]
-    tct = [s.t_ct for s in stats]
 
     def ratio(v):
         return (v[-1] / v[0]) if (v and v[0] and v[-1]) else None
 
-    bc = [s.extra.get("band_centre") for s in stats]
-    lm = [s.t_min for s in stats]
+    def slope(v):
+        return loglog_slope([d[i] for i in fit], [v[i] for i in fit])
+
     return dict(
-        lr_exponent=loglog_slope([d[i] for i in fit], [best[i] for i in fit]),
-        edge_exponent=loglog_slope([d[i] for i in fit], [edge[i] for i in fit]),
-        band_centre_exponent=loglog_slope([d[i] for i in fit], [bc[i] for i in fit]),
-        fastest_time_growth=ratio(lm),
-        learning_time_growth=ratio(lt),
-        t_ct_growth=ratio(tct),
+        lr_exponent=slope(best_rate),
+        edge_exponent=slope(edge),
+        band_centre_exponent=slope(band_centre),
+        fastest_time_growth=ratio(list(t_min)),
+        learning_time_growth=ratio(list(learning_time)),
+        t_ct_growth=ratio(list(t_ct)),
         lr_exponent_fit_depths=[d[i] for i in fit],
     )
 

@@ -46,13 +46,14 @@ class Threshold:
             raise ValueError(f"threshold reference must be one of {', '.join(REFERENCES)}; got {self.reference!r}")
 
     @classmethod
-    def from_config(cls, cfg: Any, default_reference: str) -> "Threshold":
-        """From an app's ``threshold`` config group (``kind``, ``eps``, ``value`` and, when the
-        schema has it, ``reference``; ``default_reference`` when absent or null)."""
+    def from_config(cls, cfg: Any) -> "Threshold":
+        """From an app's ``threshold`` config group: ``kind``, ``eps``, ``value`` and ``reference``
+        (each app's schema sets its own default reference, so there is one place it is decided)."""
         get = cfg.get if hasattr(cfg, "get") else (lambda k, d=None: getattr(cfg, k, d))
         ref = get("reference", None)
-        return cls(kind=_value(cfg.kind), reference=_value(ref) if ref is not None else default_reference,
-                   eps=float(cfg.eps), value=float(cfg.value))
+        if ref is None:
+            raise ValueError("threshold config has no 'reference' (allowed: initial, zero_map)")
+        return cls(kind=_value(cfg.kind), reference=_value(ref), eps=float(cfg.eps), value=float(cfg.value))
 
     def resolve(self, e_star: float, *, loss0: float | None = None, e_zero: float | None = None) -> float:
         """The absolute threshold, given E* and the reference error (``loss0`` = E(0) for

@@ -97,7 +97,7 @@ def redraw_depth_sweep(jobs: list[Path], out: Path) -> dict:
 
     from dlnjax import robust
 
-    from ._shared import fig4
+    from ._shared.plots import fig4
     from .common import save_json, save_npz
 
     summaries = [json.loads((j / "summary.json").read_text()) for j in jobs]
@@ -121,15 +121,10 @@ def redraw_depth_sweep(jobs: list[Path], out: Path) -> dict:
                                if isinstance(v, list) and len(v) == n0 else v) for k, v in thr.items()}
     merged["depths"] = depths
 
-    class _S:
-        def __init__(self, i: int):
-            g = lambda k: merged[k][i]  # noqa: E731
-            self.best_rate, self.edge, self.learning_time, self.t_ct = g("best_learning_rate"), g("stability_edge_measured"), g("learning_time"), g("t_ct")
-            self.t_min = g("fastest_learning_time")
-            self.extra = {"band_centre": g("band_centre")}
-
-    fit_min = int(configs[0]["fit_min_depth"])
-    head = robust.headline(depths, [_S(i) for i in range(len(depths))], fit_min)
+    g = lambda k: merged[k]  # noqa: E731
+    head = robust.headline_from_lists(depths, int(configs[0]["fit_min_depth"]), best_rate=g("best_learning_rate"),
+                                      edge=g("stability_edge_measured"), learning_time=g("learning_time"), t_ct=g("t_ct"),
+                                      t_min=g("fastest_learning_time"), band_centre=g("band_centre"))
     merged.update({k: head[k] for k in ("lr_exponent", "learning_time_growth", "t_ct_growth", "edge_exponent",
                                          "band_centre_exponent", "fastest_time_growth", "lr_exponent_fit_depths")})
     merged["aggregated_from"] = [str(j) for j in jobs]
@@ -147,7 +142,7 @@ def redraw_depth_sweep(jobs: list[Path], out: Path) -> dict:
     arrays.update({k: np.stack(v) for k, v in rows.items()})
     arrays["diverged"] = arrays["status"] == "diverged"
     out.mkdir(parents=True, exist_ok=True)
-    fig4.fig4(out, merged, bool(first.get("whitened", False)), fit_min)
+    fig4.fig4(out, merged)
     fig4.grid_figure(out, arrays)
     fig4.sharpening_figure(out, arrays, merged)
     save_npz(out / "results.npz", **arrays)

@@ -31,7 +31,8 @@ import time
 
 from omegaconf import DictConfig
 
-from ._shared import fig4
+from ._shared import depth_loop
+from ._shared.plots import fig4
 from ._shared.problem import learning_rate_grid, prepare
 from .common import entry, resolved_config, run_dir, write_results
 
@@ -48,10 +49,10 @@ def run(cfg: DictConfig) -> dict:
     problem = prepare(cfg)
     depths = sorted(int(d) for d in cfg.depths)
     rates = learning_rate_grid(cfg)
-    recs, engine = fig4.run_depths(cfg, problem, depths, rates, "depth_sweep")
-    summary = dict(experiment="depth_sweep", **fig4.summary_fields(cfg, problem, depths, rates, recs, engine))
-    arrays = fig4.result_arrays(depths, rates, recs)
-    fig4.fig4(out, summary, problem.whitened, int(cfg.fit_min_depth))
+    recs, engine = depth_loop.run_depths(cfg, problem, depths, rates, "depth_sweep")
+    summary = dict(experiment="depth_sweep", **depth_loop.summary_fields(cfg, problem, depths, rates, recs, engine))
+    arrays = depth_loop.result_arrays(depths, rates, recs)
+    fig4.fig4(out, summary)
     fig4.grid_figure(out, arrays)
     fig4.sharpening_figure(out, arrays, summary)
     summary["seconds_total"] = time.time() - t_start

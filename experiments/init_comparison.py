@@ -40,30 +40,16 @@ from omegaconf import DictConfig
 from .common import Progress, entry, resolved_config, run_dir, save_figure, save_npz, write_results
 from ._shared.checkpoint import config_json as _config_json
 from ._shared.checkpoint import load_tagged as _load_state
-from ._shared.plots import depth_ticks as _depth_ticks
+from ._shared.plots.init_comparison import InitComparisonResult, figure
 from ._shared.problem import learning_rate_grid, prepare, theory_optimal_rate
 
 log = logging.getLogger("dlnjax")
-
-COLOURS = dict(scaled_gaussian="tab:blue", orthogonal="tab:green", pretrained="tab:red", decoupled="k")
-LABELS = dict(
-    scaled_gaussian="scaled Gaussian (var 1/N)",
-    orthogonal="random orthogonal",
-    pretrained="greedy pretraining",
-    decoupled="decoupled, u0 (reference)",
-)
-
 
 def seed_median(lt: np.ndarray) -> np.ndarray:
     """Median over the last (seed) axis with a failure counted as infinitely slow (nan if most failed)."""
     x = np.where(np.isnan(lt), np.inf, lt)
     m = np.median(x, axis=-1)
     return np.where(np.isfinite(m), m, np.nan)
-
-
-def _engine_name(cfg: DictConfig):
-    """The config's full-width engine (its default is ``$DLNJAX_ENGINE``, else auto)."""
-    return cfg.engine.value
 
 
 def init_hyperparameters(cfg: DictConfig, task) -> dict:
@@ -81,9 +67,25 @@ def initial_weights(kind: str, key, widths, n_seeds: int, cfg: DictConfig, task,
     return INITS[kind].networks(key, widths, n_seeds, dtype=dtype, prepared=stacks.get(kind), **init_hyperparameters(cfg, task))
 
 
-def run_decoupled_compressed(cfg: DictConfig, problem, widths, rates, thr: float) -> dict:
-    """The decoupled reference on the exact compressed engine (its own batch, apart from the
-    random starts, which cannot be compressed): one member per rate to ``max_steps``."""
+def aligned_cores(kind: str, key, widths, cfg: DictConfig, problem, rot, l_cap: int, dtype):
+    """The compressed cores of an aligned init's start (:attr:`dlnjax.inits.Init.aligned`): for
+    ``decoupled`` built directly (:func:`dlnjax.compressed.decoupled_cores`, never at full width);
+    for any other aligned init, from its full-width weights (:func:`dlnjax.compressed.cores_from_weights`,
+    which refuses a start that is not aligned)."""
+    from dlnjax import compressed
+    from dlnjax.inits import INITS
+
+    task = problem.task
+    if kind == "decoupled":
+        return compressed.decoupled_cores(widths, float(cfg.u0), task.u, task.v, rot, l_cap=l_cap, dtype=dtype)
+    weights = INITS[kind].weights(key, widths, dtype=dtype, **init_hyperparameters(cfg, task))
+    return compressed.cores_from_weights(weights, rot, l_cap=l_cap, dtype=dtype)[0]
+
+
+def run_compressed(kind: str, key, cfg: DictConfig, problem, widths, rates, thr: float) -> dict:
+    """An aligned init (one draw: the decoupled reference is deterministic up to its hidden
+    bases) on the exact compressed engine, in its own batch apart from the random starts, which
+    cannot be compressed: one member per rate to ``max_steps``."""
     import jax
 
     from dlnjax import compressed
@@ -95,8 +97,7 @@ def run_decoupled_compressed(cfg: DictConfig, problem, widths, rates, thr: float
     rot, cs, runners = problem.__dict__["_engine"]
     dtype = problem.task.stats.sigma11.dtype
     depth = len(widths)
-    cores = compressed.decoupled_cores(widths, float(cfg.u0), problem.task.u, problem.task.v, rot,
-                                       l_cap=compressed.capacity(cfg.depths), dtype=dtype)
+    cores = aligned_cores(kind, key, widths, cfg, problem, rot, compressed.capacity(cfg.depths), dtype)
     trained_last = depth > 2
     if trained_last not in runners:
         runners[trained_last] = jax.jit(compressed.make_member_runner(cs, record_every=int(cfg.record_every), last_trained=trained_last))
@@ -151,8 +152,11 @@ def run(cfg: DictConfig) -> dict:
     if "pretrained" in stacks:
         pre_steps = int(cfg.pretrain.steps)  # per layer: a depth-N_l network used N_l - 2 of them
 
-    # one threshold for every start: by default relative to the zero map's error
-    threshold = Threshold.from_config(cfg.threshold, "zero_map")
+    def init_key(depth: int, kind: str):
+        return jax.random.fold_in(jax.random.fold_in(k_init, depth), kinds.index(kind))
+
+    # one threshold for every start (threshold.reference; zero_map by default here)
+    threshold = Threshold.from_config(cfg.threshold)
     max_chunks = -(-int(cfg.max_steps) // int(cfg.chunk_steps))
     prog = Progress("init_comparison", len(depths) * max_chunks)
     # lt[kind]: (D, R, seeds); diverged[kind]: (D, R, seeds)
@@ -175,13 +179,14 @@ def run(cfg: DictConfig) -> dict:
             log.info("depth %d: finished in an earlier run of this config, loaded from %s", depth, done_file)
             continue
         thr, e_star = threshold.resolve_for(task, widths)
-        compressed_kinds = ["decoupled"] if (bool(cfg.compress) and "decoupled" in kinds) else []
-        dec = run_decoupled_compressed(cfg, problem, widths, rates, thr) if compressed_kinds else None
+        # aligned starts run compressed (exact), each in its own batch; the others at full width
+        compressed_kinds = [k for k in kinds if bool(cfg.compress) and INITS[k].aligned]
+        dec = {k: run_compressed(k, init_key(depth, k), cfg, problem, widths, rates, thr) for k in compressed_kinds}
         members, index = [], []
         for kind in kinds:
             if kind in compressed_kinds:
                 continue
-            nets = initial_weights(kind, jax.random.fold_in(jax.random.fold_in(k_init, depth), kinds.index(kind)), widths, n_seeds, cfg, task, stacks, dtype)
+            nets = initial_weights(kind, init_key(depth, kind), widths, n_seeds, cfg, task, stacks, dtype)
             for si, net in enumerate(nets):
                 for ri in range(n_r):
                     members.append(net)
@@ -208,22 +213,22 @@ def run(cfg: DictConfig) -> dict:
         res = sweep.run_batch(
             stats, batch, lrs, threshold=thr, max_steps=int(cfg.max_steps), chunk_steps=int(cfg.chunk_steps),
             record_every=int(cfg.record_every), progress=cb, on_chunk=on_chunk if every > 0 else None, resume=resume,
-            engine=_engine_name(cfg),
+            engine=cfg.engine.value,
         ) if members else None
         prog.update((di + 1) * max_chunks)
         for m, (kind, ri, si) in enumerate(index):
             lt[kind][di, ri, si] = res.learning_time[m]
             div[kind][di, ri, si] = res.diverged[m]
-        if dec is not None:
-            lt["decoupled"][di, :, 0], div["decoupled"][di, :, 0] = dec["learning_time"], dec["diverged"]
-        rec_steps = res.record_steps if res is not None else dec["steps"]
+        for k, c in dec.items():
+            lt[k][di, :, 0], div[k][di, :, 0] = c["learning_time"], c["diverged"]
+        rec_steps = res.record_steps if res is not None else next(iter(dec.values()))["steps"]
         for kind in kinds:
             med = seed_median(lt[kind][di])
             j = None if np.all(np.isnan(med)) else int(np.nanargmin(med))
             if j is not None and kind in compressed_kinds:
                 c = np.full(len(rec_steps), np.nan)
-                k = min(len(rec_steps), dec["loss"].shape[1])
-                c[:k] = dec["loss"][j, :k]
+                k = min(len(rec_steps), dec[kind]["loss"].shape[1])
+                c[:k] = dec[kind]["loss"][j, :k]
                 curves[f"loss_{kind}_depth{depth}"] = c
             elif j is not None:
                 m = index.index((kind, j, 0))
@@ -276,7 +281,10 @@ def run(cfg: DictConfig) -> dict:
 
     q = np.asarray(inits.haar_orthogonal(k_example, int(cfg.orthogonal_example), dtype=jnp.float32), np.float64)
     eig = np.linalg.eigvals(q)
-    make_figure(out, ds.name, depths, rates, kinds, per_init, theory_t, opt, eig, cfg, whitened=problem.whitened)
+    figure(out, InitComparisonResult(
+        dataset=ds.name, depths=depths, learning_rates=rates, kinds=kinds, per_init=per_init, theory_learning_time=theory_t,
+        theory_optimal_rate=opt, orthogonal_eigenvalues=eig, max_steps=int(cfg.max_steps), whitened=problem.whitened,
+    ))
 
     summary = dict(
         experiment="init_comparison",
@@ -309,59 +317,6 @@ def run(cfg: DictConfig) -> dict:
         ", ".join(f"{k} {per_init[k]['learning_time_growth']}" for k in kinds), out,
     )
     return summary
-
-
-def make_figure(out, dataset, depths, rates, kinds, per_init, theory_t, opt, eig, cfg, whitened: bool = False) -> None:
-    import matplotlib.pyplot as plt
-
-
-    d = np.asarray(depths, float)
-    fig, (a1, a2, a3) = plt.subplots(1, 3, figsize=(16, 4.6), gridspec_kw=dict(width_ratios=[1.3, 1.3, 1]))
-    any_t = False
-    for kind in kinds:
-        r = per_init[kind]
-        ok = np.asarray([t is not None for t in r["learning_time"]])
-        if ok.any():
-            any_t = True
-            a1.plot(d[ok], [t for t in r["learning_time"] if t is not None], "o-", color=COLOURS.get(kind), label=LABELS.get(kind, kind))
-            a2.plot(d[ok], [b for b in r["best_learning_rate"] if b is not None], "o-", color=COLOURS.get(kind), label=LABELS.get(kind, kind))
-        lost = ~ok
-        if lost.any():  # stacked just above max_steps, one row per initialisation
-            a1.plot(d[lost], np.full(lost.sum(), cfg.max_steps * 1.08 ** (1 + kinds.index(kind))), "x", color=COLOURS.get(kind), ms=8)
-    if theory_t is not None:
-        okt = np.asarray([t is not None for t in theory_t])
-        if okt.any():
-            label = "decoupled: theory (Eq. 15) at its rate" + ("" if whitened else "\n(diagonal approx., poor for Σ11 ≠ I)")
-            a1.plot(d[okt], [t for t in theory_t if t is not None], "s--", color="0.4", mfc="none", label=label)
-    a1.axhline(cfg.max_steps, color="0.8", lw=0.8)
-    a1.set_xscale("log")
-    if any_t:
-        a1.set_yscale("log")
-    _depth_ticks(a1, depths)
-    a1.set_xlabel("depth N_l (layers)")
-    a1.set_ylabel("learning time (fine-tuning steps)")
-    a1.set_title(f"Learning time vs depth ({dataset}); × not learned in {cfg.max_steps}")
-    a1.legend(fontsize=7, loc="lower right")
-    if "decoupled" in kinds:
-        a2.plot(d, opt, ":", color="0.4", label="decoupled: supplement 1/λ₁(a_opt)")
-    a2.axhline(rates[0], color="0.8", lw=0.8)
-    a2.axhline(rates[-1], color="0.8", lw=0.8)
-    a2.set_xscale("log")
-    a2.set_yscale("log")
-    _depth_ticks(a2, depths)
-    a2.set_xlabel("depth N_l (layers)")
-    a2.set_ylabel("best learning rate")
-    a2.set_title("Best learning rate vs depth (grey: grid edges)")
-    a2.legend(fontsize=8)
-    th = np.linspace(0, 2 * np.pi, 400)
-    a3.plot(np.cos(th), np.sin(th), color="0.7", lw=1)
-    a3.plot(eig.real, eig.imag, ".", color="tab:green")
-    a3.set_aspect("equal")
-    a3.set_xlabel("Re λ")
-    a3.set_ylabel("Im λ")
-    a3.set_title(f"Eigenvalues of one random {len(eig)} x {len(eig)} orthogonal matrix")
-    fig.tight_layout()
-    save_figure(fig, out / "init_comparison")
 
 
 main = entry("init_comparison", run)

@@ -7,7 +7,7 @@ and the share of the top eigenvector on the first layer's column along Sigma11's
 (on raw pixels: the mean-image direction), so the edge of stability is visible.
 
 The same robust statistics and engines as ``depth_sweep`` (compressed by default; see
-``experiments/_shared/fig4.py`` and ``dlnjax.robust``).
+``experiments/_shared/depth_loop.py`` and ``dlnjax.robust``).
 
     python -m experiments.lr_sweep depth=10
     python -m experiments.lr_sweep depth=20 data=fashion_mnist learning_rates.num=30
@@ -21,7 +21,7 @@ import time
 import numpy as np
 from omegaconf import DictConfig
 
-from ._shared import fig4
+from ._shared import depth_loop
 from ._shared.problem import learning_rate_grid, prepare
 from .common import entry, resolved_config, run_dir, save_figure, write_results
 
@@ -256,12 +256,12 @@ def run(cfg: DictConfig) -> dict:
     problem = prepare(cfg)
     depth = int(cfg.depth)
     rates = learning_rate_grid(cfg)
-    recs, engine = fig4.run_depths(cfg, problem, [depth], rates, "lr_sweep")
-    summary = dict(experiment="lr_sweep", depth=depth, **fig4.summary_fields(cfg, problem, [depth], rates, recs, engine))
+    recs, engine = depth_loop.run_depths(cfg, problem, [depth], rates, "lr_sweep")
+    summary = dict(experiment="lr_sweep", depth=depth, **depth_loop.summary_fields(cfg, problem, [depth], rates, recs, engine))
     for k in ("depths", "lr_exponent", "learning_time_growth", "t_ct_growth", "lr_exponent_fit_depths", "edge_exponent",
               "fastest_time_growth", "band_centre_exponent"):
         summary.pop(k, None)
-    arrays = fig4.result_arrays([depth], rates, recs)
+    arrays = depth_loop.result_arrays([depth], rates, recs)
     if problem.whitened:
         summary["finite_rate_theory_learning_time"] = finite_rate_prediction(cfg, problem, depth, np.sort(rates), recs[0])
         lt = arrays["learning_time"][0]

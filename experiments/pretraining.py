@@ -36,6 +36,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from .common import Progress, entry, resolved_config, run_dir, save_figure, write_results
+from ._shared.plots.pretraining import PretrainingResult, figure
 from ._shared.problem import learning_rate_grid, prepare
 
 log = logging.getLogger("dlnjax")
@@ -111,7 +112,7 @@ def run(cfg: DictConfig) -> dict:
     batch = tuple(jnp.concatenate([jnp.broadcast_to(a, (n_r,) + a.shape), jnp.broadcast_to(b, (n_r,) + b.shape)]) for a, b in zip(w_rand, w_pre))
     eps = float(cfg.threshold.eps)
     # one threshold for both starts: by default relative to the zero map's error
-    thr, e_star = Threshold.from_config(cfg.threshold, "zero_map").resolve_for(task, widths)
+    thr, e_star = Threshold.from_config(cfg.threshold).resolve_for(task, widths)
     max_chunks = -(-int(cfg.max_steps) // int(cfg.chunk_steps))
     ft_prog = Progress("fine-tuning", max_chunks)
     res = sweep.run_batch(
@@ -131,7 +132,13 @@ def run(cfg: DictConfig) -> dict:
     t_rand_same = None if i_pre is None or np.isnan(lt_rand[i_pre]) else float(lt_rand[i_pre])
     ratio_same = t_rand_same / t_pre if (t_rand_same is not None and t_pre) else None
 
-    make_figure(out, ds.name, s11, rotated, pixels, k, r, res, n_r, i_rand, i_pre, pre, floors, thr, e_star, offdiag, off_rand, cfg)
+    figure(out, PretrainingResult(
+        dataset=ds.name, depth=depth, init_std=float(cfg.init_std), sigma11_block=s11[np.ix_(pixels, pixels)],
+        rotated_block=rotated[:k, :k], task_modes=r, offdiag=offdiag, offdiag_random=off_rand, pretrained=pre,
+        best_errors=floors, learning_rates=rates, steps=res.record_steps, loss_random=res.loss[:n_r],
+        loss_pretrained=res.loss[n_r:], learning_time_random=lt_rand, learning_time_pretrained=lt_pre,
+        best_random=i_rand, best_pretrained=i_pre, threshold=thr, best_error=e_star,
+    ))
     prog.update(4, "figure written")
 
     summary = dict(
@@ -185,60 +192,6 @@ def run(cfg: DictConfig) -> dict:
         offdiag, off_rand, t_rand, t_pre, pre.total_steps, ratio, ratio_same, out,
     )
     return summary
-
-
-def make_figure(out, dataset, s11, rotated, pixels, k, r, res, n_r, i_rand, i_pre, pre, floors, thr, e_star, offdiag, off_rand, cfg) -> None:
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 4, figsize=(19, 4.4), gridspec_kw=dict(width_ratios=[1, 1, 1.35, 1.35]))
-    a0, a1, a2, a3 = axes
-    def normalised(m):
-        dg = np.sqrt(np.maximum(np.abs(np.diagonal(m)), 1e-300))
-        return np.abs(m) / dg[:, None] / dg[None, :]
-
-    a0.imshow(normalised(s11[np.ix_(pixels, pixels)]), cmap="gray_r", vmin=0, vmax=1)
-    a0.set_title(f"Σ11 block ({k} most variable pixels)\n|Σij| / √(Σii Σjj)", fontsize=9)
-    a1.imshow(normalised(rotated[:k, :k]), cmap="gray_r", vmin=0, vmax=1)
-    a1.axhline(r - 0.5, color="tab:red", lw=0.8)
-    a1.axvline(r - 0.5, color="tab:red", lw=0.8)
-    a1.set_title(f"V Σ11 Vᵀ, first {k} (task modes above the red line)\noff-diagonal share {offdiag:.3f} (random basis {off_rand:.3f})", fontsize=9)
-    for a in (a0, a1):
-        a.set_xticks([])
-        a.set_yticks([])
-
-    # pretraining diagnostics
-    for i, (e, f, e0) in enumerate(zip(pre.reconstruction_error, floors, pre.initial_error)):
-        c = plt.cm.viridis(i / max(len(floors) - 1, 1))
-        a2.plot(pre.record_steps, e / e0, color=c, label=f"layer {i + 1} autoencoder")
-        if f > 0:
-            a2.axhline(f / e0, color=c, ls=":", lw=0.8, label=f"layer {i + 1}: best rank-{pre.layers[i].shape[0]} error")
-    a2.set_yscale("log")
-    a2.set_xlabel("pretraining step (per layer)")
-    a2.set_ylabel("reconstruction error / ½ tr C_l")
-    a2.set_title("Greedy pretraining (each layer on the one below)")
-    a2.legend(fontsize=8)
-
-    steps = res.record_steps
-    shift = pre.total_steps
-    if i_rand is not None:
-        a3.plot(steps, res.loss[i_rand], color="k", label=f"random N(0, {cfg.init_std}²), lr {res.learning_rates[i_rand]:.2g}")
-    if i_pre is not None and i_pre != i_rand:
-        a3.plot(steps, res.loss[i_pre], color="k", ls="--", label=f"random, at the pretrained start's rate {res.learning_rates[i_pre]:.2g}")
-    if i_pre is not None:
-        a3.plot(steps + shift, res.loss[n_r + i_pre], color="tab:red", label=f"pretrained, lr {res.learning_rates[n_r + i_pre]:.2g}")
-        a3.axvspan(0, shift, color="tab:red", alpha=0.08, label=f"pretraining ({shift} steps)")
-    a3.axhline(thr, color="0.5", ls="--", lw=0.8, label="learning-time threshold")
-    a3.axhline(e_star, color="0.5", ls=":", lw=0.8, label="E* (best rank-10 error)")
-    a3.set_xlabel("iteration")
-    a3.set_ylabel("training error E")
-    a3.set_title(f"{cfg.depth}-layer network on {dataset}")
-    ends = [res.learning_time[i] if i is not None else np.nan for i in (i_rand, i_pre)]
-    ends.append(res.learning_time[n_r + i_pre] + shift if i_pre is not None else np.nan)
-    if np.isfinite(ends).any():
-        a3.set_xlim(0, 1.6 * np.nanmax(ends))
-    a3.legend(fontsize=8)
-    fig.tight_layout()
-    save_figure(fig, out / "pretraining")
 
 
 main = entry("pretraining", run)

@@ -120,24 +120,24 @@ def test_small_rate_crossing_time_converges_to_t_ct_at_first_order():
 
 
 def test_fig4_flow_t_ct_is_the_compressed_flow():
-    """The Fig. 4 wiring (experiments._shared.fig4.flow_t_ct): float64 decoupled cores of the
+    """The Fig. 4 wiring (experiments._shared.depth_loop.flow_t_ct): float64 decoupled cores of the
     run's widths, the run's threshold, horizon 20x the small-rate T_ct; checkpoint entries."""
     from types import SimpleNamespace
 
-    from experiments._shared import fig4
+    from experiments._shared import depth_loop
     from experiments._shared.problem import Problem
 
     stats, task, widths, _ = _nonwhite(4, hidden=7)
     s64 = linear.Stats(np.asarray(stats.sigma11), np.asarray(stats.sigma31), float(stats.tr33))
     rot = compressed.rotate_inputs(s64.sigma11)
-    engine = fig4.Engine(name="compressed-xla", compress=True, cs=None, rot=rot)
+    engine = depth_loop.Engine(name="compressed-xla", compress=True, cs=None, rot=rot)
     problem = Problem(None, task, s64)
     cores = compressed.decoupled_cores(widths, 1e-2, task.u, task.v, rot, l_cap=3, dtype=jnp.float64)
     cs = compressed.compress_stats(s64, rot, jnp.float64)
     e0 = float(compressed.loss(cores, cs))
     thr = float(linear.best_error(stats, rank=4)) + 0.05 * (e0 - float(linear.best_error(stats, rank=4)))
     want = float(gf.compressed_learning_time_jit(cores, cs, thr, 50.0, gf.FlowOptions(rtol=1e-10, atol=1e-12)).t_ct)
-    out = fig4.flow_t_ct(problem, engine, widths, 1e-2, thr, 3, SimpleNamespace(t_ct=1.1 * want))
-    assert set(out) == set(fig4.FLOW_KEYS)
+    out = depth_loop.flow_t_ct(problem, engine, widths, 1e-2, thr, 3, SimpleNamespace(t_ct=1.1 * want))
+    assert set(out) == set(depth_loop.FLOW_KEYS)
     assert float(out["flow_t_ct"]) == pytest.approx(want, rel=1e-5)  # rtol 1e-7 vs 1e-10
     assert int(out["flow_steps"]) > 0

@@ -26,9 +26,27 @@ class Compressed:
 
         return compressed.init_member(start, stats, n_records, n_modes)
 
-    def make_runner(self, stats: Any, *, record_every: int, **options: Any) -> Any:
-        """:func:`dlnjax.compressed.make_member_runner` (``last_trained``, ``readout``,
-        ``diverge_factor``, ``spike_rtol`` as there)."""
+    def kernels_for(self, engine: str) -> str:
+        """Which kernels run the compressed network for the config's ``engine``: ``'native'``
+        (:mod:`dlnjax.native.compressed`) for ``auto`` or ``native`` on a CPU where they are built,
+        else ``'xla'`` (``xla``, ``pallas``, a GPU, or no compiler: the XLA loop is exact too)."""
+        import jax
+
+        if engine not in ("auto", "native") or jax.default_backend() != "cpu":
+            return "xla"
+        try:
+            from ..native import compressed as ncomp
+        except ImportError:
+            return "xla"
+        return "native" if ncomp.available() else "xla"
+
+    def make_runner(self, stats: Any, *, record_every: int, kernels: str = "xla", **options: Any) -> Any:
+        """:func:`dlnjax.compressed.make_member_runner`, or its native twin when ``kernels='native'``
+        (:meth:`kernels_for`); ``last_trained``, ``readout``, ``diverge_factor``, ``spike_rtol`` as there."""
+        if kernels == "native":
+            from ..native import compressed as ncomp
+
+            return ncomp.make_member_runner(stats, record_every=record_every, **options)
         from .. import compressed
 
         return compressed.make_member_runner(stats, record_every=record_every, **options)

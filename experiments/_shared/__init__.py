@@ -2,7 +2,9 @@
 
 - :mod:`.problem`: the data set, its statistics and task structure, the rate grid.
 - :mod:`.checkpoint`: results tagged with the run's resolved config (resume after a kill).
-- :mod:`.fig4`: the robust learning-rate statistics of Fig. 4 per depth (compressed or
-  full-width engine), their summary and figures (used by ``depth_sweep`` and ``lr_sweep``).
-- :mod:`.plots`: small plotting helpers.
+- :mod:`.depth_loop`: the depth loop of Fig. 4, robust learning-rate statistics per depth
+  (compressed or full-width engine) and their summary (used by ``depth_sweep`` and ``lr_sweep``).
+- :mod:`.plots`: the figures apps share or that take more than a summary, each taking a run's
+  results (a summary dict, or a result dataclass), never a config: :mod:`.plots.fig4`,
+  :mod:`.plots.pretraining`, :mod:`.plots.init_comparison`.
 """

@@ -1,5 +1,6 @@
-"""Fig. 4 per depth: robust learning-rate statistics of decoupled networks (shared by the
-``depth_sweep`` and ``lr_sweep`` apps).
+"""The depth loop of Fig. 4: robust learning-rate statistics of decoupled networks, depth by
+depth (shared by the ``depth_sweep`` and ``lr_sweep`` apps; their figures are in
+:mod:`.plots.fig4`).
 
 For every depth, :func:`dlnjax.robust.rate_statistics` runs one decoupled network per rate
 (largest first, stopping the ones that can no longer matter), bisects the stability edge,
@@ -31,7 +32,6 @@ from omegaconf import DictConfig
 from .. import schemas
 from ..common import Progress, run_dir
 from .checkpoint import load_tagged, save_tagged
-from .plots import depth_ticks
 from .problem import Problem, theory_optimal_rate
 
 log = logging.getLogger("dlnjax")
@@ -140,10 +140,13 @@ class Engine:
 
 
 def make_engine(cfg: DictConfig, problem: Problem, depths: Sequence[int]) -> Engine:
-    import jax
+    """The engine the depths run on: compressed (exact for decoupled starts; native kernels when
+    ``engine`` allows, :meth:`dlnjax.engines.compressed.Compressed.kernels_for`) or, with
+    ``compress=false``, the full-width ``engine``."""
     import jax.numpy as jnp
 
     from dlnjax import compressed, linear
+    from dlnjax.engines.compressed import COMPRESSED
 
     dtype = problem.task.stats.sigma11.dtype
     if not bool(cfg.compress):
@@ -152,38 +155,26 @@ def make_engine(cfg: DictConfig, problem: Problem, depths: Sequence[int]) -> Eng
         return Engine(name=f"full-{full}", compress=False)
     rot = compressed.rotate_inputs(problem.stats64.sigma11)
     cs = compressed.compress_stats(problem.stats64, rot, dtype)
-    native_ok = False
-    if cfg.engine.value in ("auto", "native") and jax.default_backend() == "cpu":
-        try:
-            from dlnjax.native import compressed as ncomp
-
-            native_ok = ncomp.available()
-        except ImportError:
-            native_ok = False
+    kernels = COMPRESSED.kernels_for(cfg.engine.value)
     log.info(
         "compressed engine: inputs rotated into Sigma11's eigenbasis, %d kept, %d null directions dropped "
         "(eigenvalue gap %.2g); hidden width %d drops out (rank %d)",
         rot.n_kept, rot.n_dropped, rot.gap, int(cfg.hidden),
         min(problem.task.stats.n_in, int(cfg.hidden), problem.task.stats.n_out),
     )
-    return Engine(name="compressed-native" if native_ok else "compressed-xla", compress=True, cs=cs, rot=rot)
+    return Engine(name=f"compressed-{kernels}", compress=True, cs=cs, rot=rot)
 
 
 def _compressed_runner(engine: Engine, cfg: DictConfig, last_trained: bool, readout: Any) -> Any:
     import jax
 
-    from dlnjax import compressed
+    from dlnjax.engines.compressed import COMPRESSED
 
     key = ("c", last_trained)
     if key not in engine.runners:
         kw = dict(record_every=int(cfg.record_every), last_trained=last_trained, readout=readout,
                   spike_rtol=float(cfg.stats.spike_rtol))
-        if engine.name == "compressed-native":
-            from dlnjax.native import compressed as ncomp
-
-            engine.runners[key] = jax.jit(ncomp.make_member_runner(engine.cs, **kw))
-        else:
-            engine.runners[key] = jax.jit(compressed.make_member_runner(engine.cs, **kw))
+        engine.runners[key] = jax.jit(COMPRESSED.make_runner(engine.cs, kernels=engine.name.split("-", 1)[1], **kw))
     return engine.runners[key]
 
 
@@ -195,7 +186,7 @@ def _threshold(cfg: DictConfig, loss0: float, e_star: float, e_zero: float) -> f
     unless the config names another)."""
     from dlnjax.thresholds import Threshold
 
-    return Threshold.from_config(cfg.threshold, "initial").resolve(e_star, loss0=loss0, e_zero=e_zero)
+    return Threshold.from_config(cfg.threshold).resolve(e_star, loss0=loss0, e_zero=e_zero)
 
 
 def run_depth(cfg: DictConfig, problem: Problem, engine: Engine, depth: int, rates: np.ndarray, l_cap: int,
@@ -215,7 +206,6 @@ def run_depth(cfg: DictConfig, problem: Problem, engine: Engine, depth: int, rat
     e_star = float(linear.best_error(problem.stats64, rank=r))
     u_r = np.asarray(task.u, np.float64)[:, :r]
     v_r = np.asarray(task.v, np.float64)[:, :r]
-    key = jax.random.fold_in(jax.random.PRNGKey(int(cfg.seed)), depth)
     if engine.compress:
         cores = compressed.decoupled_cores(widths, float(cfg.u0), task.u, task.v, engine.rot, l_cap=l_cap, dtype=dtype)
         loss0 = float(compressed._loss_jit(cores, engine.cs))
@@ -227,6 +217,7 @@ def run_depth(cfg: DictConfig, problem: Problem, engine: Engine, depth: int, rat
         )
         sharp_fn = member.sharpness
     else:
+        key = jax.random.fold_in(jax.random.PRNGKey(int(cfg.seed)), depth)  # the hidden bases of the full-width start
         w0 = init.decoupled(key, widths, float(cfg.u0), task.u, task.v, hidden_basis=cfg.hidden_basis, dtype=dtype)
         loss0 = float(linear.loss_from_stats(w0, stats))
         thr = _threshold(cfg, loss0, e_star, 0.5 * float(problem.stats64.tr33))
@@ -414,16 +405,12 @@ def summary_fields(cfg: DictConfig, problem: Problem, depths: Sequence[int], rat
                    engine: Engine) -> dict:
     from dlnjax import robust
 
-    class _S:  # the per-depth statistics as robust.headline expects them
-        def __init__(self, d: dict):
-            self.best_rate, self.edge, self.learning_time, self.t_ct, self.t_min = (
-                d.get("best_rate"), d.get("edge"), d.get("learning_time"), d.get("t_ct"), d.get("t_min"))
-            self.extra = d
-
-    head = robust.headline(depths, [_S(r.stats) for r in recs], int(cfg.fit_min_depth))
+    per = lambda k: [r.stats.get(k) for r in recs]  # noqa: E731
+    head = robust.headline_from_lists(depths, int(cfg.fit_min_depth), best_rate=per("best_rate"), edge=per("edge"),
+                                      learning_time=per("learning_time"), t_ct=per("t_ct"), t_min=per("t_min"),
+                                      band_centre=per("band_centre"))
     th = [theory_times(cfg, problem, r) for r in recs]
     opt = [theory_optimal_rate(problem.task, d) for d in depths]
-    per = lambda k: [r.stats.get(k) for r in recs]  # noqa: E731
     ds = problem.ds
     rot = engine.rot
     return dict(
@@ -504,159 +491,3 @@ def result_arrays(depths: Sequence[int], rates: np.ndarray, recs: list[DepthReco
         arrays[f"sharpness_steps_depth{r.depth}"] = np.asarray(r.stats.get("sharpness_steps") or [], np.int64)
         arrays[f"sharpness_depth{r.depth}"] = np.asarray(r.stats.get("sharpness") or [], np.float64)
     return arrays
-
-
-# ----------------------------------------------------------------------------------------
-# figures
-# ----------------------------------------------------------------------------------------
-def _arr(v: Sequence[Any]) -> np.ndarray:
-    return np.asarray([np.nan if x is None else x for x in v], np.float64)
-
-
-def _causes_text(summary: dict, flow_lt: np.ndarray, th: np.ndarray, lt: np.ndarray, spk: np.ndarray) -> str:
-    """The three gaps of the left panel as ranges over depth (empty without the diffrax flow)."""
-    ok = np.isfinite(flow_lt)
-    if not ok.any():
-        return ""
-
-    def rng(x: np.ndarray, fmt: str) -> str:
-        x = x[np.isfinite(x)]
-        return "n/a" if x.size == 0 else (fmt % x.min()) + " .. " + (fmt % x.max())
-
-    fast = _arr(summary["fastest_learning_time"])
-    return "\n".join([
-        "non-white inputs  flow / Eq.15       " + rng(flow_lt / th, "%.2f"),
-        "finite rate       run / flow - 1     " + rng(lt / flow_lt - 1.0, "%+.1e"),
-        "edge of stability fastest / flow     " + rng(fast / flow_lt, "%.2f")
-        + f"  ({int((spk > 0).sum())}/{len(spk)} depths spike)",
-    ])
-
-
-def fig4(out: Path, summary: dict, whitened: bool, fit_min_depth: int) -> None:
-    """Fig. 4: learning time and rates against depth, robust statistics in black, the measured
-    finite-rate ones (which the edge of stability moves) in grey/red, theory overlaid."""
-    import matplotlib.pyplot as plt
-
-    from ..common import save_figure
-
-    d = np.asarray(summary["depths"], float)
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4.6))
-    lt = _arr(summary["learning_time"])
-    a1.plot(d, lt, "o-", color="k", label="learning time at the best rate, T_ct·λ* (robust)")
-    a1.plot(d, _arr(summary["fastest_learning_time"]), "v", color="0.55", label="fastest measured crossing (edge of stability)")
-    th = _arr(summary["theory_learning_time_at_best_rate"])
-    lab = "Eq. 15 at the best rate" + ("" if whitened else " (diagonal approx., Σ11 ≠ I)")
-    if np.isfinite(th).any():
-        a1.plot(d, th, "s--", color="tab:red", mfc="none", label=lab)
-    # the continuous gradient flow on the real (non-white) statistics, by diffrax, at the same
-    # best rate: T_ct(diffrax) * lambda*. Eq. 15 vs this: the diagonal approximation (non-white
-    # inputs); this vs the black line: the small-rate run's finite rate; black vs grey: finite
-    # rates near the edge of stability
-    lam = _arr(summary.get("lambda_star") or [None] * len(d))
-    tfl = _arr(summary.get("t_ct_diffrax") or [None] * len(d))
-    flow_lt = tfl * lam
-    if np.isfinite(flow_lt).any():
-        a1.plot(d, flow_lt, "D", color="tab:blue", mfc="none", ms=9, mew=1.2,
-                label="gradient flow on the real Σ11 (diffrax), T_ct(flow)·λ*")
-    spk = np.asarray([x or 0 for x in summary["runs_with_spikes_before_crossing"]])
-    if (spk > 0).any():
-        ft = _arr(summary["fastest_learning_time"])
-        a1.plot(d[spk > 0], ft[spk > 0], "x", color="tab:orange", ms=5, label="depth with spiking runs (EoS)")
-    box = _causes_text(summary, flow_lt, th, lt, spk)
-    if box:
-        a1.text(0.02, 0.97, box, transform=a1.transAxes, ha="left", va="top", multialignment="left", fontsize=6.5,
-                family="monospace",
-                bbox=dict(boxstyle="round", fc="white", ec="0.7", alpha=0.9))
-    a1.set_xscale("log")
-    if np.isfinite(lt).any():
-        a1.set_yscale("log")
-    depth_ticks(a1, summary["depths"])
-    a1.set_xlabel("depth N_l (layers)")
-    a1.set_ylabel("learning time (steps)")
-    a1.set_title(f"Learning time vs depth ({summary['dataset']}, growth ×{summary['learning_time_growth']:.2f})"
-                 if summary.get("learning_time_growth") else f"Learning time vs depth ({summary['dataset']})")
-    a1.legend(fontsize=7)
-
-    best = _arr(summary["best_learning_rate"])
-    a2.plot(d, best, "o-", color="k", label="best rate 1/λ* (λ*: max Hessian eig. along the path)")
-    a2.plot(d, _arr(summary["stability_edge_predicted"]), "--", color="k", lw=1, label="predicted edge 2/λ*")
-    em = _arr(summary["stability_edge_measured"])
-    a2.plot(d, em, "^-", color="tab:red", ms=4, lw=0.8, label="measured edge (bisection)")
-    a2.plot(d, _arr(summary["fastest_rate"]), "v", color="0.55", label="fastest measured rate")
-    band = np.asarray([[np.nan if x is None else x for x in b] for b in summary["band_10pct"]], float)
-    if band.size:
-        a2.fill_between(d, band[:, 0], band[:, 1], color="0.85", label="rates within 10% of the fastest")
-    a2.plot(d, summary["theory_optimal_learning_rate"], ":", color="tab:red", label="supplement 1/λ₁(a_opt), diag. approx.")
-    rates = np.asarray(summary["learning_rates"], float)
-    a2.axhline(rates.min(), color="0.8", lw=0.6)
-    a2.axhline(rates.max(), color="0.8", lw=0.6)
-    a2.set_xscale("log")
-    a2.set_yscale("log")
-    depth_ticks(a2, summary["depths"])
-    a2.set_xlabel("depth N_l (layers)")
-    a2.set_ylabel("learning rate")
-    ttl = "Rates vs depth"
-    if summary.get("lr_exponent") is not None:
-        ttl += f" (best-rate slope {summary['lr_exponent']:.2f} for N_l ≥ {fit_min_depth})"
-    a2.set_title(ttl)
-    a2.legend(fontsize=7)
-    fig.tight_layout()
-    save_figure(fig, out / "depth_sweep")
-
-
-def grid_figure(out: Path, arrays: dict, stem: str = "depth_sweep_grid") -> None:
-    import matplotlib.pyplot as plt
-    from matplotlib.colors import LogNorm
-
-    from ..common import save_figure
-
-    depths, rates = arrays["depths"], arrays["learning_rates"]
-    lt, st, sp = arrays["learning_time"], arrays["status"], arrays["spikes"]
-    fig, ax = plt.subplots(figsize=(9, 0.35 * len(depths) + 2.2))
-    finite = lt[np.isfinite(lt)]
-    norm = LogNorm(vmin=max(finite.min(), 1), vmax=max(finite.max(), 2)) if finite.size else None
-    im = ax.imshow(np.where(np.isfinite(lt), lt, np.nan), aspect="auto", origin="lower", cmap="viridis_r", norm=norm)
-    marks = dict(diverged=("×", "tab:red"), stopped=("▽", "0.35"), skipped=("·", "0.6"), unsettled=("~", "tab:purple"))
-    for i in range(len(depths)):
-        for j in range(len(rates)):
-            s = str(st[i, j])
-            if s in marks:
-                ax.text(j, i, marks[s][0], ha="center", va="center", color=marks[s][1], fontsize=9)
-            elif sp[i, j] > 0:
-                ax.plot(j + 0.32, i + 0.25, ".", color="tab:orange", ms=4)
-    ax.set_yticks(range(len(depths)), [str(x) for x in depths])
-    step = max(1, len(rates) // 8)
-    ax.set_xticks(range(0, len(rates), step), [f"{r:.1e}" for r in rates[::step]], rotation=45)
-    ax.set_xlabel("learning rate")
-    ax.set_ylabel("depth N_l")
-    ax.set_title("Learning time; × diverged, ▽ stopped (3× the fastest), · skipped (slower still),\n"
-                 "~ unsettled, orange dot: loss spikes before the crossing", fontsize=9)
-    if norm is not None:
-        fig.colorbar(im, ax=ax, label="learning time (steps)")
-    fig.tight_layout()
-    save_figure(fig, out / stem)
-
-
-def sharpening_figure(out: Path, arrays: dict, summary: dict, stem: str = "depth_sweep_sharpening") -> None:
-    """Progressive sharpening: the Hessian's top eigenvalue along each depth's gradient-flow path."""
-    import matplotlib.pyplot as plt
-
-    from ..common import save_figure
-
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
-    depths = [int(x) for x in arrays["depths"]]
-    cmap = plt.get_cmap("viridis")
-    for i, dd in enumerate(depths):
-        s = arrays.get(f"sharpness_steps_depth{dd}")
-        v = arrays.get(f"sharpness_depth{dd}")
-        if s is None or len(s) == 0:
-            continue
-        frac = np.asarray(s, float) / max(float(np.max(s)), 1.0)
-        ax.plot(frac, v, "-", color=cmap(i / max(len(depths) - 1, 1)), lw=1.2, label=f"N_l = {dd}")
-    ax.set_yscale("log")
-    ax.set_xlabel("fraction of the way to the crossing (small-rate run)")
-    ax.set_ylabel("top Hessian eigenvalue λ_max")
-    ax.set_title("Progressive sharpening along the gradient-flow path")
-    ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    save_figure(fig, out / stem)
