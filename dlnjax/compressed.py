@@ -376,16 +376,10 @@ def loss(cores: Cores, cs: CStats) -> Array:
     return 0.5 * cs.tr33 - jnp.sum(w * cs.sigma31) + 0.5 * jnp.sum(w * w * cs.lam)
 
 
-def loss_and_grads(cores: Cores, cs: CStats, buf: Array | None = None) -> tuple[Array, Cores, Array]:
-    """Loss and the gradient of every core (as a :class:`Cores`; hidden beyond ``n_hidden`` zero).
-
-    ``buf`` is a ``(L_cap, N_out, r)`` scratch for the suffix products (returned for reuse)."""
-    if buf is None:
-        buf = jnp.zeros((cores.hidden.shape[0],) + cores.last.shape, cores.last.dtype)
-    s0, buf = suffix(cores, buf)
-    w = s0 @ cores.first
+def _backward(cores: Cores, cs: CStats, s0: Array, w: Array, buf: Array) -> tuple[Array, Array, Array]:
+    """The gradient of every core from :func:`forward`'s products (Eq. 13 through the hidden
+    loop): ``(dE/dM_first, dE/dM_hidden (L_cap, r, r; zero beyond n_hidden), dE/dM_last)``."""
     g = w * cs.lam - cs.sigma31
-    e = 0.5 * cs.tr33 - jnp.sum(w * cs.sigma31) + 0.5 * jnp.sum(w * w * cs.lam)
     g_first = _mT(s0) @ g
     c = g @ _mT(cores.first)
 
@@ -397,6 +391,17 @@ def loss_and_grads(cores: Cores, cs: CStats, buf: Array | None = None) -> tuple[
         return _mm(q, _mT(h)), gh
 
     q_top, g_hidden = jax.lax.fori_loop(0, cores.n_hidden, body, (c, jnp.zeros_like(cores.hidden)))
+    return g_first, g_hidden, q_top
+
+
+def loss_and_grads(cores: Cores, cs: CStats, buf: Array | None = None) -> tuple[Array, Cores, Array]:
+    """Loss and the gradient of every core (as a :class:`Cores`; hidden beyond ``n_hidden`` zero).
+
+    ``buf`` is a ``(L_cap, N_out, r)`` scratch for the suffix products (returned for reuse)."""
+    if buf is None:
+        buf = jnp.zeros((cores.hidden.shape[0],) + cores.last.shape, cores.last.dtype)
+    s0, w, e, buf = forward(cores, cs, buf)
+    g_first, g_hidden, q_top = _backward(cores, cs, s0, w, buf)
     grads = Cores(g_first, g_hidden, q_top, jnp.zeros_like(cores.first_null), cores.n_hidden)
     return e, grads, buf
 
@@ -410,23 +415,12 @@ def forward(cores: Cores, cs: CStats, buf: Array) -> tuple[Array, Array, Array, 
 
 
 def update(cores: Cores, cs: CStats, lr: Array, s0: Array, w: Array, buf: Array, last_trained: bool = True) -> Cores:
-    """``M_l <- M_l - lr dE/dM_l`` for every core, from :func:`forward`'s products. Hidden cores
-    are updated in place in the same pass that forms their gradients; ``lr = 0`` leaves every
-    core bit-for-bit unchanged (a stopped member)."""
-    g = w * cs.lam - cs.sigma31
-    new_first = cores.first - lr * (_mT(s0) @ g)
-    c = g @ _mT(cores.first)
-
-    def body(j, carry):
-        q, hs = carry
-        h = jax.lax.dynamic_index_in_dim(hs, j, 0, keepdims=False)  # not yet updated
-        s = jax.lax.dynamic_index_in_dim(buf, j, 0, keepdims=False)
-        hs = jax.lax.dynamic_update_index_in_dim(hs, h - lr * _mm(_mT(s), q), j, 0)
-        return _mm(q, _mT(h)), hs
-
-    q_top, hidden = jax.lax.fori_loop(0, cores.n_hidden, body, (c, cores.hidden))
+    """``M_l <- M_l - lr dE/dM_l`` for every core, from :func:`forward`'s products
+    (:func:`_backward`'s gradients; hidden gradients beyond ``n_hidden`` are zero, so those cores
+    stay as they are). ``lr = 0`` leaves every core bit-for-bit unchanged (a stopped member)."""
+    g_first, g_hidden, q_top = _backward(cores, cs, s0, w, buf)
     new_last = cores.last - lr * q_top if last_trained else cores.last
-    return Cores(new_first, hidden, new_last, cores.first_null, cores.n_hidden)
+    return Cores(cores.first - lr * g_first, cores.hidden - lr * g_hidden, new_last, cores.first_null, cores.n_hidden)
 
 
 def step(cores: Cores, cs: CStats, lr: Array, buf: Array, last_trained: bool = True) -> tuple[Cores, Array, Array]:

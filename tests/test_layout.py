@@ -55,3 +55,20 @@ def test_the_app_registry_lists_every_hydra_app_and_its_schema():
         mod = schema_module(name)
         assert callable(mod.check) and hasattr(mod, "Config"), name
         assert (CONFIGS / name / "config.yaml").is_file(), name
+
+
+def test_shared_figures_take_results_not_configs():
+    """The figures in experiments/_shared/plots draw a run's results (a summary dict, result
+    arrays or a result dataclass), so any run directory can be redrawn without its config: no
+    public function there takes a ``cfg`` argument or reads ``cfg.``."""
+    offenders = []
+    for path in sorted((ROOT / "experiments" / "_shared" / "plots").glob("*.py")):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.FunctionDef):
+                if any(a.arg in ("cfg", "config") for a in node.args.args + node.args.kwonlyargs):
+                    offenders.append(f"{path.name}:{node.name}")
+            elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "cfg":
+                offenders.append(f"{path.name}:{node.lineno}")
+    assert len(list((ROOT / "experiments" / "_shared" / "plots").glob("*.py"))) >= 4
+    assert not offenders, offenders
