@@ -102,16 +102,6 @@ def resolved_config(cfg: DictConfig) -> dict:
 
 
 # ----------------------------------------------------------------------------------------
-# data
-# ----------------------------------------------------------------------------------------
-def load_dataset(d: DictConfig) -> Any:
-    """Build the data set a config names (``data`` group: a source of :data:`dlnjax.data.DATASETS`)."""
-    from dlnjax.data import registry
-
-    return registry.load(d)
-
-
-# ----------------------------------------------------------------------------------------
 # the app wrapper: clear one-line errors, non-zero exit
 # ----------------------------------------------------------------------------------------
 def check_engine() -> None:

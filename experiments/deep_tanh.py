@@ -20,7 +20,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from . import schemas
-from .common import Progress, entry, load_dataset, resolved_config, run_dir, save_figure, write_results
+from .common import Progress, entry, resolved_config, run_dir, save_figure, write_results
 
 log = logging.getLogger("dlnjax")
 
@@ -35,11 +35,12 @@ def run(cfg: DictConfig) -> dict:
     import matplotlib.pyplot as plt
 
     from dlnjax import devices, nonlinear
+    from dlnjax.data import registry as data_registry
 
     out = run_dir()
     t0 = time.time()
     dtype = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
-    ds = load_dataset(cfg.data)
+    ds = data_registry.load(cfg.data)
     if ds.x_test is None:
         raise schemas.ConfigError(f"invalid config: data={cfg.data.name.value} (allowed: a data set with a test split: embedded, mnist, fashion_mnist)")
     x, xt = jnp.asarray(ds.x, dtype), jnp.asarray(ds.x_test, dtype)

@@ -24,7 +24,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from . import schemas
-from .common import Progress, entry, load_dataset, resolved_config, run_dir, save_figure, write_results
+from .common import Progress, entry, resolved_config, run_dir, save_figure, write_results
 
 log = logging.getLogger("dlnjax")
 
@@ -57,11 +57,12 @@ def run(cfg: DictConfig) -> dict:
 
     from dlnjax import init as inits
     from dlnjax import devices, linear, reduced, theory
+    from dlnjax.data import registry as data_registry
 
     out = run_dir()
     t_start = time.time()
     dtype = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
-    ds = load_dataset(cfg.data)
+    ds = data_registry.load(cfg.data)
     stats = linear.stats_from_examples(ds.x, ds.y).astype(dtype)
     u_full, s, v_full = inits.full_svd_basis(stats.sigma31)
     s_np = np.asarray(s, np.float64)

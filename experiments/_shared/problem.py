@@ -11,7 +11,6 @@ import numpy as np
 from omegaconf import DictConfig
 
 from .. import schemas
-from ..common import load_dataset
 
 log = logging.getLogger("dlnjax")
 
@@ -51,7 +50,9 @@ def prepare(cfg: DictConfig) -> Problem:
     from dlnjax import linear, sweep
 
     dtype = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
-    ds = load_dataset(cfg.data)
+    from dlnjax.data import registry as data_registry
+
+    ds = data_registry.load(cfg.data)
     if ds.n_in < 1 or ds.n_out < 1:
         raise schemas.ConfigError(f"invalid config: data={cfg.data.name} gives an empty problem")
     stats = linear.stats_from_examples(ds.x, ds.y, dtype=jnp.float64 if dtype == jnp.float64 else None).astype(dtype)
