@@ -13,6 +13,13 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+# One persistent XLA compilation cache for the test run: both tiers of .ci/run and every app a
+# test starts in a new interpreter (they inherit the variables) compile each program once. It is
+# keyed by the program and the compiler's flags and version, so a cached executable is the one a
+# fresh compile would give: the same numbers. Set JAX_COMPILATION_CACHE_DIR to move it ('' disables).
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(ROOT / ".jax_cache"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.1")
+
 import jax  # noqa: E402
 import pytest  # noqa: E402
 
