@@ -37,9 +37,8 @@ import time
 import numpy as np
 from omegaconf import DictConfig
 
-from .common import Progress, entry, resolved_config, run_dir, save_figure, save_npz, write_results
-from ._shared.checkpoint import config_json as _config_json
-from ._shared.checkpoint import load_tagged as _load_state
+from .common import Progress, entry, resolved_config, run_dir, write_results
+from ._shared.checkpoint import load_tagged, save_tagged
 from ._shared.plots.init_comparison import InitComparisonResult, figure
 from ._shared.problem import learning_rate_grid, prepare, theory_optimal_rate
 
@@ -168,7 +167,7 @@ def run(cfg: DictConfig) -> dict:
         t0 = time.time()
         widths = sweep.widths_for(stats.n_in, stats.n_out, depth, int(cfg.hidden))
         done_file = out / "partial" / f"depth{depth}.npz"
-        saved = _load_state(done_file, cfg)
+        saved = load_tagged(done_file, cfg)
         if saved is not None:  # finished in an earlier run of this very config
             for kind in kinds:
                 lt[kind][di], div[kind][di] = saved[f"lt_{kind}"], saved[f"div_{kind}"]
@@ -200,7 +199,7 @@ def run(cfg: DictConfig) -> dict:
             prog.update(di * max_chunks + steps // int(cfg.chunk_steps), f"depth {depth}: step {steps}, {done}/{total} crossed or diverged")
 
         state_file = out / "partial" / f"depth{depth}.state.npz"
-        resume = _load_state(state_file, cfg)
+        resume = load_tagged(state_file, cfg)
         if resume is not None:
             log.info("depth %d: continuing from step %d (%s)", depth, int(resume["done_steps"]), state_file)
         every = int(cfg.checkpoint_every)
@@ -208,7 +207,7 @@ def run(cfg: DictConfig) -> dict:
         def on_chunk(snap, state_file=state_file):
             done = int(snap["done_steps"])
             if done % every < int(cfg.chunk_steps) and done < int(cfg.max_steps):
-                save_npz(state_file, config_json=np.asarray(_config_json(cfg)), **snap)
+                save_tagged(state_file, cfg, **snap)
 
         res = sweep.run_batch(
             stats, batch, lrs, threshold=thr, max_steps=int(cfg.max_steps), chunk_steps=int(cfg.chunk_steps),
@@ -235,7 +234,7 @@ def run(cfg: DictConfig) -> dict:
                 curves[f"loss_{kind}_depth{depth}"] = res.loss[m]
         curves[f"steps_depth{depth}"] = rec_steps
         mine = {k: v for k, v in curves.items() if k.endswith(f"_depth{depth}")}
-        save_npz(done_file, config_json=np.asarray(_config_json(cfg)), threshold=np.asarray(thr), e_star=np.asarray(e_star),
+        save_tagged(done_file, cfg, threshold=np.asarray(thr), e_star=np.asarray(e_star),
                  **{f"lt_{k}": lt[k][di] for k in kinds}, **{f"div_{k}": div[k][di] for k in kinds}, **mine)
         state_file.unlink(missing_ok=True)
         log.info(

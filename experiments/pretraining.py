@@ -35,7 +35,7 @@ import time
 import numpy as np
 from omegaconf import DictConfig
 
-from .common import Progress, entry, resolved_config, run_dir, save_figure, write_results
+from .common import Progress, entry, resolved_config, run_dir, write_results
 from ._shared.plots.pretraining import PretrainingResult, figure
 from ._shared.problem import learning_rate_grid, prepare
 
