@@ -12,6 +12,8 @@ from typing import Any, Sequence
 import jax
 import jax.numpy as jnp
 
+from .problem import full_svd_basis  # noqa: F401  (defined in dlnjax.problem)
+
 Array = Any
 
 __all__ = [
@@ -65,12 +67,6 @@ def random_orthogonal(key: Array, widths: Sequence[int], gain: float = 1.0, dtyp
     """Haar (semi-)orthogonal layers times ``gain`` (ICLR version, Section 3)."""
     keys = jax.random.split(key, len(widths) - 1)
     return tuple(gain * haar_orthogonal(k, widths[i + 1], widths[i], dtype) for i, k in enumerate(keys))
-
-
-def full_svd_basis(sigma31: Array) -> tuple[Array, Array, Array]:
-    """Full SVD ``Sigma31 = U S V^T`` with square U (N3 x N3) and V (N1 x N1), s descending."""
-    u, s, vt = jnp.linalg.svd(jnp.asarray(sigma31), full_matrices=True)
-    return u, s, vt.T
 
 
 def decoupled(

@@ -22,42 +22,11 @@ import jax
 import jax.numpy as jnp
 
 from . import engines
+from .problem import Stats, best_error, stats_from_examples  # noqa: F401  (defined in dlnjax.problem)
 from .engines.auto import NATIVE_MIN_BYTES, NATIVE_MIN_LAYER_BYTES  # noqa: F401  (kept names)
 
 Array = Any
 Weights = tuple  # tuple[Array, ...]
-
-
-class Stats(NamedTuple):
-    """Sufficient statistics of a regression data set (sums over examples, Eq. 2)."""
-
-    sigma11: Array  # (N1, N1) = sum x x^T
-    sigma31: Array  # (N3, N1) = sum y x^T
-    tr33: Array  # scalar  = sum ||y||^2
-
-    @property
-    def n_in(self) -> int:
-        return int(self.sigma11.shape[0])
-
-    @property
-    def n_out(self) -> int:
-        return int(self.sigma31.shape[0])
-
-    def astype(self, dtype: Any) -> "Stats":
-        return Stats(*(jnp.asarray(v, dtype) for v in self))
-
-
-def stats_from_examples(x: Array, y: Array, dtype: Any = None) -> Stats:
-    """Sigma11 = X^T X, Sigma31 = Y^T X, tr Sigma33 = ||Y||_F^2 with examples as rows.
-
-    Accumulated in float64 when x64 is on, else float32 (sums of up to 60,000 examples).
-    """
-    x = jnp.asarray(x)
-    y = jnp.asarray(y)
-    dtype = dtype or jnp.result_type(float)
-    x = x.astype(dtype)
-    y = y.astype(dtype)
-    return Stats(x.T @ x, y.T @ x, jnp.sum(y * y))
 
 
 def product(weights: Sequence[Array]) -> Array:
@@ -362,24 +331,3 @@ def train(
     last = evaluate(st, stats, u, v)
     rec = jax.tree_util.tree_map(lambda r, l: jnp.concatenate([r, l[None]]), rec, last)
     return st, rec
-
-
-def best_error(stats: Stats, rank: int | None = None) -> float:
-    """Smallest E any product of rank <= ``rank`` reaches on these statistics (exact).
-
-    With ``Sigma11 = L L^T`` (eigendecomposition, zero directions dropped), E(W) =
-    1/2 tr S33 - 1/2 ||S31 L^+T||^2 + 1/2 ||W L - S31 L^+T||^2, so the minimum over
-    rank-k W is ``1/2 tr S33 - 1/2 sum_{i <= k} sigma_i^2`` with sigma_i the singular
-    values of ``S31 L^{+T}`` (Eckart-Young in the whitened coordinates).
-    """
-    import numpy as np  # one-off, outside any jit: always in float64
-
-    s11 = np.asarray(stats.sigma11, np.float64)
-    s31 = np.asarray(stats.sigma31, np.float64)
-    evals, evecs = np.linalg.eigh(s11)
-    keep = evals > evals.max() * 1e-12
-    m = (s31 @ evecs[:, keep]) / np.sqrt(evals[keep])
-    sv = np.linalg.svd(m, compute_uv=False)
-    if rank is not None:
-        sv = sv[: int(rank)]
-    return float(0.5 * float(stats.tr33) - 0.5 * np.sum(sv**2))

@@ -17,40 +17,10 @@ import numpy as np
 from . import devices
 from . import init as inits
 from . import linear, theory
+from .problem import Task  # noqa: F401  (defined in dlnjax.problem)
 from .thresholds import Threshold
 
 Array = Any
-
-
-@dataclass
-class Task:
-    """Statistics plus the task's singular structure (computed once per run)."""
-
-    stats: linear.Stats
-    u: Array  # (N3, N3) output singular vectors
-    s: np.ndarray  # singular values of Sigma31 (descending)
-    v: Array  # (N1, N1) input singular vectors
-    d: np.ndarray  # v_a^T Sigma11 v_a for each mode (1 for whitened inputs)
-
-    @classmethod
-    def from_stats(cls, stats: linear.Stats) -> "Task":
-        u, s, v = inits.full_svd_basis(stats.sigma31)
-        r = len(s)
-        d = jnp.einsum("ia,ij,ja->a", v[:, :r], stats.sigma11, v[:, :r])
-        return cls(stats, u, np.asarray(s, np.float64), v, np.asarray(d, np.float64))
-
-    @property
-    def n_modes(self) -> int:
-        return int(np.sum(self.s > self.s[0] * 1e-10))
-
-    def effective_modes(self) -> tuple[np.ndarray, np.ndarray]:
-        """Per-mode (s_eff, d) of the diagonal approximation ``tau du/dt = n d u^(2-2/n)(s/d - u)``.
-
-        Exact when ``V^T Sigma11 V`` is diagonal (whitened inputs: d = 1, s_eff = s), i.e. when
-        the consistency condition of Eq. 18 holds; an approximation otherwise.
-        """
-        k = self.n_modes
-        return self.s[:k] / self.d[:k], self.d[:k]
 
 
 def widths_for(n_in: int, n_out: int, depth: int, hidden: int) -> tuple[int, ...]:

@@ -174,3 +174,20 @@ def test_scaled_gaussian_preserves_norm_on_average(key):
     x = jax.random.normal(jax.random.PRNGKey(1), (400, 50), jnp.float64)
     ratio = float(jnp.mean(jnp.sum((w @ x) ** 2, 0) / jnp.sum(x**2, 0)))
     assert ratio == pytest.approx(1.0, abs=0.1)
+
+
+def test_is_whitened_knows_the_teacher_from_raw_inputs():
+    """Task.is_whitened (dlnjax.problem): the teacher's Sigma11 = I holds in float64 and float32
+    (to each dtype's rounding); correlated inputs, or I moved by more than that rounding, are not
+    whitened."""
+    from dlnjax.problem import Task, is_whitened
+
+    ds = teacher([3.0, 2.0, 1.0], 8, 4, n_examples=20, seed=1)
+    for dtype in (jnp.float64, jnp.float32):
+        st = linear.stats_from_examples(ds.x, ds.y, dtype=dtype)
+        assert Task.from_stats(st).is_whitened, dtype
+    x = np.random.default_rng(0).standard_normal((30, 8)) @ np.diag(np.linspace(1, 3, 8))
+    assert not Task.from_stats(linear.stats_from_examples(x, ds.y[:1].repeat(30, 0), dtype=jnp.float64)).is_whitened
+    nudged = np.eye(5)
+    nudged[0, 1] = nudged[1, 0] = 1e-6
+    assert not is_whitened(nudged) and is_whitened(nudged.astype(np.float32))

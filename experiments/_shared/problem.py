@@ -23,9 +23,11 @@ class Problem:
 
     @property
     def whitened(self) -> bool:
-        """Sigma11 = I (exactly, up to rounding): the paper's theory is exact there."""
-        s11 = np.asarray(self.stats64.sigma11)
-        return bool(np.allclose(s11, np.eye(s11.shape[0]), atol=1e-8 * max(1.0, float(np.abs(s11).max()))))
+        """Sigma11 = I (exactly, up to rounding): the paper's theory is exact there
+        (:func:`dlnjax.problem.is_whitened` on the float64 statistics)."""
+        from dlnjax.problem import is_whitened
+
+        return is_whitened(self.stats64.sigma11)
 
 
 def learning_rate_grid(cfg: DictConfig) -> np.ndarray:
