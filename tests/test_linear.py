@@ -180,7 +180,12 @@ def test_is_whitened_knows_the_teacher_from_raw_inputs():
     """Task.is_whitened (dlnjax.problem): the teacher's Sigma11 = I holds in float64 and float32
     (to each dtype's rounding); correlated inputs, or I moved by more than that rounding, are not
     whitened."""
+    from dlnjax import init, problem, sweep
     from dlnjax.problem import Task, is_whitened
+
+    # one definition, also exported where the code using it lives
+    assert linear.Stats is problem.Stats and sweep.Task is Task and init.full_svd_basis is problem.full_svd_basis
+    assert linear.best_error is problem.best_error and linear.stats_from_examples is problem.stats_from_examples
 
     ds = teacher([3.0, 2.0, 1.0], 8, 4, n_examples=20, seed=1)
     for dtype in (jnp.float64, jnp.float32):
