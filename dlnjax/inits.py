@@ -68,6 +68,12 @@ class Init(Protocol):
         """``n_layers`` stacked ``n x n`` matrices at unit gain (random-matrix apps)."""
         ...
 
+    def cores(self, key: Array, widths: Sequence[int], rot: Any, *, l_cap: int | None = None, dtype: Any = None,
+              prepared: Any = None, **hp: Any) -> Any:
+        """The start as compressed cores (:class:`dlnjax.compressed.Cores`, inputs rotated by
+        ``rot``), for an ``aligned`` init only."""
+        ...
+
 
 def _need(name: str, hp: dict, key: str) -> Any:
     if key not in hp or hp[key] is None:
@@ -94,6 +100,18 @@ class InitBase:
                  **hp: Any) -> list[tuple]:
         keys = jax.random.split(key, n_seeds)
         return [self.weights(k, widths, dtype=dtype, prepared=prepared, seed=i, **hp) for i, k in enumerate(keys)]
+
+    def cores(self, key: Array, widths: Sequence[int], rot: Any, *, l_cap: int | None = None, dtype: Any = None,
+              prepared: Any = None, **hp: Any) -> Any:
+        """By default from the full-width start (:func:`dlnjax.compressed.cores_from_weights`, which
+        refuses a start that is not rank-r aligned); an aligned init that can build its cores
+        without the full-width weights overrides this (``decoupled``)."""
+        from . import compressed
+
+        if not self.aligned:
+            raise ValueError(f"init {self.name!r} is not rank-r aligned: it cannot run on the compressed engine")
+        w = self.weights(key, widths, dtype=dtype, prepared=prepared, **hp)
+        return compressed.cores_from_weights(w, rot, l_cap=l_cap, dtype=dtype)[0]
 
     def square_stack(self, key: Array, n: int, n_layers: int, dtype: Any = None) -> Array:
         raise ValueError(f"init {self.name!r} has no stack of square random matrices; "
@@ -159,6 +177,15 @@ class Decoupled(InitBase):
     def networks(self, key, widths, n_seeds, *, dtype=None, prepared=None, **hp):
         keys = jax.random.split(key, n_seeds)
         return [self.weights(keys[0], widths, dtype=dtype, prepared=prepared, seed=0, **hp)]
+
+    def cores(self, key, widths, rot, *, l_cap=None, dtype=None, prepared=None, **hp):
+        """Built directly (:func:`dlnjax.compressed.decoupled_cores`), never at full width; the
+        same start as :meth:`weights` up to its hidden bases, which the cores do not carry."""
+        from . import compressed
+
+        return compressed.decoupled_cores(widths, _need(self.name, hp, "u0"), _need(self.name, hp, "u_basis"),
+                                          _need(self.name, hp, "v_basis"), rot, l_cap=l_cap, n_modes=hp.get("n_modes"),
+                                          dtype=dtype)
 
 
 @dataclass(frozen=True)

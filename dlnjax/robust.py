@@ -328,20 +328,11 @@ def memoised(member: MemberFn, cache: dict | None = None, on_new: Callable[[dict
     return wrapped
 
 
-def headline(depths: Sequence[int], stats: Sequence[RateStats], fit_min_depth: int) -> dict:
-    """The sweep's headline numbers from the per-depth statistics (see the module docstring;
-    :func:`headline_from_lists` with each statistic's list over depth)."""
-    return headline_from_lists(
-        depths, fit_min_depth, best_rate=[s.best_rate for s in stats], edge=[s.edge for s in stats],
-        learning_time=[s.learning_time for s in stats], t_ct=[s.t_ct for s in stats], t_min=[s.t_min for s in stats],
-        band_centre=[s.extra.get("band_centre") for s in stats],
-    )
-
-
-def headline_from_lists(depths: Sequence[int], fit_min_depth: int, *, best_rate: Sequence, edge: Sequence,
-                        learning_time: Sequence, t_ct: Sequence, t_min: Sequence, band_centre: Sequence) -> dict:
-    """The headline from per-depth lists (None where not measured), as a run's ``summary.json``
-    stores them: ``lr_exponent`` (slope of log best rate against log depth, depths >=
+def headline(depths: Sequence[int], fit_min_depth: int, *, best_rate: Sequence, edge: Sequence,
+             learning_time: Sequence, t_ct: Sequence, t_min: Sequence, band_centre: Sequence) -> dict:
+    """The sweep's headline numbers (see the module docstring) from per-depth lists (None where
+    not measured), as :class:`RateStats` hold them and a run's ``summary.json`` stores them:
+    ``lr_exponent`` (slope of log best rate against log depth, depths >=
     fit_min_depth), ``learning_time_growth`` (learning time at the best rate, deepest over
     shallowest), ``t_ct_growth`` (the same for T_ct); and, as measured diagnostics that rounding
     moves on raw pixels, ``edge_exponent`` (measured edge), ``band_centre_exponent`` and

@@ -121,10 +121,9 @@ def redraw_depth_sweep(jobs: list[Path], out: Path) -> dict:
                                if isinstance(v, list) and len(v) == n0 else v) for k, v in thr.items()}
     merged["depths"] = depths
 
-    g = lambda k: merged[k]  # noqa: E731
-    head = robust.headline_from_lists(depths, int(configs[0]["fit_min_depth"]), best_rate=g("best_learning_rate"),
-                                      edge=g("stability_edge_measured"), learning_time=g("learning_time"), t_ct=g("t_ct"),
-                                      t_min=g("fastest_learning_time"), band_centre=g("band_centre"))
+    head = robust.headline(depths, int(configs[0]["fit_min_depth"]), best_rate=merged["best_learning_rate"],
+                           edge=merged["stability_edge_measured"], learning_time=merged["learning_time"],
+                           t_ct=merged["t_ct"], t_min=merged["fastest_learning_time"], band_centre=merged["band_centre"])
     merged.update({k: head[k] for k in ("lr_exponent", "learning_time_growth", "t_ct_growth", "edge_exponent",
                                          "band_centre_exponent", "fastest_time_growth", "lr_exponent_fit_depths")})
     merged["aggregated_from"] = [str(j) for j in jobs]

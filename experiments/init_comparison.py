@@ -66,21 +66,6 @@ def initial_weights(kind: str, key, widths, n_seeds: int, cfg: DictConfig, task,
     return INITS[kind].networks(key, widths, n_seeds, dtype=dtype, prepared=stacks.get(kind), **init_hyperparameters(cfg, task))
 
 
-def aligned_cores(kind: str, key, widths, cfg: DictConfig, problem, rot, l_cap: int, dtype):
-    """The compressed cores of an aligned init's start (:attr:`dlnjax.inits.Init.aligned`): for
-    ``decoupled`` built directly (:func:`dlnjax.compressed.decoupled_cores`, never at full width);
-    for any other aligned init, from its full-width weights (:func:`dlnjax.compressed.cores_from_weights`,
-    which refuses a start that is not aligned)."""
-    from dlnjax import compressed
-    from dlnjax.inits import INITS
-
-    task = problem.task
-    if kind == "decoupled":
-        return compressed.decoupled_cores(widths, float(cfg.u0), task.u, task.v, rot, l_cap=l_cap, dtype=dtype)
-    weights = INITS[kind].weights(key, widths, dtype=dtype, **init_hyperparameters(cfg, task))
-    return compressed.cores_from_weights(weights, rot, l_cap=l_cap, dtype=dtype)[0]
-
-
 def run_compressed(kind: str, key, cfg: DictConfig, problem, widths, rates, thr: float) -> dict:
     """An aligned init (one draw: the decoupled reference is deterministic up to its hidden
     bases) on the exact compressed engine, in its own batch apart from the random starts, which
@@ -88,6 +73,7 @@ def run_compressed(kind: str, key, cfg: DictConfig, problem, widths, rates, thr:
     import jax
 
     from dlnjax import compressed
+    from dlnjax.inits import INITS
 
     if "_engine" not in problem.__dict__:
         rot = compressed.rotate_inputs(problem.stats64.sigma11)
@@ -96,7 +82,8 @@ def run_compressed(kind: str, key, cfg: DictConfig, problem, widths, rates, thr:
     rot, cs, runners = problem.__dict__["_engine"]
     dtype = problem.task.stats.sigma11.dtype
     depth = len(widths)
-    cores = aligned_cores(kind, key, widths, cfg, problem, rot, compressed.capacity(cfg.depths), dtype)
+    cores = INITS[kind].cores(key, widths, rot, l_cap=compressed.capacity(cfg.depths), dtype=dtype,
+                              **init_hyperparameters(cfg, problem.task))
     trained_last = depth > 2
     if trained_last not in runners:
         runners[trained_last] = jax.jit(compressed.make_member_runner(cs, record_every=int(cfg.record_every), last_trained=trained_last))

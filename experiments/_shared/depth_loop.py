@@ -133,6 +133,7 @@ def check_full_width_fits(depths: Sequence[int], n_in: int, n_out: int, hidden: 
 class Engine:
     name: str  # what actually ran: 'compressed-xla', 'compressed-native', or the full-width engine
     compress: bool
+    kernels: str = "xla"  # the compressed network's kernels (Compressed.kernels_for)
     cs: Any = None
     rot: Any = None
     runners: dict = field(default_factory=dict)
@@ -161,7 +162,7 @@ def make_engine(cfg: DictConfig, problem: Problem, depths: Sequence[int]) -> Eng
         rot.n_kept, rot.n_dropped, rot.gap, int(cfg.hidden),
         min(problem.task.stats.n_in, int(cfg.hidden), problem.task.stats.n_out),
     )
-    return Engine(name=f"compressed-{kernels}", compress=True, cs=cs, rot=rot)
+    return Engine(name=f"compressed-{kernels}", compress=True, kernels=kernels, cs=cs, rot=rot)
 
 
 def _compressed_runner(engine: Engine, cfg: DictConfig, last_trained: bool, readout: Any) -> Any:
@@ -173,7 +174,7 @@ def _compressed_runner(engine: Engine, cfg: DictConfig, last_trained: bool, read
     if key not in engine.runners:
         kw = dict(record_every=int(cfg.record_every), last_trained=last_trained, readout=readout,
                   spike_rtol=float(cfg.stats.spike_rtol))
-        engine.runners[key] = jax.jit(COMPRESSED.make_runner(engine.cs, kernels=engine.name.split("-", 1)[1], **kw))
+        engine.runners[key] = jax.jit(COMPRESSED.make_runner(engine.cs, kernels=engine.kernels, **kw))
     return engine.runners[key]
 
 
@@ -405,9 +406,9 @@ def summary_fields(cfg: DictConfig, problem: Problem, depths: Sequence[int], rat
     from dlnjax import robust
 
     per = lambda k: [r.stats.get(k) for r in recs]  # noqa: E731
-    head = robust.headline_from_lists(depths, int(cfg.fit_min_depth), best_rate=per("best_rate"), edge=per("edge"),
-                                      learning_time=per("learning_time"), t_ct=per("t_ct"), t_min=per("t_min"),
-                                      band_centre=per("band_centre"))
+    head = robust.headline(depths, int(cfg.fit_min_depth), best_rate=per("best_rate"), edge=per("edge"),
+                           learning_time=per("learning_time"), t_ct=per("t_ct"), t_min=per("t_min"),
+                           band_centre=per("band_centre"))
     th = [theory_times(cfg, problem, r) for r in recs]
     opt = [theory_optimal_rate(problem.task, d) for d in depths]
     ds = problem.ds
