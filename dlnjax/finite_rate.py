@@ -69,6 +69,8 @@ __all__ = [
     "learning_time",
     "stability_edge",
     "network_edge",
+    "FastestRate",
+    "fastest_rate",
 ]
 
 
@@ -234,3 +236,33 @@ def network_edge(s: Array, d: Array = 1.0, depth: int = 3, d_extra: Array = ()) 
     if d_extra.size:
         top = jnp.maximum(top, jnp.max(d_extra) * jnp.max(a2) ** (n - 1))
     return 2.0 / top
+
+
+class FastestRate(NamedTuple):
+    """Outcome of :func:`fastest_rate` (float, int; ``step = -1`` where no rate learned)."""
+
+    rate: Array  # the rate of the fewest steps (the largest such rate on ties)
+    step: Array  # its learning time in steps
+    rates: Array  # the rates scanned
+    steps: Array  # their learning times (-1: not learned)
+
+
+def fastest_rate(
+    u0: Array, s: Array, d: Array = 1.0, *, depth: int, eps: float, num: int = 160, span: float = 100.0,
+    max_steps: int = 200_000,
+) -> FastestRate:
+    """The rate at which the exact maps of the modes (all along the last axis) reach the relative
+    threshold ``E <= E* + eps (E(0) - E*)`` in the fewest steps, over ``num`` log-spaced rates from
+    ``edge / span`` to just below ``edge``, the stability edge of the strongest mode
+    (:func:`stability_edge`; above it the learned top mode cannot settle and a network leaves the
+    decoupled manifold). Exact for whitened inputs (``d = 1``); the diagonal approximation
+    otherwise. Every rate's learning time comes from :func:`learning_time` (vmapped)."""
+    s, d = jnp.atleast_1d(_float(s)), jnp.atleast_1d(_float(d))
+    edge = jnp.min(stability_edge(s, d, depth))
+    rates = edge * jnp.geomspace(1.0 / span, 1.0 - 1e-6, num)
+    lt = jax.vmap(lambda lr: learning_time(u0, lr, s, d, depth=depth, eps=eps, max_steps=max_steps).step)(rates)
+    big = jnp.iinfo(jnp.int32).max
+    key = jnp.where(lt >= 0, lt, big)
+    # the fewest steps; on ties the largest rate (the valley's floor is flat to a step)
+    i = (num - 1) - jnp.argmin(key[::-1])
+    return FastestRate(rates[i], jnp.where(key[i] < big, lt[i], -1), rates, lt)

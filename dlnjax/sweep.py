@@ -291,16 +291,6 @@ def best_rate(res: DepthResult) -> tuple[float | None, float | None]:
     return float(res.learning_rates[i]), float(res.learning_time[i])
 
 
-def loglog_slope(x: Sequence[float], y: Sequence[float]) -> float | None:
-    """Least-squares slope of log y against log x over finite, positive pairs (None if < 2)."""
-    x = np.asarray(x, np.float64)
-    y = np.asarray([np.nan if v is None else v for v in y], np.float64)
-    ok = np.isfinite(x) & np.isfinite(y) & (x > 0) & (y > 0)
-    if ok.sum() < 2:
-        return None
-    return float(np.polyfit(np.log(x[ok]), np.log(y[ok]), 1)[0])
-
-
 def theory_t_ct(task: Task, depth: int, u0: float, rank: int, eps: float, n_grid: int = 4000) -> float:
     """Eq. 15's continuous-time learning time T (so that ``t(lr) = T / lr`` steps): the time, in
     units of ``1/lr``, for the theory's error (:func:`theory_error_curve`, diagonal approximation

@@ -78,7 +78,9 @@ def tidy(jobs: list[Path]) -> tuple[list[dict], list[dict]]:
         job_rows.append({**base, **{k: v for k, v in s.items() if isinstance(v, SCALARS)}})
         depths = s.get("depths")
         if isinstance(depths, list):
-            cols = {k: v for k, v in s.items() if isinstance(v, list) and len(v) == len(depths) and k != "depths" and not k.endswith("_fit_depths")}
+            from ._shared.depth_loop import NOT_PER_DEPTH
+
+            cols = {k: v for k, v in s.items() if isinstance(v, list) and len(v) == len(depths) and k not in NOT_PER_DEPTH}
             for i, d in enumerate(depths):
                 row = {**base, "experiment": s.get("experiment"), "dataset": s.get("dataset"), "depth": d}
                 for k, v in cols.items():
@@ -89,18 +91,24 @@ def tidy(jobs: list[Path]) -> tuple[list[dict], list[dict]]:
 
 def redraw_depth_sweep(jobs: list[Path], out: Path) -> dict:
     """Fig. 4 over the union of the jobs' depths (jobs must agree on every other setting): every
-    per-depth entry is taken from the job that ran that depth, the headline is recomputed from
-    them (:func:`dlnjax.robust.headline`), and the figures are drawn as one job would draw them."""
+    per-depth entry is taken from the job that ran that depth, the headline and its intervals
+    are recomputed from these per-depth lists (:func:`experiments._shared.depth_loop.derived_fields`,
+    the routine a single run uses), and the figures are drawn as one job would draw them. The
+    depth x rate grid is laid on the union of the jobs' rates (grid and extension rates)."""
     import matplotlib
 
     matplotlib.use("Agg")
 
     from dlnjax import robust
 
+    from ._shared import depth_loop
     from ._shared.plots import fig4
     from .common import save_json, save_npz
 
     summaries = [json.loads((j / "summary.json").read_text()) for j in jobs]
+    if any(s.get("summary_version", 1) < 2 for s in summaries):
+        raise SystemExit("aggregate: a job's summary.json predates summary_version 2 (best_learning_rate was 1/lambda*); "
+                         "re-run it with this version")
     configs = [s["config"] for s in summaries]
     strip = lambda c: {k: v for k, v in c.items() if k != "depths"}  # noqa: E731
     if any(strip(c) != strip(configs[0]) for c in configs[1:]):
@@ -114,29 +122,38 @@ def redraw_depth_sweep(jobs: list[Path], out: Path) -> dict:
     n0 = len(first["depths"])
     merged = dict(first)
     for k, v in first.items():  # every per-depth list, re-assembled in depth order
-        if isinstance(v, list) and len(v) == n0 and k not in ("depths", "lr_exponent_fit_depths", "learning_rates"):
+        if isinstance(v, list) and len(v) == n0 and k not in depth_loop.NOT_PER_DEPTH:
             merged[k] = [per_depth[d][0][k][per_depth[d][1]] for d in depths]
     thr = first["threshold"]
     merged["threshold"] = {k: ([per_depth[d][0]["threshold"][k][per_depth[d][1]] for d in depths]
                                if isinstance(v, list) and len(v) == n0 else v) for k, v in thr.items()}
     merged["depths"] = depths
-
-    head = robust.headline(depths, int(configs[0]["fit_min_depth"]), best_rate=merged["best_learning_rate"],
-                           edge=merged["stability_edge_measured"], learning_time=merged["learning_time"],
-                           t_ct=merged["t_ct"], t_min=merged["fastest_learning_time"], band_centre=merged["band_centre"])
-    merged.update({k: head[k] for k in ("lr_exponent", "learning_time_growth", "t_ct_growth", "edge_exponent",
-                                         "band_centre_exponent", "fastest_time_growth", "lr_exponent_fit_depths")})
+    cfg = configs[0]
+    merged.update(depth_loop.derived_fields(depths, merged, int(cfg["fit_min_depth"]), float(cfg["stats"]["band"]),
+                                            robust.grid_ratio(first["learning_rates"])))
+    allr = np.unique(np.concatenate([np.asarray(s["learning_rates_run"], float) for s in summaries]))
+    merged["learning_rates_run"] = allr.tolist()
     merged["aggregated_from"] = [str(j) for j in jobs]
     merged.pop("config", None)
-    arrays: dict = dict(depths=np.asarray(depths), learning_rates=np.asarray(first["learning_rates"], float))
+    grid = np.asarray(first["learning_rates"], float)
+    arrays: dict = dict(depths=np.asarray(depths), learning_rates=allr,
+                        in_grid=np.asarray([np.min(np.abs(np.log(grid / x))) < 1e-9 for x in allr], bool))
     rows: dict[str, list] = {"learning_time": [], "status": [], "spikes": []}
+    fill = {"learning_time": np.nan, "status": "not run", "spikes": 0}
     for d in depths:
         _, i, job = per_depth[d]
         with np.load(job / "results.npz") as z:
+            cols = [depth_loop.nearest_rate(allr, x) for x in z["learning_rates"]]
             for k in rows:
-                rows[k].append(z[k][i])
+                row = np.full(len(allr), fill[k], dtype=z[k].dtype if k != "status" else "U10")
+                row[cols] = z[k][i]
+                rows[k].append(row)
             for k in z.files:
-                if k.endswith(f"_depth{d}"):
+                if k.startswith("loss_depth") and k == f"loss_depth{d}":
+                    loss = np.full((len(allr), z[k].shape[1]), np.nan)
+                    loss[cols] = z[k]
+                    arrays[k] = loss
+                elif k.endswith(f"_depth{d}"):
                     arrays[k] = z[k]
     arrays.update({k: np.stack(v) for k, v in rows.items()})
     arrays["diverged"] = arrays["status"] == "diverged"
@@ -149,12 +166,46 @@ def redraw_depth_sweep(jobs: list[Path], out: Path) -> dict:
     return merged
 
 
+def _ci(x, nd: int = 2) -> str:
+    return "–" if not x else f"[{x[0]:.{nd}f}, {x[1]:.{nd}f}]"
+
+
+def claims_table(paths: list[Path]) -> str:
+    """The table of docs/fig4.md, "Where the paper's claims hold": one row per depth-sweep summary
+    (summary_version >= 2): data set, preprocessing, threshold, depths, the two headline slopes
+    with their 90% intervals beside the paper's own prediction's, and the depths whose optimum
+    the extended grid could not bracket."""
+    rows = ["| data | inputs | eps | depths | `lr_exponent` [90%] | paper 1/λ₁(a_opt) | `learning_time_late_slope` [90%] | "
+            "paper Eq. 15 | growth [90%] | not bracketed | summary |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for p in paths:
+        s = json.loads(p.read_text())
+        if s.get("experiment") != "depth_sweep" or s.get("summary_version", 1) < 2:
+            continue
+        th = s["threshold"]
+        eps = th.get("eps") if th.get("kind") == "relative" else f"abs {th.get('value_per_depth', [None])[0]:.3g}"
+        f = lambda x, nd=3: "–" if x is None else f"{x:.{nd}g}"  # noqa: E731
+        rows.append(
+            f"| {s['dataset']} | {s['preprocessing']} | {eps} | {s['depths'][0]}–{s['depths'][-1]} (late ≥ {min(s['lr_exponent_fit_depths'])}) | "
+            f"{f(s['lr_exponent'])} {_ci(s['lr_exponent_ci'])} | {f(s.get('theory_lr_exponent'))} | "
+            f"{f(s['learning_time_late_slope'])} {_ci(s['learning_time_late_slope_ci'])} | {f(s.get('theory_learning_time_late_slope'))} | "
+            f"×{f(s['learning_time_growth'])} {_ci(s['learning_time_growth_ci'], 1)} | {s['unbracketed_depths'] or 'none'} | `{p.name}` |")
+    return "\n".join(rows) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][aggregate] %(message)s")
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("sweep_dir", type=Path)
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--claims-table", action="store_true",
+                    help="print the markdown table of the Fig. 4 headline of every depth-sweep summary (*.json, "
+                         "summary.json) under sweep_dir (docs/fig4.md, 'Where the paper's claims hold')")
     a = ap.parse_args(argv)
+    if a.claims_table and a.sweep_dir.is_dir():
+        files = sorted(set(a.sweep_dir.glob("*.json")) | set(a.sweep_dir.rglob("summary.json")))
+        print(claims_table(files), end="")
+        return 0
     if not a.sweep_dir.is_dir():
         print(f"error: {a.sweep_dir} is not a directory (give a multirun sweep directory)", file=sys.stderr)
         return 2

@@ -106,7 +106,7 @@ def run(cfg: DictConfig) -> dict:
     matplotlib.use("Agg")
 
     from dlnjax import init as inits
-    from dlnjax import sweep
+    from dlnjax import headline, robust, sweep
     from dlnjax.inits import INITS
     from dlnjax.thresholds import Threshold
 
@@ -233,30 +233,33 @@ def run(cfg: DictConfig) -> dict:
     per_init = {}
     for kind in kinds:
         med = seed_median(lt[kind])  # (D, R)
-        best_t, best_lr = [], []
+        best_t, fast_lr, best_lr, bands = [], [], [], []
         for di in range(len(depths)):
-            if np.all(np.isnan(med[di])):
-                best_t.append(None)
-                best_lr.append(None)
-            else:
-                j = int(np.nanargmin(med[di]))
-                best_t.append(float(med[di, j]))
-                best_lr.append(float(rates[j]))
+            ok = np.isfinite(med[di])
+            if not ok.any():
+                best_t.append(None), fast_lr.append(None), best_lr.append(None), bands.append(None)
+                continue
+            # the same statistics as Fig. 4 (dlnjax.robust.band_of) on the seed-median curve: the
+            # learning time is the fastest, the best rate the centre of the 10% band
+            t_min, fastest, lo, hi = robust.band_of(rates[ok], med[di][ok], robust.BAND)
+            best_t.append(t_min), fast_lr.append(fastest), best_lr.append(float(np.sqrt(lo * hi))), bands.append([lo, hi])
         growth = best_t[-1] / best_t[0] if (best_t[0] and best_t[-1]) else None
         fit = [(d, b) for d, b in zip(depths, best_lr) if d >= cfg.fit_min_depth]
         per_init[kind] = dict(
             learning_time=best_t,
             best_learning_rate=best_lr,
+            best_rate_band=bands,
+            fastest_rate=fast_lr,
             learning_time_growth=growth,
-            lr_exponent=sweep.loglog_slope([d for d, _ in fit], [b for _, b in fit]),
+            lr_exponent=headline.loglog_slope([d for d, _ in fit], [b for _, b in fit]),
             diverged=[int(x) for x in div[kind].any(axis=2).sum(axis=1)],
             not_learned=[int(x) for x in (np.isnan(med) & ~div[kind].any(axis=2)).sum(axis=1)],
-            best_rate_at_grid_edge=[b is not None and (b == rates[0] or b == rates[-1]) for b in best_lr],
+            best_rate_at_grid_edge=[b is not None and (b == rates[0] or b == rates[-1]) for b in fast_lr],
         )
     theory_t = None
     if "decoupled" in kinds:
         theory_t = []
-        for d, lr in zip(depths, per_init["decoupled"]["best_learning_rate"]):
+        for d, lr in zip(depths, per_init["decoupled"]["fastest_rate"]):
             if lr is None:
                 theory_t.append(None)
                 continue

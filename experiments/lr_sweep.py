@@ -1,6 +1,8 @@
 """The inner sweep of Fig. 4 for one depth: learning curves for every rate; learning time against
-rate with the measured stability edge, the sharpness-limited best rate 1/lambda* and the
-predicted edge 2/lambda*; and the progressive sharpening along the gradient-flow path.
+rate with the measured optimum (the centre of the band of rates within 10% of the fastest,
+band shaded), the measured stability edge, and the predictions 1/lambda*, 2/lambda* (lambda*: the
+largest top Hessian eigenvalue on the gradient-flow path) and the supplement's 1/lambda_1; and
+the progressive sharpening along the gradient-flow path.
 ``lr_sweep_sharpening.png``: the Hessian's top eigenvalue along one run at a rate near the edge
 (``SHARPENING_RATE_FACTOR`` x the predicted edge 2/lambda*) against the line 2/rate, with the loss
 and the share of the top eigenvector on the first layer's column along Sigma11's top eigenvector
@@ -74,16 +76,24 @@ def make_figure(out, summary: dict, arrays: dict, depth: int, max_steps: int) ->
         if sel.any():
             a2.plot(rates[sel], np.full(sel.sum(), top), m, color=c, mfc="none" if m in "v^" else None, label=lab)
     best, t_best = summary["best_learning_rate"][0], summary["learning_time"][0]
+    band = summary["best_rate_band"][0]
+    if band:
+        a2.axvspan(band[0], band[1], color="0.88", zorder=0, label=f"rates within 10% of the fastest [{band[0]:.2g}, {band[1]:.2g}]")
     if best:
+        a2.axvline(best, color="k", lw=1.5, label=f"measured optimum (band centre) {best:.2g}, {t_best:.0f} steps")
+    if not summary["bracketed"][0]:
+        a2.text(0.02, 0.02, "optimum not bracketed (stats.extend_max reached)", transform=a2.transAxes, color="tab:red", fontsize=8)
+    if summary["t_ct"][0]:
         a2.plot(np.geomspace(rates.min(), rates.max(), 50), summary["t_ct"][0] / np.geomspace(rates.min(), rates.max(), 50),
                 "-", color="tab:blue", lw=0.8, label=f"gradient flow T_ct/λ (T_ct = {summary['t_ct'][0]:.3g})")
-        a2.axvline(best, color="k", lw=1, label=f"best rate 1/λ* = {best:.2g}")
-        a2.axvline(summary["stability_edge_predicted"][0], color="k", ls="--", lw=1, label=f"predicted edge 2/λ* = {summary['stability_edge_predicted'][0]:.2g}")
+    if summary["inv_lambda_star"][0]:
+        a2.axvline(summary["inv_lambda_star"][0], color="0.4", ls=":", lw=1, label=f"1/λ* = {summary['inv_lambda_star'][0]:.2g}")
+        a2.axvline(summary["stability_edge_predicted"][0], color="0.4", ls="--", lw=1, label=f"2/λ* = {summary['stability_edge_predicted'][0]:.2g}")
     em = summary["stability_edge_measured"][0]
     if em:
         a2.axvline(em, color="tab:red", lw=1, label=f"measured edge {em:.2g}")
     opt = summary["theory_optimal_learning_rate"][0]
-    a2.axvline(opt, color="tab:red", ls=":", lw=1, label=f"supplement 1/λ₁(a_opt) = {opt:.2g}")
+    a2.axvline(opt, color="tab:red", ls=":", lw=1, label=f"supplement 1/λ₁(a_opt) = {opt:.2g} (prediction)")
     a2.set_xscale("log")
     if ok.any():
         a2.set_yscale("log")
@@ -97,7 +107,7 @@ def make_figure(out, summary: dict, arrays: dict, depth: int, max_steps: int) ->
     s_val = arrays[f"sharpness_depth{depth}"]
     if len(s_steps):
         a3.plot(s_steps, s_val, "o-", color="k", ms=3, label=f"λ_max along the small-rate run (rate {summary['t_ct_rate'][0]:.2g})")
-        for lr, c in ((summary["fastest_rate"][0], "tab:orange"), (best, "k")):
+        for lr, c in ((summary["fastest_rate"][0], "tab:orange"), (summary["inv_lambda_star"][0], "0.4")):
             if lr:
                 a3.axhline(2.0 / lr, color=c, ls="--", lw=1, label=f"2/λ at rate {lr:.2g}")
         a3.set_yscale("log")
@@ -120,7 +130,7 @@ def sharpening_run(cfg: DictConfig, problem, engine, rec, depth: int) -> tuple[d
 
     from dlnjax import compressed
 
-    lam_star, t_ct = rec.stats.get("lam_star"), rec.stats.get("t_ct")
+    lam_star, t_ct = rec.stats.get("lam_star"), rec.stats.get("t_ct")  # the flow path's 1/lambda*, not the optimum
     if not engine.compress or not lam_star or not t_ct:
         return None
     lr = SHARPENING_RATE_FACTOR * 2.0 / float(lam_star)
@@ -258,8 +268,11 @@ def run(cfg: DictConfig) -> dict:
     rates = learning_rate_grid(cfg)
     recs, engine = depth_loop.run_depths(cfg, problem, [depth], rates, "lr_sweep")
     summary = dict(experiment="lr_sweep", depth=depth, **depth_loop.summary_fields(cfg, problem, [depth], rates, recs, engine))
-    for k in ("depths", "lr_exponent", "learning_time_growth", "t_ct_growth", "lr_exponent_fit_depths", "edge_exponent",
-              "fastest_time_growth", "band_centre_exponent"):
+    for k in ("depths", "lr_exponent", "lr_exponent_ci", "learning_time_growth", "learning_time_growth_ci",
+              "learning_time_late_slope", "learning_time_late_slope_ci", "t_ct_growth", "lr_exponent_fit_depths",
+              "edge_exponent", "inv_lambda_star_exponent", "steps_at_inv_lambda_star_late_slope", "theory_lr_exponent",
+              "theory_learning_time_late_slope", "prediction_depths_on_target",
+              "finite_rate_prediction_depths_on_target"):
         summary.pop(k, None)
     arrays = depth_loop.result_arrays([depth], rates, recs)
     if problem.whitened:
@@ -291,8 +304,9 @@ def run(cfg: DictConfig) -> dict:
     summary["seconds_total"] = time.time() - t_start
     summary["config"] = resolved_config(cfg)
     write_results(out, summary, **arrays)
-    log.info("depth %d: best rate 1/lambda* %s, measured edge %s; wrote %s", depth, summary["best_learning_rate"][0],
-             summary["stability_edge_measured"][0], out)
+    log.info("depth %d: best rate %s (band %s), learning time %s, measured edge %s, 1/lambda* %s; wrote %s", depth,
+             summary["best_learning_rate"][0], summary["best_rate_band"][0], summary["learning_time"][0],
+             summary["stability_edge_measured"][0], summary["inv_lambda_star"][0], out)
     return summary
 
 

@@ -15,8 +15,9 @@ def test_aggregate_of_a_depth_sweep_split_into_jobs_equals_one_job(tmp_path, deb
     agg = tmp_path / "split" / "aggregate"
     both = json.loads((agg / "summary.json").read_text())
     assert one["depths"] == [3, 5, 6]
-    for k in ("depths", "learning_time", "best_learning_rate", "lr_exponent", "learning_time_growth", "t_ct",
-              "stability_edge_measured", "fastest_learning_time", "runs"):
+    for k in ("depths", "learning_time", "best_learning_rate", "best_rate_band", "lr_exponent", "lr_exponent_ci",
+              "learning_time_growth", "learning_time_growth_ci", "learning_time_late_slope", "learning_time_late_slope_ci",
+              "t_ct", "stability_edge_measured", "fastest_rate", "bracketed", "predicted_learning_time", "runs"):
         assert both[k] == one[k], k
     for f in ("jobs.csv", "per_depth.csv", "depth_sweep.png", "depth_sweep.pdf", "depth_sweep_grid.png"):
         assert (agg / f).exists(), f

@@ -225,8 +225,10 @@ def test_rate_statistics_on_a_toy_problem():
     lr = 0.5 * min(rs.extra["flow_rates"])
     o = member(lr, 10**6, None)
     assert abs(o.cross_step * lr / rs.t_ct - 1.0) < 0.02
-    assert abs(rs.best_rate * rs.extra["lam_star"] - 1.0) < 1e-12
-    assert abs(rs.learning_time - rs.t_ct * rs.extra["lam_star"]) < 1e-9 * rs.learning_time
+    # the measured optimum: the fastest crossing of any run, inside the band whose centre is the best rate
+    learned = [r for r in rs.runs if r.status == "learned" and r.role != "small"]
+    assert rs.learning_time == min(r.learning_time for r in learned)
+    assert rs.band_lo <= rs.fastest_rate <= rs.band_hi and rs.band_lo <= rs.best_rate <= rs.band_hi
     statuses = {r.status for r in rs.runs}
     assert "learned" in statuses and "diverged" in statuses
     n = len(calls)

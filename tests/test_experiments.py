@@ -37,8 +37,11 @@ KEYS = {
     "mode_dynamics": ["singular_values", "modes_plotted", "decoupled_max_abs_error", "half_time_delay_linear_mean",
                       "half_time_delay_linear_std", "half_time_delay_tanh_mean", "half_time_delay_tanh_std", "n_init"],
     "depth_sweep": ["dataset", "n_train", "preprocessing", "depths", "learning_rates", "learning_time", "best_learning_rate",
-                    "lr_exponent", "learning_time_growth", "t_ct", "lambda_star", "stability_edge_measured",
-                    "stability_edge_predicted", "fastest_learning_time", "band_10pct", "runs", "threshold", "engine_used"],
+                    "best_rate_band", "fastest_rate", "bracketed", "lr_exponent", "lr_exponent_ci", "learning_time_growth",
+                    "learning_time_growth_ci", "learning_time_late_slope", "learning_time_late_slope_ci", "t_ct",
+                    "lambda_star", "inv_lambda_star", "steps_at_inv_lambda_star", "stability_edge_measured",
+                    "stability_edge_predicted", "predicted_optimal_rate", "predicted_learning_time", "runs", "threshold",
+                    "engine_used"],
     "lr_sweep": ["depth", "learning_rates", "learning_time", "best_learning_rate", "theory_optimal_learning_rate",
                  "stability_edge_measured", "t_ct", "runs", "sharpening"],
     "edge_of_chaos": ["gains", "q_inf_theory", "q_inf_simulated", "chi", "critical_gain"],
@@ -110,33 +113,57 @@ def _mode_dynamics(s):
 
 
 def _sweep_values(s):
-    """depth_sweep and lr_sweep: one entry per depth, rates on the grid, the theory's edge twice its optimal rate."""
+    """depth_sweep and lr_sweep: one entry per depth, rates on the grid or added to it at its
+    spacing, the best rate inside its band, the learning time the fastest crossing of any run,
+    the theory's edge twice its optimal rate."""
     rates = np.array(s["learning_rates"])
-    lo, hi = rates.min(), rates.max()
-    assert np.all(np.diff(rates) > 0)
+    run_rates = np.array(s["learning_rates_run"])
+    assert np.all(np.diff(rates) > 0) and np.all(np.diff(run_rates) > 0)
+    ratio = np.exp(np.mean(np.diff(np.log(rates))))
+    # every rate run on the grid is a grid rate or the grid extended by whole steps of its spacing
+    k = np.log(run_rates / rates[0]) / np.log(ratio)
+    assert np.allclose(k, np.round(k), atol=1e-6)
     n = len(s["learning_time"])
-    for k in ("best_learning_rate", "t_ct", "lambda_star", "stability_edge_measured", "fastest_rate",
-              "fastest_learning_time", "band_10pct", "theory_optimal_learning_rate", "theory_stability_edge"):
-        assert len(s[k]) == n, k
-    for i in range(n):
-        assert s["learning_time"][i] > 0 and s["t_ct"][i] > 0
-        assert lo <= s["fastest_rate"][i] <= hi and s["fastest_learning_time"][i] > 0
-        assert lo <= s["stability_edge_measured"][i] <= hi
-        b_lo, b_hi = s["band_10pct"][i]
-        assert lo <= b_lo <= s["fastest_rate"][i] <= b_hi <= hi  # the 10% band holds the fastest rate
+    for key in ("best_learning_rate", "best_rate_band", "t_ct", "lambda_star", "stability_edge_measured", "fastest_rate",
+                "bracketed", "theory_optimal_learning_rate", "theory_stability_edge", "inv_lambda_star"):
+        assert len(s[key]) == n, key
+    for i, entry in enumerate(s["runs"]):
+        learned = [r for r in entry["runs"] if r["status"] == "learned" and r["role"] != "small"]
+        # the learning time is the fastest measured crossing, and its rate is the fastest rate
+        fastest = min(learned, key=lambda r: (r["learning_time"], r["lr"]))
+        assert s["learning_time"][i] == fastest["learning_time"] and s["fastest_rate"][i] == fastest["lr"]
+        b_lo, b_hi = s["best_rate_band"][i]
+        assert b_lo <= s["fastest_rate"][i] <= b_hi  # the 10% band holds the fastest rate
+        assert b_lo <= s["best_learning_rate"][i] <= b_hi
+        # every learned rate strictly inside the band is within 10% of the fastest
+        for r in learned:
+            if b_lo < r["lr"] < b_hi:
+                assert r["learning_time"] <= 1.1 * s["learning_time"][i] + 1e-9, (r, s["learning_time"][i])
+        assert s["t_ct"][i] > 0 and s["lambda_star"][i] > 0
         assert abs(s["theory_stability_edge"][i] / s["theory_optimal_learning_rate"][i] - 2.0) < 1e-9
+        if s["bracketed"][i]:  # a slower or failing rate on each side of the fastest
+            main = [r for r in entry["runs"] if r["role"] in ("grid", "extended")]
+            worse = lambda r: r["status"] != "learned" or r["learning_time"] >= fastest["learning_time"]  # noqa: E731
+            assert any(worse(r) for r in main if r["lr"] < fastest["lr"])
+            assert any(worse(r) for r in main if r["lr"] > fastest["lr"])
     assert 0 < s["threshold"]["eps"] < 1
 
 
 def _depth_sweep(s):
     _sweep_values(s)
     assert len(s["depths"]) == len(s["learning_time"]) and np.all(np.diff(s["depths"]) > 0)
-    # the rate exponent is fitted over the depths >= fit_min_depth (5 and 6 in the debug run)
-    assert _fin(s["lr_exponent"]) if len(s["lr_exponent_fit_depths"]) >= 2 else s["lr_exponent"] is None
-    assert s["learning_time_growth"] > 0
-    # the growth is the ratio of the deepest to the shallowest learning time
+    # the late slopes are fitted over the depths >= fit_min_depth (5 and 6 in the debug run), a
+    # least-squares line through two points: the slope between them
+    assert s["lr_exponent_fit_depths"] == [5, 6]
+    b = s["best_learning_rate"]
+    assert abs(s["lr_exponent"] - np.log(b[2] / b[1]) / np.log(6 / 5)) < 1e-9
     lt = s["learning_time"]
+    assert abs(s["learning_time_late_slope"] - np.log(lt[2] / lt[1]) / np.log(6 / 5)) < 1e-9
+    # the growth is the ratio of the deepest to the shallowest learning time
     assert abs(s["learning_time_growth"] - lt[-1] / lt[0]) < 1e-9 * s["learning_time_growth"]
+    for k in ("lr_exponent", "learning_time_growth", "learning_time_late_slope"):
+        lo, hi = s[k + "_ci"]
+        assert lo <= s[k] <= hi and lo < hi, k
 
 
 def _lr_sweep(s):
@@ -213,10 +240,13 @@ def _init_comparison(s):
     n = len(s["depths"])
     for init in s["inits"]:
         r = s[init]
-        assert len(r["learning_time"]) == len(r["best_learning_rate"]) == n
-        for lt, best, div, nl in zip(r["learning_time"], r["best_learning_rate"], r["diverged"], r["not_learned"]):
-            assert (lt is None) == (best is None)
-            assert lt is None or (lt > 0 and any(abs(best - x) <= 1e-12 * x for x in rates))  # a rate of the grid
+        assert len(r["learning_time"]) == len(r["best_learning_rate"]) == len(r["fastest_rate"]) == n
+        for lt, best, band, fast, div, nl in zip(r["learning_time"], r["best_learning_rate"], r["best_rate_band"],
+                                                 r["fastest_rate"], r["diverged"], r["not_learned"]):
+            assert (lt is None) == (best is None) == (fast is None)
+            assert lt is None or (lt > 0 and any(abs(fast - x) <= 1e-12 * x for x in rates))  # the arg-min: a grid rate
+            # one meaning across apps: the best rate is the centre of the 10% band around the fastest
+            assert best is None or (band[0] <= fast <= band[1] and abs(best / np.sqrt(band[0] * band[1]) - 1) < 1e-12)
             assert 0 <= div and 0 <= nl and div + nl <= len(rates) * s["seeds"]
     # greedy pretraining trains every hidden layer of a depth for the same number of steps
     per = s["pretraining_steps_per_layer"]
@@ -236,13 +266,15 @@ def _check_fig4_values(summary):
     assert summary["compressed"] is True and summary["engine_used"].startswith("compressed-")
     rot = summary["input_rotation"]
     assert rot["kept"] + rot["dropped"] == 784 and rot["dropped"] > 0 and rot["eigenvalue_gap"] > 1e3
-    for best, lam, edge_pred, tct, lt in zip(summary["best_learning_rate"], summary["lambda_star"],
-                                            summary["stability_edge_predicted"], summary["t_ct"], summary["learning_time"]):
-        assert lam > 0 and abs(best * lam - 1.0) < 1e-9 and abs(edge_pred * lam - 2.0) < 1e-9
-        assert tct > 0 and abs(lt - tct * lam) < 1e-6 * lt
+    for lam, edge_pred, inv, tct, steps in zip(summary["lambda_star"], summary["stability_edge_predicted"],
+                                               summary["inv_lambda_star"], summary["t_ct"], summary["steps_at_inv_lambda_star"]):
+        # the flow path's prediction: the largest sharpness met, the small-rate run's flow time
+        assert lam > 0 and abs(edge_pred * lam - 2.0) < 1e-9 and abs(inv * lam - 1.0) < 1e-9
+        assert tct > 0 and abs(steps - tct * lam) < 1e-6 * steps
     for entry in summary["runs"]:
         statuses = {r["status"] for r in entry["runs"]}
         assert statuses <= {"learned", "diverged", "stopped", "unsettled", "skipped"}
+        assert {r["role"] for r in entry["runs"]} <= {"grid", "extended", "edge", "small"}
         assert "learned" in statuses
         for r in entry["runs"]:
             assert (r["learning_time"] is not None) == (r["status"] == "learned")

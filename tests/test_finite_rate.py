@@ -198,3 +198,17 @@ def test_single_mode_absolute_threshold_and_jit():
     assert int(out.step) == k and int(out.diverge_step) == -1
     with pytest.raises(ValueError):
         fr.learning_time(1e-3, 0.01, 2.0, depth=3)
+
+
+def test_fastest_rate_of_a_linear_map_is_the_newton_step():
+    """Depth 2 (one weight layer): the map is linear, e_{k+1} = (1 - lr d) e_k, so the excess falls
+    below eps X(0) in one step exactly when |1 - lr d| < sqrt(eps): the fastest rates are
+    lr d in (1 - sqrt(eps), 1 + sqrt(eps)) and the largest scanned one is returned (ties go up)."""
+    s, d, eps = 2.0, 4.0, 0.01
+    f = fr.fastest_rate(jnp.asarray([1e-3]), jnp.asarray([s]), jnp.asarray([d]), depth=2, eps=eps, num=400)
+    assert int(f.step) == 1
+    lo, hi = (1 - eps**0.5) / d, (1 + eps**0.5) / d
+    assert lo < float(f.rate) < hi
+    rates = np.asarray(f.rates)
+    assert not np.any((rates > float(f.rate)) & (rates < hi))  # the largest scanned rate that takes one step
+    assert float(rates.max()) < float(fr.stability_edge(s, d, 2))  # the scan stays below the edge 2/d

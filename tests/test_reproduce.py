@@ -32,13 +32,22 @@ def test_reproduce_runs_experiments_and_writes_the_report(tmp_path):
 def test_reproduce_verdict_rules():
     from experiments import reproduce as r
 
-    sweep = dict(depths=[3, 64], lr_exponent_theory=-0.5)
-    assert r._fig4a({**sweep, "learning_time_growth": 1.2})[1] == r.YES
-    assert r._fig4a({**sweep, "learning_time_growth": 2.5})[1] == r.PARTLY
-    assert r._fig4a({**sweep, "learning_time_growth": 10.0})[1] == r.NO
-    assert r._fig4b({**sweep, "lr_exponent": -1.0})[1] == r.YES
-    assert r._fig4b({**sweep, "lr_exponent": -0.4})[1] == r.PARTLY
-    assert r._fig4b({**sweep, "lr_exponent": 0.3})[1] == r.NO
+    sweep = dict(depths=[3, 20, 64], lr_exponent_fit_depths=[20, 64], learning_time_growth=2.0, learning_time_growth_ci=[1.8, 2.2],
+                 theory_learning_time_late_slope=0.15)
+    # saturation: the interval reaches down to within 0.15 of the prediction's late slope (0.15 + 0.15 = 0.30)
+    assert r._fig4a({**sweep, "learning_time_late_slope": 0.35, "learning_time_late_slope_ci": [0.29, 0.41]})[1] == r.YES
+    assert r._fig4a({**sweep, "learning_time_late_slope": 0.40, "learning_time_late_slope_ci": [0.31, 0.55]})[1] == r.PARTLY
+    assert r._fig4a({**sweep, "learning_time_late_slope": 0.70, "learning_time_late_slope_ci": [0.50, 0.90]})[1] == r.NO
+    assert r._fig4a({**sweep, "learning_time_late_slope": None, "learning_time_late_slope_ci": None})[1] == r.NO
+    # 1/N_l: the whole interval inside [-1.3, -0.7]; partly when its upper end is below -0.2
+    assert r._fig4b({**sweep, "lr_exponent": -1.0, "lr_exponent_ci": [-1.2, -0.8]})[1] == r.YES
+    assert r._fig4b({**sweep, "lr_exponent": -0.8, "lr_exponent_ci": [-1.0, -0.6]})[1] == r.PARTLY
+    assert r._fig4b({**sweep, "lr_exponent": -0.1, "lr_exponent_ci": [-0.3, 0.1]})[1] == r.NO
+    # a Fig. 4 row shows every data set that ran and takes the weaker verdict
+    both = r.CLAIMS[3].judge({"depth_sweep": {**sweep, "learning_time_late_slope": 0.35, "learning_time_late_slope_ci": [0.29, 0.41]},
+                              "depth_sweep_fashion": {**sweep, "learning_time_late_slope": 0.4, "learning_time_late_slope_ci": [0.31, 0.55]}})
+    assert both[1] == r.PARTLY and "embedded digits" in both[0] and "Fashion-MNIST" in both[0]
+    assert r.CLAIMS[3].judge({})[1] == r.MISSING
     five = dict(learning_time_ratio_same_rate=1.3, learning_time_ratio=0.3)
     assert r._fig5b(five)[1] == r.PARTLY
     assert r._fig5b({**five, "learning_time_ratio": 1.1})[1] == r.YES
@@ -92,16 +101,31 @@ def test_beyond_the_paper_verdict_rules():
     assert r._beyond_balanced({**bal, "max_deviation": 0.2, "kernel_movement_simulated": [[10.0, 1.0]]})[1] == r.FAILS
 
 
+def test_prediction_of_the_optimum_verdict_rule():
+    """The prediction row: on target at every depth (rate in the band or within 25%, time within
+    25%) holds; at some depths partly; at none fails; the per-depth ratios are printed."""
+    from experiments import reproduce as r
+
+    base = dict(dataset="embedded", depths=[3, 10], prediction_rate_ratio=[1.1, 0.9], prediction_rate_in_band=[True, False],
+                prediction_time_ratio=[1.2, 0.8], prediction_worst_rate_factor=1.11, prediction_worst_time_factor=1.25)
+    m, v = r._beyond_prediction({**base, "prediction_depths_on_target": [3, 10]})
+    assert v == r.HOLDS and "3: rate ×1.1 (in band), time ×1.2" in m
+    assert r._beyond_prediction({**base, "prediction_depths_on_target": [3]})[1] == r.PARTLY
+    assert r._beyond_prediction({**base, "prediction_depths_on_target": []})[1] == r.FAILS
+    assert r._beyond_prediction({"depths": [3]})[1] == r.MISSING
+
+
 def test_beyond_the_paper_section_in_the_report(tmp_path):
     """report.md and report.html carry the section, its counts and one row per comparison."""
     from experiments import reproduce as r
 
     beyond = [dict(run=b.run, what=b.what, statement=b.statement, rule=b.rule, measured="x | y", verdict=v)
-              for b, v in zip(r.BEYOND, [r.HOLDS, r.PARTLY, r.MISSING, r.FAILS])]
+              for b, v in zip(r.BEYOND, [r.HOLDS, r.PARTLY, r.MISSING, r.FAILS, r.HOLDS, r.FAILS])]
+    assert len(beyond) == len(r.BEYOND)
     row = dict(app="edge_of_chaos", figure="Fig. 8", statement="s", rule="r", measured="m", verdict=r.YES)
     r.write_reports(tmp_path, [row], dict(preset="quick", minutes=1.0, machine="cpu", figures={}, beyond=beyond))
     md = (tmp_path / "report.md").read_text()
-    assert "## Beyond the paper" in md and "**1 hold, 1 partly, 1 fail, 1 not run.**" in md
+    assert "## Beyond the paper" in md and "**2 hold, 1 partly, 2 fail, 1 not run.**" in md
     rows = [ln for ln in md.splitlines() if any(ln.startswith(f"| {b.what} |") for b in r.BEYOND)]
     assert len(rows) == len(r.BEYOND) and all(ln.replace("\\|", "").count("|") == 6 for ln in rows)
     assert md.index("## Beyond the paper") < md.index("## Figures")

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dlnjax import linear, sweep, theory
+from dlnjax import headline, linear, sweep, theory
 from dlnjax.data import teacher
 
 
@@ -22,8 +22,8 @@ def test_first_crossing_on_synthetic_curves():
 
 def test_loglog_slope():
     x = np.array([3, 5, 10, 20, 50.0])
-    assert sweep.loglog_slope(x, 2.0 / x) == pytest.approx(-1.0)
-    assert sweep.loglog_slope(x, [1.0, None, None, None, None]) is None
+    assert headline.loglog_slope(x, 2.0 / x) == pytest.approx(-1.0)
+    assert headline.loglog_slope(x, [1.0, None, None, None, None]) is None
 
 
 @pytest.fixture(scope="module")

@@ -47,23 +47,41 @@ class DepthRecord:
     runs: list[dict]  # per run: lr, role, status, learning_time, steps, spikes, first_spike, max_rise
     stats: dict  # t_min, fastest_rate, edge, edge_hi, band_lo, band_hi, best_rate, learning_time, t_ct, ...
     record_steps: np.ndarray
-    grid_loss: np.ndarray  # (R, T) loss curves of the grid rates (nan where not run / not reached)
+    main_rates: np.ndarray  # (R,) the depth's grid and extension rates, ascending
+    grid_loss: np.ndarray  # (R, T) their loss curves (nan where not run / not reached)
     small_loss: np.ndarray  # (T,) the small-rate run's curve
     small_modes: np.ndarray  # (T, k) its mode strengths (original basis)
     seconds: float = 0.0
     extra: dict = field(default_factory=dict)
 
     def grid_status(self, rates: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(learning time, status, spikes) for each grid rate."""
+        """(learning time, status, spikes) for each of ``rates`` (a union of the depths' grid and
+        extension rates); a rate this depth did not run is ``not run``."""
+        from dlnjax.robust import MAIN_ROLES
+
         lt = np.full(len(rates), np.nan)
-        st = np.array(["skipped"] * len(rates), dtype=object)
+        st = np.array(["not run"] * len(rates), dtype=object)
         sp = np.zeros(len(rates), int)
         for r in self.runs:
-            if r["role"] != "grid":
+            if r["role"] not in MAIN_ROLES:
                 continue
-            i = int(np.argmin(np.abs(np.log(rates) - math.log(r["lr"]))))
+            i = nearest_rate(rates, r["lr"])
             lt[i], st[i], sp[i] = r["learning_time"], r["status"], (r["spikes"] or 0)
         return lt, st, sp
+
+
+def nearest_rate(rates: np.ndarray, lr: float) -> int:
+    return int(np.argmin(np.abs(np.log(np.asarray(rates, np.float64)) - math.log(lr))))
+
+
+def union_rates(recs: Sequence[DepthRecord]) -> np.ndarray:
+    """The grid and extension rates of all depths, ascending, equal rates (to 1e-9) merged."""
+    allr = np.sort(np.concatenate([r.main_rates for r in recs])) if recs else np.zeros(0)
+    out: list[float] = []
+    for x in allr:
+        if not out or abs(math.log(x / out[-1])) > 1e-9:
+            out.append(float(x))
+    return np.asarray(out, np.float64)
 
 
 # ----------------------------------------------------------------------------------------
@@ -260,7 +278,7 @@ def run_depth(cfg: DictConfig, problem: Problem, engine: Engine, depth: int, rat
     rs = robust.rate_statistics(
         mem, rates, max_steps=int(cfg.max_steps), stop_factor=float(sc.stop_factor), probe_steps=int(sc.probe_steps),
         edge_bisections=int(sc.edge_bisections), edge_patience=float(sc.edge_patience),
-        small_rate_factor=float(sc.small_rate_factor), band=float(sc.band), sharpness=sharpness,
+        small_rate_factor=float(sc.small_rate_factor), band=float(sc.band), extend_max=int(sc.extend_max), sharpness=sharpness,
         snapshots=int(sc.snapshots), progress=(lambda m: progress(f"depth {depth}: {m}")) if progress else None,
     )
     save(force=True)
@@ -280,11 +298,11 @@ def run_depth(cfg: DictConfig, problem: Problem, engine: Engine, depth: int, rat
                 c[j] = lo[i]
         return c
 
-    grid_sorted = np.sort(np.asarray(rates, np.float64))
-    grid_loss = np.full((len(grid_sorted), n_rec), np.nan)
-    for run_ in rs.runs:
-        if run_.role == "grid" and run_.outcome is not None:
-            i = int(np.argmin(np.abs(np.log(grid_sorted) - math.log(run_.lr))))
+    main = sorted((x for x in rs.runs if x.role in robust.MAIN_ROLES), key=lambda x: x.lr)
+    main_rates = np.asarray([x.lr for x in main], np.float64)
+    grid_loss = np.full((len(main), n_rec), np.nan)
+    for i, run_ in enumerate(main):
+        if run_.outcome is not None:
             grid_loss[i] = curve(run_.outcome, n_rec)
     small = [x for x in rs.runs if x.role == "small"]
     small_o = small[-1].outcome if small else None
@@ -307,17 +325,28 @@ def run_depth(cfg: DictConfig, problem: Problem, engine: Engine, depth: int, rat
 
     stats_d = dict(
         t_min=rs.t_min, fastest_rate=rs.fastest_rate, edge=rs.edge, edge_hi=rs.edge_hi, band_lo=rs.band_lo,
-        band_hi=rs.band_hi, best_rate=rs.best_rate, learning_time=rs.learning_time, t_ct=rs.t_ct, t_ct_rate=rs.t_ct_rate,
+        band_hi=rs.band_hi, band_centre=rs.band_centre, t_ct=rs.t_ct, t_ct_rate=rs.t_ct_rate, lam_star=rs.lam_star,
+        inv_lambda_star=rs.inv_lambda_star, steps_at_inv_lambda_star=rs.steps_at_inv_lambda_star,
+        bracketed=rs.bracketed, extended_up=rs.extended_up, extended_down=rs.extended_down,
         spikes_before_crossing=rs.spikes_before_crossing, member_steps=rs.member_steps, **rs.extra, **flow,
     )
     runs = [dict(lr=x.lr, role=x.role, status=x.status, learning_time=x.learning_time, steps=x.steps, spikes=x.spikes,
                  first_spike=x.first_spike, max_rise=x.max_rise) for x in rs.runs]
-    rec = DepthRecord(depth, list(widths), thr, e_star, loss0, runs, stats_d, steps, grid_loss, small_loss, small_modes,
-                      seconds=time.time() - t0)
+    rec = DepthRecord(depth, list(widths), thr, e_star, loss0, runs, stats_d, steps, main_rates, grid_loss, small_loss,
+                      small_modes, seconds=time.time() - t0)
+    if rs.t_min is None:
+        log.warning("depth %d: no rate crossed the threshold within max_steps=%d (every rate diverged or was still "
+                    "above it): raise max_steps, or move the grid (learning_rates); flagged as not bracketed",
+                    depth, int(cfg.max_steps))
+    elif not rs.bracketed:
+        log.warning("depth %d: the optimum is not bracketed after %d extra rates above and %d below the grid "
+                    "(stats.extend_max=%d): flagged in the summary and the figure", depth, rs.extended_up,
+                    rs.extended_down, int(sc.extend_max))
     log.info(
-        "depth %d: best rate 1/lambda* %s, learning time %s, T_ct %s; measured edge %s, fastest %s at %s "
-        "(%d member-steps, %.1fs)", depth, _g(rs.best_rate), _g(rs.learning_time), _g(rs.t_ct), _g(rs.edge),
-        _g(rs.t_min), _g(rs.fastest_rate), rs.member_steps, rec.seconds,
+        "depth %d: best rate %s (10%% band %s-%s), learning time %s steps (fastest crossing, at %s); measured edge %s; "
+        "predictions 1/lambda* %s, T_ct %s (%d member-steps, %d rates added, %.1fs)", depth, _g(rs.best_rate),
+        _g(rs.band_lo), _g(rs.band_hi), _g(rs.learning_time), _g(rs.fastest_rate), _g(rs.edge), _g(rs.inv_lambda_star),
+        _g(rs.t_ct), rs.member_steps, rs.extended_up + rs.extended_down, rec.seconds,
     )
     return rec
 
@@ -389,16 +418,108 @@ def run_depths(cfg: DictConfig, problem: Problem, depths: Sequence[int], rates: 
 # ----------------------------------------------------------------------------------------
 # theory overlays, summary
 # ----------------------------------------------------------------------------------------
-def theory_times(cfg: DictConfig, problem: Problem, rec: DepthRecord) -> dict:
+def theory_times(cfg: DictConfig, problem: Problem, rec: DepthRecord, rate: float) -> dict:
     """Eq. 15 (diagonal approximation on non-white inputs; exact on whitened ones): the
-    gradient-flow time T_ct and the learning time at the best rate, T_ct / best rate (steps)."""
+    gradient-flow time T_ct, and the learning time at the supplement's optimal rate ``rate``
+    (1/lambda_1 at a_opt, Eqs. 19-20), T_ct / rate (steps): the paper's own prediction."""
     from dlnjax import sweep
 
     t = sweep.theory_t_ct(problem.task, rec.depth, float(cfg.u0), min(rec.widths), float(cfg.threshold.eps))
-    best = rec.stats.get("best_rate")
     ok = bool(np.isfinite(t))
     return dict(theory_t_ct=float(t) if ok else None,
-                theory_learning_time_at_best_rate=float(t) / best if (ok and best) else None)
+                theory_learning_time_at_optimal_rate=float(t) / rate if (ok and rate) else None)
+
+
+def finite_rate_prediction(cfg: DictConfig, problem: Problem, rec: DepthRecord) -> tuple[float | None, float | None]:
+    """(rate, steps): the fastest rate of the modes' exact finite-rate maps
+    (:func:`dlnjax.finite_rate.fastest_rate`, diagonal approximation ``(s, d)`` per mode, float64)
+    below the learned top mode's stability edge, and its learning time there, rescaled by the
+    real flow's T_ct over the diagonal approximation's (1 on whitened inputs, where the maps are
+    exact). None with an absolute threshold (the maps take the relative one)."""
+    import jax
+    import jax.numpy as jnp
+
+    from dlnjax import finite_rate, sweep
+
+    if cfg.threshold.kind.value != "relative":
+        return None, None
+    r = min(rec.widths)
+    k = min(r, problem.task.n_modes)
+    with jax.enable_x64(True):
+        f = finite_rate.fastest_rate(jnp.full((k,), float(cfg.u0), jnp.float64), jnp.asarray(problem.task.s[:k]),
+                                     jnp.asarray(problem.task.d[:k]), depth=rec.depth, eps=float(cfg.threshold.eps))
+        rate, step = float(f.rate), int(f.step)
+    diag = sweep.theory_t_ct(problem.task, rec.depth, float(cfg.u0), r, float(cfg.threshold.eps))
+    real = rec.stats.get("t_ct_diffrax") or rec.stats.get("t_ct")
+    if step < 0 or not real or not np.isfinite(diag):
+        return rate, None
+    return rate, step * float(real) / float(diag)
+
+
+def prediction(depths: Sequence[int], rate: Sequence[Any], time: Sequence[Any], best: Sequence[Any],
+               band: Sequence[Any], learning_time: Sequence[Any], prefix: str = "prediction") -> dict:
+    """How a prediction of the measured optimum (a rate and a learning time per depth) compares
+    with the measurement (docs/fig4.md, "Predicting the optimum"): rate / best rate, whether the
+    rate lies in the 10% band, time / learning time, the worst factors, and the depths on target
+    (rate in the band or within 25% of its centre, and time within 25%)."""
+    rr = [(p / b) if (p and b) else None for p, b in zip(rate, best)]
+    inside = [None if (b is None or p is None) else bool(b[0] <= p <= b[1]) for p, b in zip(rate, band)]
+    tr = [(p / t) if (p and t) else None for p, t in zip(time, learning_time)]
+    ok = [abs(math.log(x)) for x in rr if x]
+    okt = [abs(math.log(x)) for x in tr if x]
+    return {
+        f"{prefix}_rate_ratio": rr, f"{prefix}_rate_in_band": inside, f"{prefix}_time_ratio": tr,
+        f"{prefix}_worst_rate_factor": math.exp(max(ok)) if ok else None,
+        f"{prefix}_worst_time_factor": math.exp(max(okt)) if okt else None,
+        f"{prefix}_depths_on_target": [int(d) for d, x, i, t in zip(depths, rr, inside, tr)
+                                       if x and t and (i or abs(x - 1) <= 0.25) and abs(t - 1) <= 0.25],
+    }
+
+
+# the lists of a summary that are not per depth (everything else of the depths' length is)
+NOT_PER_DEPTH = ("depths", "learning_rates", "learning_rates_run", "lr_exponent_fit_depths", "unbracketed_depths",
+                 "prediction_depths_on_target", "finite_rate_prediction_depths_on_target", "singular_values", "lr_exponent_ci", "learning_time_growth_ci",
+                 "learning_time_late_slope_ci")
+
+
+def derived_fields(depths: Sequence[int], s: dict, fit_min_depth: int, band: float, ratio: float) -> dict:
+    """Every field of a depth sweep's summary computed from its per-depth lists ``s`` (as
+    ``summary.json`` holds them): the headline with its intervals (:func:`dlnjax.headline.headline`),
+    the late slopes of the measured edge and of the predictions, the prediction's errors. One
+    routine for a run and for ``experiments.aggregate``'s union of runs."""
+    from dlnjax import headline
+
+    md = int(fit_min_depth)
+    head = headline.headline(depths, md, best_rate=s["best_learning_rate"], best_rate_band=s["best_rate_band"],
+                             learning_time=s["learning_time"], band=band, grid_ratio=ratio)
+    flow_t = [a or b for a, b in zip(s.get("t_ct_diffrax") or [None] * len(depths), s["t_ct"])]
+    tct = s["t_ct"]
+    return dict(
+        lr_exponent=head["lr_exponent"],
+        lr_exponent_ci=head["lr_exponent_ci"],
+        learning_time_growth=head["learning_time_growth"],
+        learning_time_growth_ci=head["learning_time_growth_ci"],
+        learning_time_late_slope=head["learning_time_late_slope"],
+        learning_time_late_slope_ci=head["learning_time_late_slope_ci"],
+        lr_exponent_fit_depths=head["late_depths"],
+        headline_interval=headline.interval_method(band, ratio),
+        unbracketed_depths=[int(d) for d, b in zip(depths, s["bracketed"]) if not b],
+        edge_exponent=headline.late_slope(depths, s["stability_edge_measured"], md),
+        t_ct_growth=(tct[-1] / tct[0]) if (tct and tct[0] and tct[-1]) else None,
+        inv_lambda_star_exponent=headline.late_slope(depths, s["inv_lambda_star"], md),
+        steps_at_inv_lambda_star_late_slope=headline.late_slope(depths, s["steps_at_inv_lambda_star"], md),
+        theory_lr_exponent=headline.late_slope(depths, s["theory_optimal_learning_rate"], md),
+        theory_learning_time_late_slope=headline.late_slope(depths, s["theory_learning_time_at_optimal_rate"], md),
+        # (c) predictions of the measured optimum: critical damping of the learned top mode (1/lambda_1,
+        # the supplement's rate) with the real flow's time there; and the finite-rate maps' fastest rate
+        predicted_optimal_rate=list(s["theory_optimal_learning_rate"]),
+        predicted_learning_time=[(t / r) if (t and r) else None for t, r in zip(flow_t, s["theory_optimal_learning_rate"])],
+        **prediction(depths, s["theory_optimal_learning_rate"],
+                     [(t / r) if (t and r) else None for t, r in zip(flow_t, s["theory_optimal_learning_rate"])],
+                     s["best_learning_rate"], s["best_rate_band"], s["learning_time"]),
+        **prediction(depths, s["finite_rate_optimal_rate"], s["finite_rate_learning_time"], s["best_learning_rate"],
+                     s["best_rate_band"], s["learning_time"], prefix="finite_rate_prediction"),
+    )
 
 
 def summary_fields(cfg: DictConfig, problem: Problem, depths: Sequence[int], rates: np.ndarray, recs: list[DepthRecord],
@@ -406,14 +527,13 @@ def summary_fields(cfg: DictConfig, problem: Problem, depths: Sequence[int], rat
     from dlnjax import robust
 
     per = lambda k: [r.stats.get(k) for r in recs]  # noqa: E731
-    head = robust.headline(depths, int(cfg.fit_min_depth), best_rate=per("best_rate"), edge=per("edge"),
-                           learning_time=per("learning_time"), t_ct=per("t_ct"), t_min=per("t_min"),
-                           band_centre=per("band_centre"))
-    th = [theory_times(cfg, problem, r) for r in recs]
+    band = [[r.stats.get("band_lo"), r.stats.get("band_hi")] if r.stats.get("band_lo") else None for r in recs]
     opt = [theory_optimal_rate(problem.task, d) for d in depths]
+    th = [theory_times(cfg, problem, r, o) for r, o in zip(recs, opt)]
+    fr = [finite_rate_prediction(cfg, problem, r) for r in recs]
     ds = problem.ds
     rot = engine.rot
-    return dict(
+    lists = dict(
         dataset=ds.name,
         n_train=ds.n_train,
         n_in=ds.n_in,
@@ -429,37 +549,40 @@ def summary_fields(cfg: DictConfig, problem: Problem, depths: Sequence[int], rat
         engine_used=engine.name,
         input_rotation=None if rot is None else dict(kept=rot.n_kept, dropped=rot.n_dropped, eigenvalue_gap=rot.gap,
                                                      smallest_kept=float(rot.lam[-1]), largest_dropped=rot.lam_dropped_max),
+        summary_version=2,  # 2: best_learning_rate / learning_time are the measured optimum (v1: 1/lambda*, T_ct lambda*)
         learning_rates=rates,
-        # the headline (robust: see README, "Fig. 4 statistics")
-        lr_exponent=head["lr_exponent"],
-        learning_time_growth=head["learning_time_growth"],
-        t_ct_growth=head["t_ct_growth"],
-        lr_exponent_fit_depths=head["lr_exponent_fit_depths"],
-        best_learning_rate=per("best_rate"),
-        learning_time=per("learning_time"),
-        t_ct=per("t_ct"),
-        t_ct_rate=per("t_ct_rate"),
-        lambda_star=per("lam_star"),
-        stability_edge_predicted=per("edge_predicted"),
-        small_rate_stable=per("small_rate_stable"),
-        # measured at finite rates (edge of stability: these move with rounding on raw pixels)
+        learning_rates_run=union_rates(recs),
+        # per depth, measured: the optimum (the headline below is computed from these)
+        best_learning_rate=per("band_centre"),
+        best_rate_band=band,
+        learning_time=per("t_min"),
+        fastest_rate=per("fastest_rate"),
+        bracketed=per("bracketed"),
+        rates_added=[[r.stats.get("extended_down"), r.stats.get("extended_up")] for r in recs],
         stability_edge_measured=per("edge"),
         stability_edge_measured_bracket_hi=per("edge_hi"),
-        edge_exponent=head["edge_exponent"],
-        fastest_rate=per("fastest_rate"),
-        fastest_learning_time=per("t_min"),
-        fastest_time_growth=head["fastest_time_growth"],
-        band_10pct=[[r.stats.get("band_lo"), r.stats.get("band_hi")] for r in recs],
-        band_centre=per("band_centre"),
-        band_centre_exponent=head["band_centre_exponent"],
         runs_with_spikes_before_crossing=per("spikes_before_crossing"),
         runs=[{"depth": r.depth, "runs": r.runs} for r in recs],
         member_steps=per("member_steps"),
-        # theory
+        # predictions, drawn over the measurement. (a) the gradient-flow path on the real statistics:
+        # T_ct (small-rate run), lambda* (largest top Hessian eigenvalue along it), 1/lambda* and T_ct lambda*
+        t_ct=per("t_ct"),
+        t_ct_rate=per("t_ct_rate"),
+        lambda_star=per("lam_star"),
+        inv_lambda_star=per("inv_lambda_star"),
+        steps_at_inv_lambda_star=per("steps_at_inv_lambda_star"),
+        stability_edge_predicted=per("edge_predicted"),
+        small_rate_stable=per("small_rate_stable"),
+        # (b) the paper's own: supplement Eqs. 19-20 (1/lambda_1 at a_opt, diagonal approximation) and
+        # Eq. 15's learning time at that rate
         theory_optimal_learning_rate=opt,
         theory_stability_edge=[2 * o for o in opt],
-        theory_learning_time_at_best_rate=[t["theory_learning_time_at_best_rate"] for t in th],
+        theory_learning_time_at_optimal_rate=[t["theory_learning_time_at_optimal_rate"] for t in th],
         theory_t_ct=[t["theory_t_ct"] for t in th],
+        # the modes' exact finite-rate maps (diagonal approx.; exact on whitened inputs): fastest rate below
+        # the top mode's edge and its time (rescaled by the real over the diagonal flow time)
+        finite_rate_optimal_rate=[f[0] for f in fr],
+        finite_rate_learning_time=[f[1] for f in fr],
         # T_ct of the continuous gradient flow on the real statistics, by diffrax on the compressed
         # network (stats.gradient_flow; None where not computed: compress=false or switched off)
         t_ct_diffrax=per("t_ct_diffrax"),
@@ -474,18 +597,29 @@ def summary_fields(cfg: DictConfig, problem: Problem, depths: Sequence[int], rat
         ),
         singular_values=problem.task.s,
     )
+    # the headline with its intervals, the late slopes, (c) the prediction of the measured optimum
+    derived = derived_fields(depths, lists, int(cfg.fit_min_depth), float(cfg.stats.band), robust.grid_ratio(rates))
+    return {**lists, **derived}
 
 
 def result_arrays(depths: Sequence[int], rates: np.ndarray, recs: list[DepthRecord]) -> dict:
-    arrays: dict[str, Any] = dict(depths=np.asarray(depths), learning_rates=np.sort(rates))
-    lt, st, sp = zip(*[r.grid_status(np.sort(rates)) for r in recs]) if recs else ((), (), ())
-    arrays["learning_time"] = np.stack(lt) if lt else np.zeros((0, len(rates)))
-    arrays["status"] = np.stack([np.asarray(s, dtype="U10") for s in st]) if st else np.zeros((0, len(rates)), "U10")
+    """The arrays of ``results.npz``: the depth x rate grid over the union of the depths' grid and
+    extension rates (``learning_rates``; ``in_grid`` marks the configured grid's), and per depth
+    the loss curves on the same rates, the small-rate run and its sharpness path."""
+    allr = union_rates(recs) if recs else np.sort(rates)
+    in_grid = np.asarray([any(abs(math.log(x / g)) < 1e-9 for g in rates) for x in allr], bool)
+    arrays: dict[str, Any] = dict(depths=np.asarray(depths), learning_rates=allr, in_grid=in_grid)
+    lt, st, sp = zip(*[r.grid_status(allr) for r in recs]) if recs else ((), (), ())
+    arrays["learning_time"] = np.stack(lt) if lt else np.zeros((0, len(allr)))
+    arrays["status"] = np.stack([np.asarray(s, dtype="U10") for s in st]) if st else np.zeros((0, len(allr)), "U10")
     arrays["diverged"] = arrays["status"] == "diverged"
-    arrays["spikes"] = np.stack(sp) if sp else np.zeros((0, len(rates)), int)
+    arrays["spikes"] = np.stack(sp) if sp else np.zeros((0, len(allr)), int)
     for r in recs:
+        loss = np.full((len(allr), r.grid_loss.shape[1]), np.nan)
+        for i, x in enumerate(r.main_rates):
+            loss[nearest_rate(allr, x)] = r.grid_loss[i]
         arrays[f"steps_depth{r.depth}"] = r.record_steps
-        arrays[f"loss_depth{r.depth}"] = r.grid_loss
+        arrays[f"loss_depth{r.depth}"] = loss
         arrays[f"small_loss_depth{r.depth}"] = r.small_loss
         arrays[f"small_modes_depth{r.depth}"] = r.small_modes
         arrays[f"sharpness_steps_depth{r.depth}"] = np.asarray(r.stats.get("sharpness_steps") or [], np.int64)

@@ -21,7 +21,10 @@ class RateStatsConfig:
     edge_bisections: int = 4  # bisection steps of the measured stability edge (grid ratio^(1/2^k))
     edge_patience: float = 5.0  # an edge probe must cross within this x the fastest crossing
     small_rate_factor: float = 16.0  # the gradient-flow run starts at the fastest rate / this
-    band: float = 0.1  # the band of rates within this fraction of the fastest time
+    band: float = 0.1  # the band of rates within this fraction of the fastest time (its centre: the best rate)
+    # the grid is extended at its own log spacing until the fastest crossing has a slower or failing
+    # rate on each side; at most this many rates per side (a depth that reaches it is flagged)
+    extend_max: int = 16
     snapshots: int = 16  # Hessian top-eigenvalue evaluations along the gradient-flow path
     spike_rtol: float = 1e-3  # a loss rise E_t > (1 + spike_rtol) E_(t-1) before the crossing is a spike
     # T_ct per depth also by diffrax on the compressed network's gradient flow (compress=true only;
@@ -45,7 +48,8 @@ class Fig4Protocol(AppConfig):
     compress: bool = True
     engine: EngineName = ENGINE_DEFAULT
     stats: RateStatsConfig = field(default_factory=RateStatsConfig)
-    fit_min_depth: int = 5  # the slopes of Fig. 4 are fitted over depths >= this
+    # the late depths: lr_exponent and learning_time_late_slope are fitted over depths >= this
+    fit_min_depth: int = 20
 
 
 def check_protocol(cfg: DictConfig) -> None:
@@ -63,5 +67,6 @@ def check_protocol(cfg: DictConfig) -> None:
     require(st.edge_patience >= 1.0, "stats.edge_patience", st.edge_patience, "a number >= 1")
     require(st.small_rate_factor >= 1.0, "stats.small_rate_factor", st.small_rate_factor, "a number >= 1")
     require(0.0 < st.band < 1.0, "stats.band", st.band, "a fraction in (0, 1)")
+    require(st.extend_max >= 0, "stats.extend_max", st.extend_max, "an integer >= 0")
     require(st.snapshots >= 1, "stats.snapshots", st.snapshots, "an integer >= 1")
     require(st.spike_rtol > 0.0, "stats.spike_rtol", st.spike_rtol, "a number > 0")

@@ -25,8 +25,9 @@ class Config:
 
 def check(cfg: DictConfig) -> None:
     from experiments import APPS
-    from experiments.reproduce import BEYOND_RUNS
+    from experiments.reproduce import BEYOND_RUNS, FIG4_FASHION
 
-    allowed = [name for name, app in APPS.items() if app.figure] + [b[0] for b in BEYOND_RUNS if b[0] not in APPS or not APPS[b[0]].figure]
+    allowed = [name for name, app in APPS.items() if app.figure] + [b[0] for b in BEYOND_RUNS + [FIG4_FASHION]
+                                                                      if b[0] not in APPS or not APPS[b[0]].figure]
     bad = [a for a in cfg.only if a not in allowed]
     require(not bad, "only", list(cfg.only), "a list of: " + ", ".join(allowed))

@@ -16,82 +16,94 @@ def _arr(v: Sequence[Any]) -> np.ndarray:
     return np.asarray([np.nan if x is None else x for x in v], np.float64)
 
 
-def _causes_text(summary: dict, flow_lt: np.ndarray, th: np.ndarray, lt: np.ndarray, spk: np.ndarray) -> str:
-    """The three gaps of the left panel as ranges over depth (empty without the diffrax flow)."""
-    ok = np.isfinite(flow_lt)
-    if not ok.any():
-        return ""
+def _ci(x: Any, fmt: str) -> str:
+    return "" if not x else " [" + (fmt % x[0]) + ", " + (fmt % x[1]) + "]"
 
-    def rng(x: np.ndarray, fmt: str) -> str:
-        x = x[np.isfinite(x)]
-        return "n/a" if x.size == 0 else (fmt % x.min()) + " .. " + (fmt % x.max())
 
-    fast = _arr(summary["fastest_learning_time"])
-    return "\n".join([
-        "non-white inputs  flow / Eq.15       " + rng(flow_lt / th, "%.2f"),
-        "finite rate       run / flow - 1     " + rng(lt / flow_lt - 1.0, "%+.1e"),
-        "edge of stability fastest / flow     " + rng(fast / flow_lt, "%.2f")
-        + f"  ({int((spk > 0).sum())}/{len(spk)} depths spike)",
-    ])
+def _titles(summary: dict) -> tuple[str, str]:
+    """The two panels' titles: the measured headline with its 90% interval."""
+    ds = summary["dataset"]
+    late = summary.get("lr_exponent_fit_depths") or []
+    where = f"N_l ≥ {min(late)}" if late else "late depths"
+    t1 = f"Learning time vs depth ({ds})"
+    if summary.get("learning_time_late_slope") is not None:
+        t1 += (f"\nlate slope {summary['learning_time_late_slope']:.2f}{_ci(summary.get('learning_time_late_slope_ci'), '%.2f')}"
+               f" ({where}; Eq. 15: {summary.get('theory_learning_time_late_slope') or float('nan'):.2f})")
+    if summary.get("learning_time_growth") is not None:
+        t1 += f", growth ×{summary['learning_time_growth']:.2f}{_ci(summary.get('learning_time_growth_ci'), '%.2f')}"
+    t2 = f"Optimal rate vs depth ({ds})"
+    if summary.get("lr_exponent") is not None:
+        t2 += (f"\nslope {summary['lr_exponent']:.2f}{_ci(summary.get('lr_exponent_ci'), '%.2f')} ({where}; "
+               f"1/λ₁(a_opt): {summary.get('theory_lr_exponent') or float('nan'):.2f})")
+    return t1, t2
 
 
 def fig4(out: Path, summary: dict) -> None:
-    """Fig. 4: learning time and rates against depth, robust statistics in black, the measured
-    finite-rate ones (which the edge of stability moves) in grey/red, theory overlaid. Whether
-    Eq. 15 is exact (whitened inputs) and the depths of the slope fit come from the summary."""
+    """Fig. 4 as the paper measured it: per depth the learning time (fastest crossing) and the
+    empirically optimal rate (centre of the 10% band, band shaded), in black, with the
+    predictions drawn over them as lines: the paper's own (supplement Eqs. 19-20 and Eq. 15 at
+    that rate), the gradient-flow path's 1/λ* and T_ct·λ*, and the flow time at the predicted
+    rate. Depths whose optimum the extended grid could not bracket are ringed in red."""
     import matplotlib.pyplot as plt
 
     from ...common import save_figure
 
     whitened = bool(summary.get("whitened", False))
     d = np.asarray(summary["depths"], float)
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4.6))
+    unbr = np.asarray([not b for b in summary.get("bracketed") or [True] * len(d)], bool)
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(13, 5.0))
     lt = _arr(summary["learning_time"])
-    a1.plot(d, lt, "o-", color="k", label="learning time at the best rate, T_ct·λ* (robust)")
-    a1.plot(d, _arr(summary["fastest_learning_time"]), "v", color="0.55", label="fastest measured crossing (edge of stability)")
-    th = _arr(summary["theory_learning_time_at_best_rate"])
-    lab = "Eq. 15 at the best rate" + ("" if whitened else " (diagonal approx., Σ11 ≠ I)")
-    if np.isfinite(th).any():
-        a1.plot(d, th, "s--", color="tab:red", mfc="none", label=lab)
-    # the continuous gradient flow on the real (non-white) statistics, by diffrax, at the same
-    # best rate: T_ct(diffrax) * lambda*. Eq. 15 vs this: the diagonal approximation (non-white
-    # inputs); this vs the black line: the small-rate run's finite rate; black vs grey: finite
-    # rates near the edge of stability
-    lam = _arr(summary.get("lambda_star") or [None] * len(d))
-    tfl = _arr(summary.get("t_ct_diffrax") or [None] * len(d))
-    flow_lt = tfl * lam
-    if np.isfinite(flow_lt).any():
-        a1.plot(d, flow_lt, "D", color="tab:blue", mfc="none", ms=9, mew=1.2,
-                label="gradient flow on the real Σ11 (diffrax), T_ct(flow)·λ*")
+    b = float(summary.get("headline_interval", {}).get("band", 0.1))
+    a1.fill_between(d, lt / (1 + b), lt * (1 + b), color="0.85", label=f"measured learning time ±{b:.0%} (its interval)")
+    a1.plot(d, lt, "o-", color="k", label="measured learning time (fastest crossing)")
+    eq15 = _arr(summary.get("theory_learning_time_at_optimal_rate") or [None] * len(d))
+    lab = "paper: Eq. 15 at 1/λ₁(a_opt)" + ("" if whitened else " (diagonal approx., Σ11 ≠ I)")
+    if np.isfinite(eq15).any():
+        a1.plot(d, eq15, "--", color="tab:red", lw=1.2, label=lab)
+    pred = _arr(summary.get("predicted_learning_time") or [None] * len(d))
+    if np.isfinite(pred).any():
+        a1.plot(d, pred, "-", color="tab:blue", lw=1.2, label="prediction: T_ct(real flow) at 1/λ₁ (critical damping)")
+    frt = _arr(summary.get("finite_rate_learning_time") or [None] * len(d))
+    if np.isfinite(frt).any():
+        a1.plot(d, frt, "-", color="tab:green", lw=0.9, label="finite-rate maps' fastest rate (× real/diag. flow time)")
+    sl = _arr(summary.get("steps_at_inv_lambda_star") or [None] * len(d))
+    if np.isfinite(sl).any():
+        a1.plot(d, sl, ":", color="0.4", lw=1.2, label="T_ct·λ*: steps at 1/λ* on the flow path")
     spk = np.asarray([x or 0 for x in summary["runs_with_spikes_before_crossing"]])
     if (spk > 0).any():
-        ft = _arr(summary["fastest_learning_time"])
-        a1.plot(d[spk > 0], ft[spk > 0], "x", color="tab:orange", ms=5, label="depth with spiking runs (EoS)")
-    box = _causes_text(summary, flow_lt, th, lt, spk)
-    if box:
-        a1.text(0.02, 0.97, box, transform=a1.transAxes, ha="left", va="top", multialignment="left", fontsize=6.5,
-                family="monospace",
-                bbox=dict(boxstyle="round", fc="white", ec="0.7", alpha=0.9))
+        a1.plot(d[spk > 0], lt[spk > 0], "x", color="tab:orange", ms=5, label="depth with spiking runs (EoS)")
+    if unbr.any():
+        a1.plot(d[unbr], lt[unbr], "o", mfc="none", mec="tab:red", ms=11, mew=1.5, label="optimum not bracketed (cap)")
     a1.set_xscale("log")
     if np.isfinite(lt).any():
         a1.set_yscale("log")
     depth_ticks(a1, summary["depths"])
     a1.set_xlabel("depth N_l (layers)")
     a1.set_ylabel("learning time (steps)")
-    a1.set_title(f"Learning time vs depth ({summary['dataset']}, growth ×{summary['learning_time_growth']:.2f})"
-                 if summary.get("learning_time_growth") else f"Learning time vs depth ({summary['dataset']})")
+    t1, t2 = _titles(summary)
+    a1.set_title(t1, fontsize=9)
     a1.legend(fontsize=7)
 
     best = _arr(summary["best_learning_rate"])
-    a2.plot(d, best, "o-", color="k", label="best rate 1/λ* (λ*: max Hessian eig. along the path)")
-    a2.plot(d, _arr(summary["stability_edge_predicted"]), "--", color="k", lw=1, label="predicted edge 2/λ*")
-    em = _arr(summary["stability_edge_measured"])
-    a2.plot(d, em, "^-", color="tab:red", ms=4, lw=0.8, label="measured edge (bisection)")
-    a2.plot(d, _arr(summary["fastest_rate"]), "v", color="0.55", label="fastest measured rate")
-    band = np.asarray([[np.nan if x is None else x for x in b] for b in summary["band_10pct"]], float)
+    band = np.asarray([[np.nan, np.nan] if x is None else [np.nan if y is None else y for y in x]
+                       for x in summary["best_rate_band"]], float).reshape(-1, 2)
     if band.size:
-        a2.fill_between(d, band[:, 0], band[:, 1], color="0.85", label="rates within 10% of the fastest")
-    a2.plot(d, summary["theory_optimal_learning_rate"], ":", color="tab:red", label="supplement 1/λ₁(a_opt), diag. approx.")
+        a2.fill_between(d, band[:, 0], band[:, 1], color="0.85", label="rates within 10% of the fastest (the interval)")
+    a2.plot(d, best, "o-", color="k", label="measured optimal rate (band centre)")
+    a2.plot(d, _arr(summary["fastest_rate"]), "v", color="0.55", ms=5, label="fastest rate on the grid (raw arg-min)")
+    em = _arr(summary["stability_edge_measured"])
+    a2.plot(d, em, "^-", color="tab:red", ms=4, lw=0.8, label="measured stability edge (bisection)")
+    a2.plot(d, summary["theory_optimal_learning_rate"], "--", color="tab:blue", lw=1.2,
+            label="paper 1/λ₁(a_opt) (Eqs. 19–20) = prediction (critical damping)")
+    a2.plot(d, summary["theory_stability_edge"], "-.", color="tab:red", lw=0.9, label="top mode's finite-rate edge 2/λ₁")
+    frr = _arr(summary.get("finite_rate_optimal_rate") or [None] * len(d))
+    if np.isfinite(frr).any():
+        a2.plot(d, frr, "-", color="tab:green", lw=0.9, label="finite-rate maps' fastest rate (below 2/λ₁)")
+    il = _arr(summary.get("inv_lambda_star") or [None] * len(d))
+    if np.isfinite(il).any():
+        a2.plot(d, il, ":", color="0.4", lw=1.2, label="1/λ* (λ*: max Hessian eig. on the flow path)")
+    if unbr.any():
+        a2.plot(d[unbr], best[unbr], "o", mfc="none", mec="tab:red", ms=11, mew=1.5, label="optimum not bracketed (cap)")
     rates = np.asarray(summary["learning_rates"], float)
     a2.axhline(rates.min(), color="0.8", lw=0.6)
     a2.axhline(rates.max(), color="0.8", lw=0.6)
@@ -100,10 +112,7 @@ def fig4(out: Path, summary: dict) -> None:
     depth_ticks(a2, summary["depths"])
     a2.set_xlabel("depth N_l (layers)")
     a2.set_ylabel("learning rate")
-    ttl = "Rates vs depth"
-    if summary.get("lr_exponent") is not None and summary.get("lr_exponent_fit_depths"):
-        ttl += f" (best-rate slope {summary['lr_exponent']:.2f} for N_l ≥ {min(summary['lr_exponent_fit_depths'])})"
-    a2.set_title(ttl)
+    a2.set_title(t2, fontsize=9)
     a2.legend(fontsize=7)
     fig.tight_layout()
     save_figure(fig, out / "depth_sweep")
@@ -122,6 +131,7 @@ def grid_figure(out: Path, arrays: dict, stem: str = "depth_sweep_grid") -> None
     norm = LogNorm(vmin=max(finite.min(), 1), vmax=max(finite.max(), 2)) if finite.size else None
     im = ax.imshow(np.where(np.isfinite(lt), lt, np.nan), aspect="auto", origin="lower", cmap="viridis_r", norm=norm)
     marks = dict(diverged=("×", "tab:red"), stopped=("▽", "0.35"), skipped=("·", "0.6"), unsettled=("~", "tab:purple"))
+    in_grid = arrays.get("in_grid")
     for i in range(len(depths)):
         for j in range(len(rates)):
             s = str(st[i, j])
@@ -129,13 +139,18 @@ def grid_figure(out: Path, arrays: dict, stem: str = "depth_sweep_grid") -> None
                 ax.text(j, i, marks[s][0], ha="center", va="center", color=marks[s][1], fontsize=9)
             elif sp[i, j] > 0:
                 ax.plot(j + 0.32, i + 0.25, ".", color="tab:orange", ms=4)
+    if in_grid is not None and not np.all(in_grid):
+        ext = np.nonzero(~np.asarray(in_grid, bool))[0]
+        for j in ext:
+            ax.axvline(j, color="tab:red", lw=0.4, alpha=0.4)
     ax.set_yticks(range(len(depths)), [str(x) for x in depths])
     step = max(1, len(rates) // 8)
     ax.set_xticks(range(0, len(rates), step), [f"{r:.1e}" for r in rates[::step]], rotation=45)
     ax.set_xlabel("learning rate")
     ax.set_ylabel("depth N_l")
     ax.set_title("Learning time; × diverged, ▽ stopped (3× the fastest), · skipped (slower still),\n"
-                 "~ unsettled, orange dot: loss spikes before the crossing", fontsize=9)
+                 "~ unsettled, orange dot: loss spikes before the crossing; red lines: rates added to bracket the optimum",
+                 fontsize=9)
     if norm is not None:
         fig.colorbar(im, ax=ax, label="learning time (steps)")
     fig.tight_layout()
