@@ -35,6 +35,11 @@ CASES = [
     ("unknown experiment", "depth_sweep", ["experiment=huge"], ["Could not find 'experiment/huge'", "debug, paper"]),
     ("unknown preprocessing", "depth_sweep", ["data.preprocessing=blur"], ["data.preprocessing", "'blur'", "expected one of [raw, centred, whitened]"]),
     ("unknown key", "depth_sweep", ["hiden=3"], ["hiden", "not in"]),
+    # a key added with + is force-added by Hydra: the schema check refuses it, naming the closest key
+    ("misspelt key added with +", "depth_sweep", ["+stats.gradient_flw=true"],
+     ["stats.gradient_flw is not a key", "closest declared key: stats.gradient_flow"]),
+    ("misspelt data key added with +", "lr_sweep", ["+data.preprocesing=centred"],
+     ["data.preprocesing is not a key", "closest declared key: data.preprocessing"]),
     ("non-numeric value", "depth_sweep", ["u0=abc"], ["u0", "'abc'", "could not be converted to Float"]),
     ("empty sweep list", "depth_sweep", ["depths=[]"], ["depths=[]", "allowed: a non-empty list"]),
     ("empty rate list", "depth_sweep", ["learning_rates.values=[]"], ["learning_rates.values=[]", "allowed"]),

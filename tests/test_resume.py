@@ -98,3 +98,46 @@ def test_init_comparison_resumes_from_its_finished_depths(tmp_path, debug_run):
     assert "depth 3: finished in an earlier run of this config" in r.stderr + r.stdout
     assert json.loads((ref / "summary.json").read_text()) == json.loads((run / "summary.json").read_text())
     assert (ref / "results.npz").read_bytes() == (run / "results.npz").read_bytes()
+
+
+def test_unreadable_checkpoints_are_moved_aside_and_rerun(tmp_path, debug_run):
+    """A checkpoint truncated (a broken copy between machines) and one of garbage: each is named in
+    one warning line and moved aside (never deleted), its depth is re-run, the other depths resume
+    from theirs, and the run ends with the files of an uninterrupted one."""
+    ref = debug_run("depth_sweep")
+    run = tmp_path / "run"
+    shutil.copytree(ref, run)
+    (run / "summary.json").unlink()  # as if killed before the end
+    part = run / "partial"
+    good = (part / "depth5.runs.npz").read_bytes()
+    (part / "depth5.runs.npz").write_bytes(good[: len(good) // 2])
+    (part / "depth6.runs.npz").write_bytes(b"not a checkpoint at all" * 10)
+    r = run_cli("experiments.depth_sweep", "experiment=debug", f"hydra.run.dir={run}")
+    log = r.stderr + r.stdout + (run / "depth_sweep.log").read_text()  # the console and Hydra's log file
+    for d in (5, 6):
+        lines = [ln for ln in log.splitlines() if f"depth{d}.runs.npz cannot be read" in ln]
+        assert len(lines) >= 1 and "moved aside" in lines[0], log[-2000:]
+        assert (part / f"depth{d}.runs.npz.unreadable").exists()
+    assert (part / f"depth{5}.runs.npz.unreadable").read_bytes() == good[: len(good) // 2]  # kept, not deleted
+    assert "Traceback" not in log
+    assert "depth 3: " in log and "finished runs loaded" in log  # depth 3 resumed from its checkpoint
+    _same_results(ref, run)
+
+
+def test_checkpoint_of_another_config_is_ignored_and_the_log_names_the_keys(tmp_path, caplog):
+    import logging
+
+    from omegaconf import OmegaConf
+
+    from experiments._shared.checkpoint import load_tagged, save_tagged
+
+    a = OmegaConf.create({"u0": 1e-3, "stats": {"band": 0.1, "snapshots": 16}, "depths": [3, 5]})
+    b = OmegaConf.create({"u0": 1e-3, "stats": {"band": 0.2, "snapshots": 16}, "depths": [3, 5, 8]})
+    p = tmp_path / "x.npz"
+    save_tagged(p, a, v=np.arange(3))
+    np.testing.assert_array_equal(load_tagged(p, a)["v"], np.arange(3))
+    with caplog.at_level(logging.INFO, logger="dlnjax"):
+        assert load_tagged(p, b) is None
+    msg = " ".join(r.getMessage() for r in caplog.records)
+    assert "another config" in msg and "depths, stats.band" in msg and "u0" not in msg.split("differ:")[1]
+    assert p.exists()  # a checkpoint of another config is left in place

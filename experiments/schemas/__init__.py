@@ -42,8 +42,44 @@ def register() -> None:
     _registered = True
 
 
+def undeclared_keys(cfg: DictConfig, prefix: str = "") -> list[tuple[str, list[str]]]:
+    """The keys of ``cfg`` that no schema declares, each with the keys declared beside it: a key
+    added with ``+`` (Hydra force-adds it to a structured config) or otherwise. Walks every node
+    whose type is a dataclass (the app's ``Config``, a data source's config, nested groups)."""
+    import dataclasses
+
+    from omegaconf import OmegaConf
+
+    out: list[tuple[str, list[str]]] = []
+    typ = OmegaConf.get_type(cfg)
+    declared = [f.name for f in dataclasses.fields(typ)] if typ is not None and dataclasses.is_dataclass(typ) else None
+    for k in cfg.keys():
+        if declared is not None and k not in declared:
+            out.append((f"{prefix}{k}", [f"{prefix}{d}" for d in declared]))
+            continue
+        v = cfg._get_node(k)
+        if isinstance(v, DictConfig) and not v._is_missing() and not v._is_none():
+            out += undeclared_keys(v, f"{prefix}{k}.")
+    return out
+
+
+def check_declared(cfg: DictConfig) -> None:
+    """Refuse a key that no schema declares, naming the closest declared key (a misspelt
+    ``+stats.gradient_flw=true`` would otherwise run without what was asked for)."""
+    import difflib
+
+    bad = undeclared_keys(cfg)
+    if bad:
+        key, near = bad[0]
+        close = difflib.get_close_matches(key, near, n=1, cutoff=0.0)
+        raise ConfigError(f"invalid config: {key} is not a key of this app's config (closest declared key: "
+                          f"{close[0] if close else '-'}; allowed here: {', '.join(n.rsplit('.', 1)[-1] for n in near)})")
+
+
 def validate(app: str, cfg: DictConfig) -> None:
-    """The range checks of ``app`` (raises :class:`ConfigError` with a one-line message)."""
+    """The keys (:func:`check_declared`), then the range checks of ``app`` (raises
+    :class:`ConfigError` with a one-line message)."""
+    check_declared(cfg)
     schema_module(app).check(cfg)
 
 
