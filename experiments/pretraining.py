@@ -167,8 +167,10 @@ def run(cfg: DictConfig) -> dict:
         pretraining_diverged=pre.diverged,
         pretraining_final_error=[float(e[-1]) for e in pre.reconstruction_error],
         pretraining_best_error=floors,
-        best_learning_rate_random=None if i_rand is None else float(rates[i_rand]),
-        best_learning_rate_pretrained=None if i_pre is None else float(rates[i_pre]),
+        # one meaning across apps (dlnjax.robust.band_of): the best rate is the centre of the band of
+        # rates within 10% of the fastest; the fastest rate is the raw arg-min on the grid
+        **_best_rates("random", rates, lt_rand),
+        **_best_rates("pretrained", rates, lt_pre),
         best_rate_at_grid_edge=[i in (0, n_r - 1) for i in (i_rand, i_pre) if i is not None],
         learning_rates=rates,
         learning_time_per_rate_random=lt_rand,
@@ -192,6 +194,17 @@ def run(cfg: DictConfig) -> dict:
         offdiag, off_rand, t_rand, t_pre, pre.total_steps, ratio, ratio_same, out,
     )
     return summary
+
+
+def _best_rates(kind: str, rates: np.ndarray, lt: np.ndarray) -> dict:
+    from dlnjax import robust
+
+    ok = np.isfinite(lt)
+    if not ok.any():
+        return {f"best_learning_rate_{kind}": None, f"best_rate_band_{kind}": None, f"fastest_rate_{kind}": None}
+    _, fastest, lo, hi = robust.band_of(np.asarray(rates)[ok], np.asarray(lt)[ok], robust.BAND)
+    return {f"best_learning_rate_{kind}": float(np.sqrt(lo * hi)), f"best_rate_band_{kind}": [lo, hi],
+            f"fastest_rate_{kind}": fastest}
 
 
 main = entry("pretraining", run)

@@ -233,6 +233,13 @@ def _pretraining(s):
         assert s[k] is None or s[k] > 0, k
     if s["learning_time_random"] and s["learning_time_pretrained"]:
         assert abs(s["learning_time_ratio"] - s["learning_time_pretrained"] / s["learning_time_random"]) < 1e-9
+    for kind in ("random", "pretrained"):  # the best rate is the 10% band's centre, around the raw arg-min
+        lt = np.array([np.nan if t is None else t for t in s[f"learning_time_per_rate_{kind}"]], float)
+        if np.isfinite(lt).any():
+            fast = s[f"fastest_rate_{kind}"]
+            assert fast == s["learning_rates"][int(np.nanargmin(lt))]
+            lo, hi = s[f"best_rate_band_{kind}"]
+            assert lo <= fast <= hi and abs(s[f"best_learning_rate_{kind}"] / np.sqrt(lo * hi) - 1) < 1e-12
 
 
 def _init_comparison(s):
