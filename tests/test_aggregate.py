@@ -5,9 +5,12 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from helpers import ENV, ROOT, run_cli
 
 
+@pytest.mark.slow
 def test_aggregate_of_a_depth_sweep_split_into_jobs_equals_one_job(tmp_path, debug_run):
     one = json.loads((debug_run("depth_sweep") / "summary.json").read_text())  # depths [3, 5, 6] in one job
     run_cli("experiments.depth_sweep", "-m", "experiment=debug", "depths=[3],[5],[6]", f"hydra.sweep.dir={tmp_path / 'split'}")

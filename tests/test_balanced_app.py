@@ -12,6 +12,7 @@ def _cfg(*overrides):
     return compose("balanced_dynamics", ["experiment=debug", *overrides])
 
 
+@pytest.mark.slow
 def test_debug_run_summary(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # outside Hydra the app writes to the working directory
     cfg = _cfg("scales=[0.01,3.0]")

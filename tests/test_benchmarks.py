@@ -15,8 +15,10 @@ import pytest
 from helpers import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
-BENCHMARKS = [("linear_step", "linear_step_tiny.json"), ("fig3", "fig3_tiny.json"), ("baselines", "baselines_tiny.json"),
-              ("scaling", "scaling_tiny.json")]
+# the slow ones (8.9-65 s each on 2 cores) run in the slow tier only
+BENCHMARKS = [pytest.param("linear_step", "linear_step_tiny.json", marks=pytest.mark.slow),
+              pytest.param("fig3", "fig3_tiny.json", marks=pytest.mark.slow), ("baselines", "baselines_tiny.json"),
+              pytest.param("scaling", "scaling_tiny.json", marks=pytest.mark.slow)]
 
 
 @pytest.mark.parametrize("how", ["in-process", pytest.param("subprocess", marks=pytest.mark.slow)])

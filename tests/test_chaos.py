@@ -25,6 +25,7 @@ def test_variance_map_against_monte_carlo():
         assert float(chaos.variance_map(q, g)) == pytest.approx(mc, rel=3e-3)
 
 
+@pytest.mark.slow
 def test_fixed_point_zero_below_and_positive_above_edge():
     gs = jnp.asarray([0.5, 0.9, 1.0, 1.01, 1.1, 1.5, 3.0])
     q = np.asarray(chaos.q_fixed_point(gs))
@@ -73,6 +74,7 @@ def test_linear_orthogonal_network_is_an_exact_isometry():
     assert_close(sv, g**layers, rtol=1e-10)  # g^(N_l - 1) with N_l - 1 = layers
 
 
+@pytest.mark.slow
 def test_simulated_variance_converges_to_theory_with_width():
     """The depth-30 variance of simulated networks approaches q_inf; the error shrinks with N."""
     g = 1.5

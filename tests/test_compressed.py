@@ -156,6 +156,7 @@ def test_vmapped_runner_equals_a_loop():
         assert int(out.cross_step[i]) == int(one.cross_step)
 
 
+@pytest.mark.slow
 def test_sharpness_equals_the_dense_hessian():
     stats, u, v = _problem()
     rot = C.rotate_inputs(stats.sigma11)

@@ -38,6 +38,7 @@ def _compress(stats, w):
     return cs, cores
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("depth", [3, 5])
 def test_compressed_flow_is_the_full_width_flow(depth):
     """Non-white inputs, a decoupled start in a random hidden basis: T_ct and the loss curve of
@@ -58,6 +59,7 @@ def test_compressed_flow_is_the_full_width_flow(depth):
     np.testing.assert_allclose(comp, full, rtol=1e-7)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("depth", [3, 6])
 def test_whitened_t_ct_is_eq15_exact(depth):
     """Whitened inputs (Sigma11 = I): the modes decouple exactly and E(t) = E_rest + sum_a
@@ -89,6 +91,7 @@ def test_whitened_t_ct_is_eq15_exact(depth):
     assert float(sweep.theory_t_ct(task, depth, u0, 3, eps)) == pytest.approx(t_exact, rel=1e-4)
 
 
+@pytest.mark.slow
 def test_small_rate_crossing_time_converges_to_t_ct_at_first_order():
     """Gradient descent at rate lr is forward Euler on the flow: its crossing time (steps, the
     crossing located by linear interpolation between the two bracketing steps so that the
@@ -119,6 +122,7 @@ def test_small_rate_crossing_time_converges_to_t_ct_at_first_order():
     assert 0.9 <= slope <= 1.1, (slope, errs / t_ct)
 
 
+@pytest.mark.slow
 def test_fig4_flow_t_ct_is_the_compressed_flow():
     """The Fig. 4 wiring (experiments._shared.depth_loop.flow_t_ct): float64 decoupled cores of the
     run's widths, the run's threshold, horizon 20x the small-rate T_ct; checkpoint entries."""

@@ -22,6 +22,9 @@ from helpers import assert_close, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# the whole module is in the slow tier (its four-device interpreter is shared by its tests)
+pytestmark = pytest.mark.slow
+
 
 def sweep_on_all_devices():
     """A depth-5 sweep of 6 rates (the last diverges) on the teacher task, float64."""

@@ -58,7 +58,11 @@ def _run(app, out, *overrides, check=True):
     return run_cli(f"experiments.{app}", "experiment=debug", f"hydra.run.dir={out}", *overrides, check=check)
 
 
-@pytest.mark.parametrize("app", list(FILES))
+# the slowest apps' debug runs (8.9-65 s on 2 cores) run in the slow tier
+SLOW_APPS = {"deep_tanh", "edge_of_chaos", "init_comparison", "mode_dynamics", "pretraining", "random_products"}
+
+
+@pytest.mark.parametrize("app", [pytest.param(a, marks=pytest.mark.slow) if a in SLOW_APPS else a for a in FILES])
 def test_experiment_runs_end_to_end(app, debug_run):
     out = debug_run(app)
     for f in FILES[app] + ["summary.json", "results.npz", ".hydra/config.yaml"]:
@@ -297,6 +301,7 @@ def test_float64_switch(tmp_path):
     _check_fig4_values(s)
 
 
+@pytest.mark.slow
 def test_full_width_is_recorded(tmp_path):
     """compress=false runs the full-width network on the named engine and says so."""
     _run("depth_sweep", tmp_path / "full", "compress=false", "engine=xla", "depths=[3,5]")

@@ -38,7 +38,8 @@ def test_single_mode_learning_time_is_eq15(depth):
     assert t_ct == pytest.approx(t_exact, rel=RTOL_TIME["float64"])
 
 
-@pytest.mark.parametrize("depth", [pytest.param(3, marks=pytest.mark.slow), 4])
+@pytest.mark.slow
+@pytest.mark.parametrize("depth", [3, 4])
 def test_two_mode_learning_time_and_trajectory(depth):
     """Two modes: T_ct is the root of sum_alpha 1/2 (s_alpha - u_alpha(t))^2 = thr with u_alpha(t)
     from Eq. 12 / Eq. 15 (theory.mode_strength), found by brentq; the saved losses follow the same curve."""

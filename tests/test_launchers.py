@@ -9,6 +9,7 @@ import pytest
 from helpers import run_py
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("launcher", ["joblib", "submitit_local"])
 def test_cluster_launchers_run_jobs_for_real(launcher, tmp_path):
     pytest.importorskip("hydra_plugins.hydra_joblib_launcher" if launcher == "joblib" else "hydra_plugins.hydra_submitit_launcher",

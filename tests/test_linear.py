@@ -48,7 +48,7 @@ def _decoupled_error(depth, lr, t_end=None, u0=1e-3, svals=(3.0, 2.0, 1.0), n=6,
     return float(np.max(np.abs(np.asarray(rec.modes) - ref) / s))
 
 
-@pytest.mark.parametrize("depth", [3, 4, 6, 10])
+@pytest.mark.parametrize("depth", [3, *(pytest.param(d, marks=pytest.mark.slow) for d in (4, 6, 10))])
 def test_decoupled_start_follows_theory_error_linear_in_lr(depth):
     """Eq. 12 (depth 3) / Eq. 15 (deeper): the only error is the discretisation, O(lr)."""
     lr = 0.05 * float(theory.optimal_learning_rate(3.0, depth))  # 5% of 1/lambda_1 of the top mode
@@ -118,6 +118,7 @@ def test_best_error_matches_least_squares():
     assert linear.best_error(st, rank=1) > e_ls
 
 
+@pytest.mark.slow
 def test_vmap_equals_loop_and_same_seed_same_numbers(key):
     ds, st = _problem((5, 6, 6, 3))
     u, s, v = inits.full_svd_basis(st.sigma31)

@@ -48,6 +48,7 @@ def test_reduced_linear_modes_equal_engine(small):
     assert_close(np.asarray(md), np.asarray(rec.modes), atol=1e-10)
 
 
+@pytest.mark.slow
 def test_vmap_over_inits_equals_loop(small):
     ds, st, u, s, v, r = small
     prob = reduced.make_problem(jnp.asarray(ds.x), ds.y, u[:, :r], v, r)

@@ -3,9 +3,12 @@ runs experiments and writes the report, with verdicts by its rules."""
 
 import json
 
+import pytest
+
 from helpers import run_cli, run_py
 
 
+@pytest.mark.slow
 def test_same_command_twice_gives_identical_files(tmp_path, debug_run):
     """The session's debug depth sweep (run in the test process, after whatever ran before it)
     and the same command in a new interpreter write bit-identical results."""
@@ -16,6 +19,7 @@ def test_same_command_twice_gives_identical_files(tmp_path, debug_run):
     assert (tmp_path / "b" / "timing.json").exists()
 
 
+@pytest.mark.slow
 def test_reproduce_runs_experiments_and_writes_the_report(tmp_path):
     out = tmp_path / "rep"
     run_cli("experiments.reproduce", "only=[phase_portrait,edge_of_chaos]", f"hydra.run.dir={out}")  # the apps in new interpreters

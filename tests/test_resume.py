@@ -17,10 +17,12 @@ import sys
 import time
 
 import numpy as np
+import pytest
 
 from helpers import ENV, ROOT, run_cli, run_py
 
 
+@pytest.mark.slow
 def test_rerunning_a_sweep_skips_complete_jobs(tmp_path):
     """The skip is the apps' common wrapper (experiments.common.app), the same for every app: a
     cheap one (phase_portrait) sweeps here."""
@@ -59,6 +61,7 @@ def _same_results(ref, run):
             np.testing.assert_array_equal(za[k], zb[k], err_msg=k)
 
 
+@pytest.mark.slow
 def test_killed_depth_sweep_resumes_from_its_finished_runs(tmp_path, debug_run):
     """Every finished run of a depth is checkpointed (tagged with the config); a killed sweep
     re-run in the same directory replays them and ends with the uninterrupted run's numbers
@@ -75,6 +78,7 @@ def test_killed_depth_sweep_resumes_from_its_finished_runs(tmp_path, debug_run):
     _same_results(ref, run)
 
 
+@pytest.mark.slow
 def test_a_changed_config_does_not_resume(tmp_path):
     args = ["experiments.depth_sweep", "experiment=debug", "depths=[3]"]
     run_cli(*args, f"hydra.run.dir={tmp_path}")
@@ -85,6 +89,7 @@ def test_a_changed_config_does_not_resume(tmp_path):
     assert "finished runs loaded" not in r.stderr + r.stdout
 
 
+@pytest.mark.slow
 def test_init_comparison_resumes_from_its_finished_depths(tmp_path, debug_run):
     """A copy of the session's uninterrupted debug run, cut back to what a run killed during its
     last depth leaves (no summary, no results, no checkpoint of depth 5), resumes to its files."""

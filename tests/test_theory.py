@@ -117,6 +117,7 @@ def test_large_depth_asymptote_converges():
     assert ratios[-1] == pytest.approx(1.0, abs=0.02)
 
 
+@pytest.mark.slow
 def test_optimal_rate_is_inverse_top_hessian_eigenvalue():
     """Supplement Eqs. 15/19 against the autodiff Hessian of E = 1/2 (s - prod a)^2 at a_opt."""
     s = 1.7
