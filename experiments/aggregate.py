@@ -175,9 +175,11 @@ def claims_table(paths: list[Path]) -> str:
     (summary_version >= 2): data set, preprocessing, threshold, depths, the two headline slopes
     with their 90% intervals beside the paper's own prediction's, and the depths whose optimum
     the extended grid could not bracket."""
-    rows = ["| data | inputs | eps | depths | `lr_exponent` [90%] | paper 1/λ₁(a_opt) | `learning_time_late_slope` [90%] | "
-            "paper Eq. 15 | growth [90%] | not bracketed | summary |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    from ._shared import verdicts
+
+    rows = ["| data | inputs | eps | depths | `lr_exponent` [90%] | paper 1/λ₁(a_opt) | 1/N_l | `learning_time_late_slope` [90%] | "
+            "paper Eq. 15 | saturates | growth [90%] | not bracketed | summary |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for p in paths:
         s = json.loads(p.read_text())
         if s.get("experiment") != "depth_sweep" or s.get("summary_version", 1) < 2:
@@ -187,8 +189,9 @@ def claims_table(paths: list[Path]) -> str:
         f = lambda x, nd=3: "–" if x is None else f"{x:.{nd}g}"  # noqa: E731
         rows.append(
             f"| {s['dataset']} | {s['preprocessing']} | {eps} | {s['depths'][0]}–{s['depths'][-1]} (late ≥ {min(s['lr_exponent_fit_depths'])}) | "
-            f"{f(s['lr_exponent'])} {_ci(s['lr_exponent_ci'])} | {f(s.get('theory_lr_exponent'))} | "
+            f"{f(s['lr_exponent'])} {_ci(s['lr_exponent_ci'])} | {f(s.get('theory_lr_exponent'))} | {verdicts.rate_verdict(s)} | "
             f"{f(s['learning_time_late_slope'])} {_ci(s['learning_time_late_slope_ci'])} | {f(s.get('theory_learning_time_late_slope'))} | "
+            f"{verdicts.saturation_verdict(s)} | "
             f"×{f(s['learning_time_growth'])} {_ci(s['learning_time_growth_ci'], 1)} | {s['unbracketed_depths'] or 'none'} | `{p.name}` |")
     return "\n".join(rows) + "\n"
 

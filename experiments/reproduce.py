@@ -33,6 +33,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from . import APPS as REGISTRY
+from ._shared import verdicts
 from .common import Progress, entry, resolved_config, run_dir, save_json
 
 log = logging.getLogger("dlnjax")
@@ -67,7 +68,7 @@ def fashion_installed() -> bool:
 REPORT_OVERRIDES = {"depth_sweep": ["stats.gradient_flow=true"]}
 
 # `only=[...]` accepts the figure apps and these runs' names (experiments/schemas/reproduce.py)
-YES, PARTLY, NO, MISSING = "reproduces", "partly", "does not reproduce", "not run"
+YES, PARTLY, NO, MISSING = verdicts.YES, verdicts.PARTLY, verdicts.NO, "not run"
 HOLDS, FAILS = "holds", "fails"  # verdicts of the beyond-the-paper rows (PARTLY, MISSING shared)
 
 
@@ -116,11 +117,7 @@ def _fig4a(s):
          f"{_ci_text(s.get('learning_time_growth_ci'))}")
     if s.get("unbracketed_depths"):
         m += f"; optimum not bracketed at N_l = {s['unbracketed_depths']}"
-    if sl is None or not ci:
-        return m, NO
-    if th is not None and ci[0] <= th + 0.15:
-        return m, YES
-    return m, PARTLY if ci[1] < 0.6 else NO
+    return m, verdicts.saturation_verdict(s)
 
 
 def _fig4b(s):
@@ -130,11 +127,7 @@ def _fig4b(s):
     late = s.get("lr_exponent_fit_depths") or []
     m = (f"late slope of the measured optimal rate (N_l ≥ {min(late) if late else '?'}) {_fmt(e)} {_ci_text(ci)}; "
          f"paper's 1/λ₁(a_opt) {_fmt(s.get('theory_lr_exponent'))}; measured edge {_fmt(s.get('edge_exponent'))}")
-    if e is None or not ci:
-        return m, NO
-    if -1.3 <= ci[0] and ci[1] <= -0.7:
-        return m, YES
-    return m, PARTLY if ci[1] < -0.2 else NO
+    return m, verdicts.rate_verdict(s)
 
 
 # Fig. 4's rows show each data set that ran: the embedded digits (the main job) and Fashion-MNIST

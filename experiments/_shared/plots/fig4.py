@@ -38,6 +38,15 @@ def _titles(summary: dict) -> tuple[str, str]:
     return t1, t2
 
 
+def _lines(ax: Any, d: np.ndarray, summary: dict, lines: Sequence[tuple]) -> None:
+    """The prediction lines of a panel: (summary key, line style, colour, width, label), each
+    drawn where the summary has finite values."""
+    for key, style, colour, lw, label in lines:
+        y = _arr(summary.get(key) or [None] * len(d))
+        if np.isfinite(y).any():
+            ax.plot(d, y, style, color=colour, lw=lw, label=label)
+
+
 def fig4(out: Path, summary: dict) -> None:
     """Fig. 4 as the paper measured it: per depth the learning time (fastest crossing) and the
     empirically optimal rate (centre of the 10% band, band shaded), in black, with the
@@ -56,19 +65,13 @@ def fig4(out: Path, summary: dict) -> None:
     b = float(summary.get("headline_interval", {}).get("band", 0.1))
     a1.fill_between(d, lt / (1 + b), lt * (1 + b), color="0.85", label=f"measured learning time ±{b:.0%} (its interval)")
     a1.plot(d, lt, "o-", color="k", label="measured learning time (fastest crossing)")
-    eq15 = _arr(summary.get("theory_learning_time_at_optimal_rate") or [None] * len(d))
-    lab = "paper: Eq. 15 at 1/λ₁(a_opt)" + ("" if whitened else " (diagonal approx., Σ11 ≠ I)")
-    if np.isfinite(eq15).any():
-        a1.plot(d, eq15, "--", color="tab:red", lw=1.2, label=lab)
-    pred = _arr(summary.get("predicted_learning_time") or [None] * len(d))
-    if np.isfinite(pred).any():
-        a1.plot(d, pred, "-", color="tab:blue", lw=1.2, label="prediction: T_ct(real flow) at 1/λ₁ (critical damping)")
-    frt = _arr(summary.get("finite_rate_learning_time") or [None] * len(d))
-    if np.isfinite(frt).any():
-        a1.plot(d, frt, "-", color="tab:green", lw=0.9, label="finite-rate maps' fastest rate (× real/diag. flow time)")
-    sl = _arr(summary.get("steps_at_inv_lambda_star") or [None] * len(d))
-    if np.isfinite(sl).any():
-        a1.plot(d, sl, ":", color="0.4", lw=1.2, label="T_ct·λ*: steps at 1/λ* on the flow path")
+    _lines(a1, d, summary, [
+        ("theory_learning_time_at_optimal_rate", "--", "tab:red", 1.2,
+         "paper: Eq. 15 at 1/λ₁(a_opt)" + ("" if whitened else " (diagonal approx., Σ11 ≠ I)")),
+        ("predicted_learning_time", "-", "tab:blue", 1.2, "prediction: T_ct(real flow) at 1/λ₁ (critical damping)"),
+        ("finite_rate_learning_time", "-", "tab:green", 0.9, "finite-rate maps' fastest rate (× real/diag. flow time)"),
+        ("steps_at_inv_lambda_star", ":", "0.4", 1.2, "T_ct·λ*: steps at 1/λ* on the flow path"),
+    ])
     spk = np.asarray([x or 0 for x in summary["runs_with_spikes_before_crossing"]])
     if (spk > 0).any():
         a1.plot(d[spk > 0], lt[spk > 0], "x", color="tab:orange", ms=5, label="depth with spiking runs (EoS)")
@@ -93,15 +96,12 @@ def fig4(out: Path, summary: dict) -> None:
     a2.plot(d, _arr(summary["fastest_rate"]), "v", color="0.55", ms=5, label="fastest rate on the grid (raw arg-min)")
     em = _arr(summary["stability_edge_measured"])
     a2.plot(d, em, "^-", color="tab:red", ms=4, lw=0.8, label="measured stability edge (bisection)")
-    a2.plot(d, summary["theory_optimal_learning_rate"], "--", color="tab:blue", lw=1.2,
-            label="paper 1/λ₁(a_opt) (Eqs. 19–20) = prediction (critical damping)")
-    a2.plot(d, summary["theory_stability_edge"], "-.", color="tab:red", lw=0.9, label="top mode's finite-rate edge 2/λ₁")
-    frr = _arr(summary.get("finite_rate_optimal_rate") or [None] * len(d))
-    if np.isfinite(frr).any():
-        a2.plot(d, frr, "-", color="tab:green", lw=0.9, label="finite-rate maps' fastest rate (below 2/λ₁)")
-    il = _arr(summary.get("inv_lambda_star") or [None] * len(d))
-    if np.isfinite(il).any():
-        a2.plot(d, il, ":", color="0.4", lw=1.2, label="1/λ* (λ*: max Hessian eig. on the flow path)")
+    _lines(a2, d, summary, [
+        ("theory_optimal_learning_rate", "--", "tab:blue", 1.2, "paper 1/λ₁(a_opt) (Eqs. 19–20) = prediction (critical damping)"),
+        ("theory_stability_edge", "-.", "tab:red", 0.9, "top mode's finite-rate edge 2/λ₁"),
+        ("finite_rate_optimal_rate", "-", "tab:green", 0.9, "finite-rate maps' fastest rate (below 2/λ₁)"),
+        ("inv_lambda_star", ":", "0.4", 1.2, "1/λ* (λ*: max Hessian eig. on the flow path)"),
+    ])
     if unbr.any():
         a2.plot(d[unbr], best[unbr], "o", mfc="none", mec="tab:red", ms=11, mew=1.5, label="optimum not bracketed (cap)")
     rates = np.asarray(summary["learning_rates"], float)
