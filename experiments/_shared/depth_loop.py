@@ -163,12 +163,12 @@ def make_engine(cfg: DictConfig, problem: Problem, depths: Sequence[int]) -> Eng
     ``compress=false``, the full-width ``engine``."""
     import jax.numpy as jnp
 
-    from dlnjax import compressed, linear
+    from dlnjax import compressed, engines, linear
     from dlnjax.engines.compressed import COMPRESSED
 
     dtype = problem.task.stats.sigma11.dtype
     if not bool(cfg.compress):
-        full = linear.resolve_engine_name(cfg.engine.value)
+        full = engines.resolve(cfg.engine.value)
         check_full_width_fits(depths, problem.task.stats.n_in, problem.task.stats.n_out, int(cfg.hidden), jnp.dtype(dtype).itemsize)
         return Engine(name=f"full-{full}", compress=False)
     rot = compressed.rotate_inputs(problem.stats64.sigma11)
@@ -209,6 +209,7 @@ def _threshold(cfg: DictConfig, loss0: float, e_star: float, e_zero: float) -> f
 
 def run_depth(cfg: DictConfig, problem: Problem, engine: Engine, depth: int, rates: np.ndarray, l_cap: int,
               progress: Any = None) -> DepthRecord:
+    from dlnjax.problem import best_error
     import jax
     import jax.numpy as jnp
 
@@ -221,7 +222,7 @@ def run_depth(cfg: DictConfig, problem: Problem, engine: Engine, depth: int, rat
     dtype = stats.sigma11.dtype
     widths = sweep.widths_for(stats.n_in, stats.n_out, depth, int(cfg.hidden))
     r = min(widths)
-    e_star = float(linear.best_error(problem.stats64, rank=r))
+    e_star = float(best_error(problem.stats64, rank=r))
     u_r = np.asarray(task.u, np.float64)[:, :r]
     v_r = np.asarray(task.v, np.float64)[:, :r]
     if engine.compress:
