@@ -135,7 +135,7 @@ def test_fig4_flow_t_ct_is_the_compressed_flow():
     stats, task, widths, _ = _nonwhite(4, hidden=7)
     s64 = Stats(np.asarray(stats.sigma11), np.asarray(stats.sigma31), float(stats.tr33))
     rot = compressed.rotate_inputs(s64.sigma11)
-    engine = depth_loop.Engine(name="compressed-xla", compress=True, cs=None, rot=rot)
+    engine = depth_loop.DepthEngine(name="compressed-xla", compress=True, cs=None, rot=rot)
     problem = Problem(None, task, s64)
     cores = compressed.decoupled_cores(widths, 1e-2, task.u, task.v, rot, l_cap=3, dtype=jnp.float64)
     cs = compressed.compress_stats(s64, rot, jnp.float64)

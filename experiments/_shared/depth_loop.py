@@ -148,7 +148,11 @@ def check_full_width_fits(depths: Sequence[int], n_in: int, n_out: int, hidden: 
 
 
 @dataclass
-class Engine:
+class DepthEngine:
+    """What one depth sweep runs on (compressed or full width, and which kernels), with its
+    rotated statistics and jitted runners, made once per sweep (:func:`make_engine`); not a
+    :class:`dlnjax.engines.base.Engine` (that is a step's implementation)."""
+
     name: str  # what actually ran: 'compressed-xla', 'compressed-native', or the full-width engine
     compress: bool
     kernels: str = "xla"  # the compressed network's kernels (Compressed.kernels_for)
@@ -157,7 +161,7 @@ class Engine:
     runners: dict = field(default_factory=dict)
 
 
-def make_engine(cfg: DictConfig, problem: Problem, depths: Sequence[int]) -> Engine:
+def make_engine(cfg: DictConfig, problem: Problem, depths: Sequence[int]) -> DepthEngine:
     """The engine the depths run on: compressed (exact for decoupled starts; native kernels when
     ``engine`` allows, :meth:`dlnjax.engines.compressed.Compressed.kernels_for`) or, with
     ``compress=false``, the full-width ``engine``."""
@@ -170,7 +174,7 @@ def make_engine(cfg: DictConfig, problem: Problem, depths: Sequence[int]) -> Eng
     if not bool(cfg.compress):
         full = engines.resolve(cfg.engine.value)
         check_full_width_fits(depths, problem.task.stats.n_in, problem.task.stats.n_out, int(cfg.hidden), jnp.dtype(dtype).itemsize)
-        return Engine(name=f"full-{full}", compress=False)
+        return DepthEngine(name=f"full-{full}", compress=False)
     rot = compressed.rotate_inputs(problem.stats64.sigma11)
     cs = compressed.compress_stats(problem.stats64, rot, dtype)
     kernels = COMPRESSED.kernels_for(cfg.engine.value)
@@ -180,10 +184,10 @@ def make_engine(cfg: DictConfig, problem: Problem, depths: Sequence[int]) -> Eng
         rot.n_kept, rot.n_dropped, rot.gap, int(cfg.hidden),
         min(problem.task.stats.n_in, int(cfg.hidden), problem.task.stats.n_out),
     )
-    return Engine(name=f"compressed-{kernels}", compress=True, kernels=kernels, cs=cs, rot=rot)
+    return DepthEngine(name=f"compressed-{kernels}", compress=True, kernels=kernels, cs=cs, rot=rot)
 
 
-def _compressed_runner(engine: Engine, cfg: DictConfig, last_trained: bool, readout: Any) -> Any:
+def _compressed_runner(engine: DepthEngine, cfg: DictConfig, last_trained: bool, readout: Any) -> Any:
     import jax
 
     from dlnjax.engines.compressed import COMPRESSED
@@ -207,7 +211,7 @@ def _threshold(cfg: DictConfig, loss0: float, e_star: float, e_zero: float) -> f
     return Threshold.from_config(cfg.threshold).resolve(e_star, loss0=loss0, e_zero=e_zero)
 
 
-def run_depth(cfg: DictConfig, problem: Problem, engine: Engine, depth: int, rates: np.ndarray, l_cap: int,
+def run_depth(cfg: DictConfig, problem: Problem, engine: DepthEngine, depth: int, rates: np.ndarray, l_cap: int,
               progress: Any = None) -> DepthRecord:
     from dlnjax.problem import best_error
     import jax
@@ -366,7 +370,7 @@ def _none_if_nan(x: Any) -> float | None:
     return x if math.isfinite(x) else None
 
 
-def flow_t_ct(problem: Problem, engine: Engine, widths: Sequence[int], u0: float, threshold: float, l_cap: int,
+def flow_t_ct(problem: Problem, engine: DepthEngine, widths: Sequence[int], u0: float, threshold: float, l_cap: int,
               rs: Any, last_trained: bool = True) -> dict:
     """``T_ct`` of the decoupled start's gradient flow on the compressed network
     (:func:`dlnjax.gradient_flow.compressed_learning_time`), in float64 on the float64
@@ -401,7 +405,7 @@ def _g(x: Any) -> str:
     return "None" if x is None else f"{x:.4g}"
 
 
-def run_depths(cfg: DictConfig, problem: Problem, depths: Sequence[int], rates: np.ndarray, label: str) -> tuple[list[DepthRecord], Engine]:
+def run_depths(cfg: DictConfig, problem: Problem, depths: Sequence[int], rates: np.ndarray, label: str) -> tuple[list[DepthRecord], DepthEngine]:
     from dlnjax import compressed
 
     depths = [int(d) for d in depths]
@@ -524,7 +528,7 @@ def derived_fields(depths: Sequence[int], s: dict, fit_min_depth: int, band: flo
 
 
 def summary_fields(cfg: DictConfig, problem: Problem, depths: Sequence[int], rates: np.ndarray, recs: list[DepthRecord],
-                   engine: Engine) -> dict:
+                   engine: DepthEngine) -> dict:
     from dlnjax import robust
 
     per = lambda k: [r.stats.get(k) for r in recs]  # noqa: E731
