@@ -22,13 +22,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Sequence
 from .problem import Stats, Task, best_error
+from .registry import enum_value
 
 KINDS = ("relative", "absolute")
 REFERENCES = ("initial", "zero_map")
 
 
-def _value(x: Any) -> Any:
-    return getattr(x, "value", x)  # config enums
 
 
 @dataclass(frozen=True)
@@ -39,8 +38,8 @@ class Threshold:
     value: float = 0.0
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "kind", _value(self.kind))
-        object.__setattr__(self, "reference", _value(self.reference))
+        object.__setattr__(self, "kind", enum_value(self.kind))
+        object.__setattr__(self, "reference", enum_value(self.reference))
         if self.kind not in KINDS:
             raise ValueError(f"threshold kind must be one of {', '.join(KINDS)}; got {self.kind!r}")
         if self.reference not in REFERENCES:
@@ -54,7 +53,7 @@ class Threshold:
         ref = get("reference", None)
         if ref is None:
             raise ValueError("threshold config has no 'reference' (allowed: initial, zero_map)")
-        return cls(kind=_value(cfg.kind), reference=_value(ref), eps=float(cfg.eps), value=float(cfg.value))
+        return cls(kind=enum_value(cfg.kind), reference=enum_value(ref), eps=float(cfg.eps), value=float(cfg.value))
 
     def resolve(self, e_star: float, *, loss0: float | None = None, e_zero: float | None = None) -> float:
         """The absolute threshold, given E* and the reference error (``loss0`` = E(0) for

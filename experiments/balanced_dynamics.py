@@ -34,11 +34,12 @@ def run(cfg: DictConfig) -> dict:
 
     from dlnjax import balanced as bl
     from dlnjax import engines, linear
+    from dlnjax.registry import enum_value
     from dlnjax.data import teacher
 
     out = run_dir()
     ds = teacher(list(cfg.singular_values), cfg.n_in, cfg.n_out, seed=cfg.seed)
-    dtype = jnp.float64 if getattr(cfg.precision, "value", cfg.precision) == "float64" else jnp.float32
+    dtype = jnp.float64 if enum_value(cfg.precision) == "float64" else jnp.float32
     stats = stats_from_examples(ds.x, ds.y, dtype=dtype)
     x = jnp.asarray(ds.x, dtype)
     u, s, vt = np.linalg.svd(np.asarray(stats.sigma31, np.float64))

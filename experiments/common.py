@@ -17,6 +17,7 @@ from dlnjax.io import atomic_write
 
 from . import CONFIGS
 from .schemas import ConfigError, validate
+from dlnjax.registry import enum_value
 
 log = logging.getLogger("dlnjax")
 
@@ -25,7 +26,7 @@ def set_precision(precision: Any) -> None:
     """float32 (default) or float64 for everything the run creates afterwards."""
     import jax
 
-    name = getattr(precision, "value", precision)
+    name = enum_value(precision)
     jax.config.update("jax_enable_x64", name == "float64")
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 
-from ..registry import Registry
+from ..registry import Registry, enum_value
 from .auto import Auto
 from .base import Engine, FullWidthBase, FullWidthEngine
 from .native import Native
@@ -38,7 +38,7 @@ def resolve(engine: str | None) -> str:
     """The engine's name: ``engine`` if given, else ``$DLNJAX_ENGINE``, else ``'auto'``; a
     ValueError naming the allowed ones (and where the bad name came from) for anything else."""
     name = engine if engine is not None else os.environ.get(ENV, "auto")
-    name = getattr(name, "value", name)
+    name = enum_value(name)
     if name not in ENGINES:
         src = "engine" if engine is not None else ENV
         raise ValueError(f"{src} must be one of {', '.join(ENGINES.names)}; got {name!r}")

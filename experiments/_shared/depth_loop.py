@@ -132,8 +132,9 @@ def full_width_bytes(widths: Sequence[int], itemsize: int) -> int:
 def check_full_width_fits(depths: Sequence[int], n_in: int, n_out: int, hidden: int, itemsize: int) -> None:
     """Refuse up front a full-width run that cannot fit in memory (about 4 copies of the weights
     are alive during a step: weights, gradient factors, the update, the recorded state)."""
-    widest = max(depths)
-    widths = [n_in] + [hidden] * (widest - 2) + [n_out]
+    from dlnjax.sweep import widths_for
+
+    widths = widths_for(n_in, n_out, max(depths), hidden)
     need = 4 * full_width_bytes(widths, itemsize)
     try:
         avail = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
