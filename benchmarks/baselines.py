@@ -35,10 +35,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from dlnjax import init as inits
-from dlnjax import linear, reduced, sweep
+from dlnjax import engines, linear, reduced, sweep
 
 from .common import table, timeit, write
 from .fig3 import workload as fig3_workload
+from dlnjax.problem import stats_from_examples
 
 try:  # benchmark-only dependency
     import torch
@@ -125,7 +126,7 @@ def workload1(a, rows, out):
     n_in, n_out = 784, 10
     x = np.asarray(jax.random.uniform(kx, (a.examples, n_in), dtype))
     y = np.asarray(jax.nn.one_hot(jax.random.randint(ky, (a.examples,), 0, n_out), n_out, dtype=dtype))
-    stats = linear.stats_from_examples(jnp.asarray(x), jnp.asarray(y), dtype=dtype)
+    stats = stats_from_examples(jnp.asarray(x), jnp.asarray(y), dtype=dtype)
     widths = (n_in,) + (a.hidden,) * (a.depth - 2) + (n_out,)
     w0 = inits.scaled_gaussian(kw, widths, gain=0.5, dtype=dtype)
     lrs = np.geomspace(1e-7, 1e-6, a.rates).astype(np.float32)
@@ -135,8 +136,8 @@ def workload1(a, rows, out):
 
     # dlnjax: all rates in one compiled batch, as run_batch runs them (members one after another
     # on a CPU, vmapped on accelerators), and the vmapped variant for comparison
-    runner = linear.make_runner(stats, record_every=1, n_records=a.steps)
-    fused = linear.use_native(linear.resolve_engine_name(None), [jax.ShapeDtypeStruct(w.shape, w.dtype) for w in w0])
+    runner = engines.make_runner(stats, record_every=1, n_records=a.steps)
+    fused = engines.fused(engines.resolve(None), [jax.ShapeDtypeStruct(w.shape, w.dtype) for w in w0])
     step = sweep.batched(runner, member_bytes=sum(int(w.nbytes) for w in w0), fused=fused)
     states = jax.vmap(lambda w: linear.init_state(w, stats))(tuple(jnp.broadcast_to(w, (a.rates,) + w.shape) for w in w0))
     lrs_j = jnp.asarray(lrs)

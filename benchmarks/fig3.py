@@ -16,18 +16,19 @@ import jax
 import jax.numpy as jnp
 
 from dlnjax import init as inits
-from dlnjax import linear, reduced
+from dlnjax import engines, linear, reduced
 from dlnjax.data import hierarchy
 
 from .common import table, timeit, write
+from dlnjax.problem import full_svd_basis, stats_from_examples
 
 
 def workload(n_init: int, dtype=jnp.float32):
     """The Fig. 3 problem (hierarchical data, 32 -> 32 -> 1000) and ``n_init`` small random starts:
     (data set, statistics, U_r, reduced problem, stacked weights (W1, W2))."""
     ds = hierarchy()
-    st = linear.stats_from_examples(ds.x, ds.y).astype(dtype)
-    u, _, v = inits.full_svd_basis(st.sigma31)
+    st = stats_from_examples(ds.x, ds.y).astype(dtype)
+    u, _, v = full_svd_basis(st.sigma31)
     u_r = u[:, :32]
     prob = reduced.make_problem(jnp.asarray(ds.x, dtype), ds.y, u_r, v, 32)
     keys = jax.random.split(jax.random.PRNGKey(0), n_init)
@@ -52,7 +53,7 @@ def main() -> None:
         out[f"{act}_reduced"] = dict(**t, network_steps_per_s=sps)
         rows.append((f"{act}, reduced (exact)", f"{t['median_s']:.2f}", f"{sps:,.0f}", f"{t['first_call_s']:.2f}"))
     # the full-width linear network on statistics (general engine), for contrast
-    g = jax.jit(jax.vmap(lambda w: linear.train(w, st, 5e-4, num_steps=a.steps, record_every=10)[1].loss))
+    g = jax.jit(jax.vmap(lambda w: engines.train(w, st, 5e-4, num_steps=a.steps, record_every=10)[1].loss))
     t = timeit(lambda: g(ws), 1)
     sps_full = a.n_init * a.steps / t["median_s"]
     out["linear_full_engine"] = dict(**t, network_steps_per_s=sps_full)

@@ -27,16 +27,17 @@ import jax.numpy as jnp
 import numpy as np
 
 from dlnjax import init as inits
-from dlnjax import linear, native, pallas_step, sweep
+from dlnjax import engines, linear, native, pallas_step, sweep
 
 from .common import table, timeit, write
+from dlnjax.problem import Stats, stats_from_examples
 
 
 def build(n_in, n_out, depth, hidden, n_rates, p_examples, key, dtype):
     kx, ky, kw = jax.random.split(key, 3)
     x = jax.random.uniform(kx, (p_examples, n_in), dtype)
     y = jax.nn.one_hot(jax.random.randint(ky, (p_examples,), 0, n_out), n_out, dtype=dtype)
-    stats = linear.stats_from_examples(x, y, dtype=dtype)
+    stats = stats_from_examples(x, y, dtype=dtype)
     widths = (n_in,) + (hidden,) * (depth - 2) + (n_out,)
     w0 = inits.scaled_gaussian(kw, widths, gain=0.5, dtype=dtype)
     ws = jax.tree_util.tree_map(lambda a: jnp.broadcast_to(a, (n_rates,) + a.shape).copy(), w0)
@@ -54,7 +55,7 @@ def compressed_step_times(depth: int, n_train: int | None, steps: int, repeats: 
 
     ds = preprocess(load_digits("embedded", n_train=n_train), "raw")
     x, y = np.asarray(ds.x, np.float64), np.asarray(ds.y, np.float64)
-    st64 = linear.Stats(x.T @ x, y.T @ x, float(np.sum(y * y)))
+    st64 = Stats(x.T @ x, y.T @ x, float(np.sum(y * y)))
     rot = compressed.rotate_inputs(st64.sigma11)
     cs = compressed.compress_stats(st64, rot, dtype)
     u, _, vt = np.linalg.svd(st64.sigma31, full_matrices=True)
@@ -140,7 +141,7 @@ def main() -> None:
 
     def timed(engine: str, mode: str) -> tuple[float, dict, Any]:
         """Per-step time of the rates' batch with one engine and batch mode (weights donated)."""
-        runner = linear.make_runner(stats, record_every=a.steps, n_records=1, engine=engine)
+        runner = engines.make_runner(stats, record_every=a.steps, n_records=1, engine=engine)
         if mode == "vmap":
             fn = jax.jit(jax.vmap(runner, in_axes=(0, 0, None)), donate_argnums=(0,))
         else:
@@ -156,7 +157,7 @@ def main() -> None:
 
     # the sweeps' choice (sweep.run_batch): the native kernels vmapped where they run, else
     # lax.map on a CPU for networks this large, else vmap
-    kernels = linear.fused_kernels(linear.resolve_engine_name(None), member)
+    kernels = engines.get(engines.resolve(None)).kernels(member)
     fused = kernels is not None
     sweeps_mode = "vmap" if fused else ("map" if (jax.default_backend() == "cpu" and member_bytes >= sweep.MAP_MIN_BYTES_CPU) else "vmap")
     engine_used = "xla" if kernels is None else ("pallas" if kernels is pallas_step else "native")
@@ -185,7 +186,7 @@ def main() -> None:
     per_step, t_ours = by_choice[(engine_used, sweeps_mode)]
 
     # peak memory of the sweeps' compiled batch (XLA's own accounting), before any donation
-    runner = linear.make_runner(stats, record_every=a.steps, n_records=1)
+    runner = engines.make_runner(stats, record_every=a.steps, n_records=1)
     step = sweep.batched(runner, sweeps_mode, donate=True)
     mem = step.lower(fresh(), lrs, -jnp.inf).compile().memory_analysis()
     peak = None
@@ -214,7 +215,7 @@ def main() -> None:
     p_rows = []
     for p in (8000, 60000):
         st_p, ws_p, _ = build(n_in, n_out, a.depth, a.hidden, a.rates, p, key, dtype)
-        f = sweep.batched(linear.make_runner(st_p, record_every=a.steps, n_records=1), sweeps_mode)
+        f = sweep.batched(engines.make_runner(st_p, record_every=a.steps, n_records=1), sweeps_mode)
         s0 = jax.vmap(lambda w: linear.init_state(w, st_p))(ws_p)
         tp = timeit(lambda: f(s0, lrs, -jnp.inf)[1].loss, a.repeats)
         p_rows.append((p, tp["median_s"] / a.steps))

@@ -24,9 +24,10 @@ import numpy as np
 import optax
 
 from dlnjax import init as inits
-from dlnjax import linear, nonlinear
+from dlnjax import engines, linear, nonlinear
 
 from .common import table, timeit, write
+from dlnjax.problem import stats_from_examples
 
 
 def linear_step_time(depth, hidden, n_nets, examples, steps, repeats, n_in=784, n_out=10):
@@ -34,12 +35,12 @@ def linear_step_time(depth, hidden, n_nets, examples, steps, repeats, n_in=784, 
     kx, ky, kw = jax.random.split(key, 3)
     x = jax.random.uniform(kx, (examples, n_in), jnp.float32)
     y = jax.nn.one_hot(jax.random.randint(ky, (examples,), 0, n_out), n_out, dtype=jnp.float32)
-    stats = linear.stats_from_examples(x, y, dtype=jnp.float32)
+    stats = stats_from_examples(x, y, dtype=jnp.float32)
     widths = (n_in,) + (hidden,) * (depth - 2) + (n_out,)
     w0 = inits.scaled_gaussian(kw, widths, gain=0.5, dtype=jnp.float32)
     states = jax.vmap(lambda w: linear.init_state(w, stats))(tuple(jnp.broadcast_to(w, (n_nets,) + w.shape) for w in w0))
     lrs = jnp.full((n_nets,), 1e-7, jnp.float32)
-    runner = linear.make_runner(stats, record_every=steps, n_records=1)
+    runner = engines.make_runner(stats, record_every=steps, n_records=1)
     f = jax.jit(jax.vmap(runner, in_axes=(0, 0, None)))
     t = timeit(lambda: f(states, lrs, -jnp.inf)[1].loss, repeats)
     return t["median_s"] / steps

@@ -48,6 +48,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import linear
+from .problem import Stats
 
 Array = Any
 
@@ -134,12 +135,12 @@ class CStats(NamedTuple):
     def n_out(self) -> int:
         return int(self.sigma31.shape[0])
 
-    def as_stats(self) -> linear.Stats:
-        """The same problem as full-width :class:`dlnjax.linear.Stats` (Sigma11 = diag(lam))."""
-        return linear.Stats(jnp.diag(self.lam), self.sigma31, self.tr33)
+    def as_stats(self) -> Stats:
+        """The same problem as full-width :class:`dlnjax.Stats` (Sigma11 = diag(lam))."""
+        return Stats(jnp.diag(self.lam), self.sigma31, self.tr33)
 
 
-def compress_stats(stats: linear.Stats, rot: InputRotation, dtype: Any = None) -> CStats:
+def compress_stats(stats: Stats, rot: InputRotation, dtype: Any = None) -> CStats:
     """``(Lambda, Sigma31 Q, tr S33)``; the product is formed in float64 on the host."""
     dtype = dtype or stats.sigma11.dtype
     s31 = np.asarray(stats.sigma31, np.float64) @ rot.q

@@ -57,6 +57,7 @@ import jax
 import jax.numpy as jnp
 
 from .theory import _float, _n_weights
+from .problem import best_error
 
 Array = Any
 
@@ -158,7 +159,7 @@ def learning_time(
     ``X = sum_alpha mode_excess(u_alpha, s_alpha, d_alpha)``. Give exactly one of
 
     * ``eps``: the relative criterion ``E <= E* + eps (E(0) - E*)``, i.e. ``X(k) < eps X(0)``
-      (``E*`` the best error of the carried modes, :func:`dlnjax.linear.best_error` with the rank of
+      (``E*`` the best error of the carried modes, :func:`dlnjax.best_error` with the rank of
       the network; it cancels);
     * ``threshold``: an absolute bound on the excess, ``X(k) < threshold`` (for one mode: the
       mode's error above its optimum).

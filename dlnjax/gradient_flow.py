@@ -31,7 +31,8 @@ import jax
 import jax.numpy as jnp
 import optimistix as optx
 
-from .linear import Stats, loss_and_grad, loss_from_stats
+from .linear import loss_and_grad, loss_from_stats
+from .problem import Stats
 
 Array = Any
 

@@ -71,7 +71,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from .linear import Stats, loss_from_stats, product
+from .linear import loss_from_stats, product
+from .problem import Stats
 
 Array = Any
 

@@ -12,7 +12,6 @@ from typing import Any, Sequence
 import jax
 import jax.numpy as jnp
 
-from .problem import full_svd_basis  # noqa: F401  (defined in dlnjax.problem)
 
 Array = Any
 

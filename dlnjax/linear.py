@@ -16,14 +16,12 @@ once. :func:`loss_from_stats` is the plain autodiff-able definition, kept as the
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
 
-from . import engines
-from .problem import Stats, best_error, stats_from_examples  # noqa: F401  (defined in dlnjax.problem)
-from .engines.auto import NATIVE_MIN_BYTES, NATIVE_MIN_LAYER_BYTES  # noqa: F401  (kept names)
+from .problem import Stats
 
 Array = Any
 Weights = tuple  # tuple[Array, ...]
@@ -132,44 +130,9 @@ def _update(w: Array, lr: Array, left: Array | None, right: Array | None) -> Arr
     return acc
 
 
-# Engines live in :mod:`dlnjax.engines` (one module each, registered in ``engines.ENGINES``);
-# the names and helpers below are kept for callers of this module.
-ENGINES = engines.ENGINES.names  # ("auto", "xla", "native", "pallas")
-
-
-def resolve_engine_name(engine: str | None) -> str:
-    """``engine``, else ``$DLNJAX_ENGINE``, else ``'auto'`` (:func:`dlnjax.engines.resolve`)."""
-    return engines.resolve(engine)
-
-
-def engine_problem(engine: str) -> tuple[type[Exception], str] | None:
-    """Why the fused ``engine`` (``'native'`` or ``'pallas'``) cannot run on this machine, whatever
-    the shapes: the exception to raise and a phrase that follows the engine's name; None when it
-    can (and for ``'auto'`` / ``'xla'``, which always run). Used by :func:`fused_kernels` and by
-    the apps' start-up check of ``$DLNJAX_ENGINE``: :meth:`dlnjax.engines.base.Engine.problem`."""
-    return engines.ENGINES[engine].problem()
-
-
-def fused_kernels(engine: str, weights: Sequence[Array]) -> Any:
-    """The module whose fused kernels run a step on these (per-network) weights:
-    :mod:`dlnjax.native` (CPU), :mod:`dlnjax.pallas_step` (GPU), or None for the XLA path.
-
-    ``'auto'`` picks the native kernels by the size rule of :mod:`dlnjax.engines.auto` and never
-    the Pallas ones (not yet timed on a GPU; see :mod:`dlnjax.pallas_step`). ``'native'`` and
-    ``'pallas'`` raise, saying why, when their kernels cannot run here (:func:`engine_problem`) or
-    on these shapes: :meth:`dlnjax.engines.base.FullWidthEngine.kernels`."""
-    return engines.ENGINES[engine].kernels(weights)
-
-
-def use_native(engine: str, weights: Sequence[Array]) -> bool:
-    """Whether a step on these (per-network) weights runs on fused kernels (native or Pallas),
-    which loop over a vmapped batch themselves (see :func:`fused_kernels`)."""
-    return fused_kernels(engine, weights) is not None
-
-
 def _fused_factors(kernels: Any, weights: Sequence[Array], stats: Stats) -> tuple[Array, list, Array]:
-    """Loss, ``[P_2, ..., P_{N-1}]`` and G from a fused top-down pass (``kernels``: see
-    :func:`fused_kernels`)."""
+    """Loss, ``[P_2, ..., P_{N-1}]`` and G from a fused top-down pass (``kernels``: a module of
+    fused kernels, :meth:`dlnjax.engines.base.FullWidthEngine.kernels`)."""
     ps = kernels.top_down(weights)
     w = ps[0]
     ws11 = w @ stats.sigma11
@@ -213,19 +176,15 @@ def make_runner(
     u: Array | None = None,
     v: Array | None = None,
     diverge_factor: float = 1e4,
-    engine: str | None = None,
+    kernels: Callable[[Sequence[Array]], Any] | None = None,
 ) -> Any:
     """Build ``run(state, lr, threshold) -> (state, Records)``: ``n_records * record_every`` steps.
 
-    ``engine`` (default ``$DLNJAX_ENGINE``, else ``'auto'``) picks how a step is computed:
-    ``'xla'``: the hand-written gradient as XLA operations (any backend, any shape);
-    ``'native'``: the fused CPU kernels of :mod:`dlnjax.native` (raises if they cannot be used);
-    ``'pallas'``: the fused GPU kernels of :mod:`dlnjax.pallas_step` (a CUDA GPU, or their
-    interpreter with ``DLNJAX_PALLAS_INTERPRET=1``; not chosen by ``'auto'``);
-    ``'auto'``: native on a CPU for networks of at least ``NATIVE_MIN_BYTES`` of weights and
-    ``NATIVE_MIN_LAYER_BYTES`` per layer on average, of shapes the kernels support, when they
-    build on this machine; XLA otherwise. All compute the
-    same step (tested to rounding); see :func:`fused_kernels`.
+    ``kernels(weights)`` gives the module of fused kernels that computes a step on these
+    (per-member) weights, or None for the hand-written gradient as XLA operations (the default).
+    The engines supply it: :func:`dlnjax.engines.make_runner` (``engine='xla'``, ``'native'``,
+    ``'pallas'`` or ``'auto'``) is how the apps build a runner. All compute the same step (tested
+    to rounding).
 
     Each record holds the loss and mode strengths at the start of its block of
     ``record_every`` steps. Inside, every step checks the loss: the first step with
@@ -237,13 +196,13 @@ def make_runner(
     record_every = int(record_every)
     n_records = int(n_records)
     has_modes = u is not None
-    engine = resolve_engine_name(engine)
+    pick = kernels if kernels is not None else (lambda w: None)
 
     def one_step(carry, lr, threshold):
         st: TrainState = carry
-        kernels = fused_kernels(engine, st.weights)
-        if kernels is not None:
-            loss, ps, g = _fused_factors(kernels, st.weights, stats)
+        fused = pick(st.weights)
+        if fused is not None:
+            loss, ps, g = _fused_factors(fused, st.weights, stats)
         else:
             loss, left, right = _factors(st.weights, stats)
         bad = (~jnp.isfinite(loss)) | (loss > diverge_factor * jnp.abs(st.loss_ref) + 1e-30)
@@ -255,8 +214,8 @@ def make_runner(
         # fold into the matrix product's epilogue) and its weights stop changing (or turn nan if
         # its gradient is no longer finite; its records are masked either way)
         eff_lr = jnp.where(diverged, jnp.zeros_like(lr), lr)
-        if kernels is not None:
-            new_w = kernels.bottom_up(eff_lr, g, ps, st.weights)
+        if fused is not None:
+            new_w = fused.bottom_up(eff_lr, g, ps, st.weights)
         else:
             new_w = tuple(_update(w, eff_lr, a, b) for w, a, b in zip(st.weights, left, right))
         return TrainState(
@@ -314,9 +273,10 @@ def train(
     v: Array | None = None,
     threshold: Array = -jnp.inf,
     diverge_factor: float = 1e4,
-    engine: str | None = None,
+    kernels: Callable[[Sequence[Array]], Any] | None = None,
 ) -> tuple[TrainState, Records]:
-    """Train one network for ``num_steps`` full-batch steps (jit/vmap friendly).
+    """Train one network for ``num_steps`` full-batch steps (jit/vmap friendly; ``kernels`` as in
+    :func:`make_runner`: the apps use :func:`dlnjax.engines.train`, which picks them by engine).
 
     Returns the final state and ``num_steps // record_every + 1`` records at steps
     ``0, k, 2k, ..., num_steps``. vmap it over weights (seeds, initial scales) and ``lr``.
@@ -325,7 +285,7 @@ def train(
         raise ValueError(f"num_steps ({num_steps}) must be a multiple of record_every ({record_every})")
     run = make_runner(
         stats, record_every=record_every, n_records=num_steps // record_every, u=u, v=v, diverge_factor=diverge_factor,
-        engine=engine,
+        kernels=kernels,
     )
     st, rec = run(init_state(weights, stats), lr, threshold)
     last = evaluate(st, stats, u, v)

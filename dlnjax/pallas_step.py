@@ -23,7 +23,7 @@ per layer and pass for all members.
 On a CPU Pallas can only interpret the kernels (``interpret=True``: the same kernel bodies,
 as XLA loops; slow): that is how the tests check them on machines without a GPU. The engine
 refuses to run interpreted unless ``DLNJAX_PALLAS_INTERPRET=1`` (see
-:func:`dlnjax.linear.fused_kernels`).
+:meth:`dlnjax.engines.base.FullWidthEngine.kernels`).
 
 Status: correct (tested, interpreted, against the XLA engine) and lowered to Triton for CUDA
 in the tests; **not yet timed on a GPU** (none was lent to the session that wrote it). The

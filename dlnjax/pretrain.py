@@ -33,7 +33,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import init as inits
-from . import linear
+from . import engines, linear
+from .problem import Stats
 
 Array = Any
 
@@ -113,10 +114,10 @@ def decoupling_offdiag(w_first: Array, v_task: Array) -> float:
     return _row_offdiag(full_rows, np.diagonal(g))
 
 
-def autoencoder_stats(cov: Array) -> linear.Stats:
+def autoencoder_stats(cov: Array) -> Stats:
     """Statistics of the autoencoder on inputs with correlation ``cov``: Sigma31 = Sigma11 = cov."""
     cov = jnp.asarray(cov)
-    return linear.Stats(cov, cov, jnp.trace(cov))
+    return Stats(cov, cov, jnp.trace(cov))
 
 
 def train_autoencoder(
@@ -138,7 +139,7 @@ def train_autoencoder(
     cov = jnp.asarray(cov)
     n = int(cov.shape[0])
     w0 = inits.small_gaussian(key, (n, int(hidden), n), std, dtype=cov.dtype)
-    st, rec = linear.train(w0, autoencoder_stats(cov), lr, num_steps=int(steps), record_every=int(record_every))
+    st, rec = engines.train(w0, autoencoder_stats(cov), lr, num_steps=int(steps), record_every=int(record_every))
     return st.weights[0], st.weights[1], rec, st
 
 

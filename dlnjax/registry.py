@@ -14,6 +14,19 @@ from typing import Any, Generic, Iterator, Mapping, TypeVar
 T = TypeVar("T")
 
 
+def enum_value(x: Any) -> Any:
+    """The plain value of a config enum member (``Precision.float64 -> 'float64'``); anything
+    else unchanged."""
+    return getattr(x, "value", x)
+
+
+def require(ok: bool, key: str, value: Any, allowed: str, error: type[Exception] = ValueError) -> None:
+    """Raise ``error('invalid config: key=value (allowed: ...)')`` unless ``ok``: the one-line
+    message of every range check (the library's data configs and the apps' schemas)."""
+    if not ok:
+        raise error(f"invalid config: {key}={value!r} (allowed: {allowed})")
+
+
 class Registry(Generic[T]):
     """Names -> entries, with aliases. ``reg[name]`` / ``reg.get(name)`` look a name (or an alias)
     up; ``reg.names`` lists the canonical names; ``name in reg`` and iteration work as on a dict."""
@@ -34,7 +47,7 @@ class Registry(Generic[T]):
     def canonical(self, name: Any) -> str:
         """The canonical name of ``name`` (an entry's name or one of its aliases); ValueError,
         naming the allowed ones, for anything else. Enum members are read by their ``value``."""
-        name = getattr(name, "value", name)
+        name = enum_value(name)
         if name in self._entries:
             return name
         if name in self.aliases:
@@ -54,7 +67,7 @@ class Registry(Generic[T]):
     __getitem__ = get
 
     def __contains__(self, name: object) -> bool:
-        name = getattr(name, "value", name)
+        name = enum_value(name)
         return name in self._entries or name in self.aliases
 
     def __iter__(self) -> Iterator[str]:

@@ -447,10 +447,10 @@ def full_width_member(
     import jax
     import jax.numpy as jnp
 
-    from . import linear
+    from . import engines, linear
 
     dtype = stats.sigma11.dtype
-    runner = jax.jit(linear.make_runner(stats, record_every=record_every, n_records=chunk_steps // record_every,
+    runner = jax.jit(engines.make_runner(stats, record_every=record_every, n_records=chunk_steps // record_every,
                                         u=u, v=v, diverge_factor=diverge_factor, engine=engine))
     w0 = tuple(jnp.asarray(w, dtype) for w in weights)
     thr = jnp.asarray(threshold, dtype)
@@ -491,7 +491,7 @@ def full_width_sharpness(stats: Any, iters: int = 40) -> Callable[[MemberOutcome
     import jax
     import jax.numpy as jnp
 
-    from . import linear
+    from . import engines, linear
 
     def grads(ws):
         return linear.loss_and_grad(ws, stats)[1]

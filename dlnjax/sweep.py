@@ -16,35 +16,14 @@ import numpy as np
 
 from . import devices
 from . import init as inits
-from . import linear, theory
-from .problem import Task  # noqa: F401  (defined in dlnjax.problem)
-from .thresholds import Threshold
+from . import engines, linear, theory
+from .problem import Stats, Task
 
 Array = Any
 
 
 def widths_for(n_in: int, n_out: int, depth: int, hidden: int) -> tuple[int, ...]:
     return (n_in,) + (hidden,) * (depth - 2) + (n_out,)
-
-
-def threshold_value(task: Task, widths: Sequence[int], loss0: float, kind: str, eps: float, value: float) -> tuple[float, float]:
-    """(threshold, E*) with E* the best error of rank min(widths) (exact, from the statistics):
-    :class:`dlnjax.thresholds.Threshold` with ``reference='initial'``."""
-    return Threshold(kind, "initial", eps, value).resolve_for(task, widths, loss0=loss0)
-
-
-def zero_map_threshold(task: Task, widths: Sequence[int], eps: float) -> tuple[float, float]:
-    """(threshold, E*) with the threshold a fraction 1 - eps of the way from the zero map's
-    error ``1/2 tr Sigma33`` to E*: one threshold for every initialisation (random starts
-    begin at different errors, some far above the zero map's).
-    :class:`dlnjax.thresholds.Threshold` with ``reference='zero_map'``."""
-    return Threshold("relative", "zero_map", eps).resolve_for(task, widths)
-
-
-def start_independent_threshold(task: Task, widths: Sequence[int], kind: str, eps: float, value: float) -> tuple[float, float]:
-    """(threshold, E*) for comparing different starts: :func:`zero_map_threshold` for
-    ``kind='relative'``, else the absolute ``value``."""
-    return Threshold(kind, "zero_map", eps, value).resolve_for(task, widths)
 
 
 def theory_error_curve(task: Task, t: np.ndarray, lr: float, depth: int, u0: float, rank: int) -> np.ndarray:
@@ -90,20 +69,6 @@ def first_crossing(t: np.ndarray, e: np.ndarray, thr: float) -> float:
     # linear interpolation between the two bracketing grid points
     f = (e[i - 1] - thr) / (e[i - 1] - e[i])
     return float(t[i - 1] + f * (t[i] - t[i - 1]))
-
-
-@dataclass
-class DepthResult:
-    depth: int
-    learning_rates: np.ndarray
-    learning_time: np.ndarray  # (R,) first step with E < threshold; nan if never (or diverged)
-    diverged: np.ndarray  # (R,) bool
-    steps_run: int
-    record_steps: np.ndarray  # (T,)
-    loss: np.ndarray  # (R, T) nan after divergence
-    threshold: float
-    e_star: float
-    loss0: float
 
 
 @dataclass
@@ -156,7 +121,7 @@ def member_shapes(weights: Sequence[Array]) -> list:
 
 
 def run_batch(
-    stats: linear.Stats,
+    stats: Stats,
     weights: Sequence[Array],
     learning_rates: Sequence[float],
     *,
@@ -192,9 +157,9 @@ def run_batch(
     lrs = devices.pad_batch(jnp.asarray(np.asarray(learning_rates, np.float64), dtype), size)
     states = jax.tree_util.tree_map(lambda x: devices.pad_batch(x, size), states)
     lrs, states = devices.shard_batch((lrs, states))
-    engine = linear.resolve_engine_name(engine)
-    runner = linear.make_runner(stats, record_every=record_every, n_records=chunk_steps // record_every, engine=engine)
-    fused = linear.use_native(engine, member_shapes(weights))
+    engine = engines.resolve(engine)
+    runner = engines.make_runner(stats, record_every=record_every, n_records=chunk_steps // record_every, engine=engine)
+    fused = engines.fused(engine, member_shapes(weights))
     step_fn = batched(runner, member_bytes=sum(int(w[0].nbytes) for w in weights), fused=fused, donate=True)
     thr_arr = jnp.asarray(threshold, dtype)
     steps, losses = [], []
@@ -237,58 +202,6 @@ def run_batch(
         loss=np.concatenate(losses, axis=1),
         loss0=loss0,
     )
-
-
-def run_depth(
-    task: Task,
-    depth: int,
-    learning_rates: Sequence[float],
-    *,
-    hidden: int,
-    u0: float,
-    threshold: tuple[str, float, float],
-    max_steps: int,
-    chunk_steps: int,
-    record_every: int,
-    key: Array,
-    hidden_basis: str = "random",
-    progress: Callable[[int, int, int], None] | None = None,
-    on_chunk: Callable[[dict], None] | None = None,
-    resume: dict | None = None,
-) -> DepthResult:
-    """Train one decoupled network per learning rate (vmapped) until all cross or diverge."""
-    stats = task.stats
-    dtype = stats.sigma11.dtype
-    widths = widths_for(stats.n_in, stats.n_out, depth, hidden)
-    w0 = inits.decoupled(key, widths, u0, task.u, task.v, hidden_basis=hidden_basis, dtype=dtype)
-    loss0 = float(linear.loss_from_stats(w0, stats))
-    thr, e_star = threshold_value(task, widths, loss0, *threshold)
-    n_rates = len(learning_rates)
-    batch = tuple(jnp.broadcast_to(w, (n_rates,) + w.shape) for w in w0)
-    res = run_batch(
-        stats, batch, learning_rates, threshold=thr, max_steps=max_steps, chunk_steps=chunk_steps,
-        record_every=record_every, progress=progress, on_chunk=on_chunk, resume=resume,
-    )
-    return DepthResult(
-        depth=depth,
-        learning_rates=res.learning_rates,
-        learning_time=res.learning_time,
-        diverged=res.diverged,
-        steps_run=res.steps_run,
-        record_steps=res.record_steps,
-        loss=res.loss,
-        threshold=thr,
-        e_star=e_star,
-        loss0=loss0,
-    )
-
-
-def best_rate(res: DepthResult) -> tuple[float | None, float | None]:
-    """(best learning rate, its learning time) among rates that learned; (None, None) if none."""
-    if np.all(np.isnan(res.learning_time)):
-        return None, None
-    i = int(np.nanargmin(res.learning_time))
-    return float(res.learning_rates[i]), float(res.learning_time[i])
 
 
 def theory_t_ct(task: Task, depth: int, u0: float, rank: int, eps: float, n_grid: int = 4000) -> float:

@@ -5,7 +5,7 @@ A network has learned when its training error falls below an absolute threshold 
 
 - ``kind='absolute'``: ``E_thr = value`` (the paper's Fig. 4: 1.3e4 on MNIST);
 - ``kind='relative'``: a fraction ``1 - eps`` of the way down to ``E*`` (the best error of any
-  product of the network's rank, :func:`dlnjax.linear.best_error`) from a reference error:
+  product of the network's rank, :func:`dlnjax.best_error`) from a reference error:
 
   - ``reference='initial'``: the network's own error at step 0, ``E_thr = E* + eps (E(0) - E*)``
     (depth_sweep, lr_sweep: every member starts from the same error);
@@ -21,13 +21,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Sequence
+from .problem import Stats, Task, best_error
+from .registry import enum_value
 
 KINDS = ("relative", "absolute")
 REFERENCES = ("initial", "zero_map")
 
 
-def _value(x: Any) -> Any:
-    return getattr(x, "value", x)  # config enums
 
 
 @dataclass(frozen=True)
@@ -38,8 +38,8 @@ class Threshold:
     value: float = 0.0
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "kind", _value(self.kind))
-        object.__setattr__(self, "reference", _value(self.reference))
+        object.__setattr__(self, "kind", enum_value(self.kind))
+        object.__setattr__(self, "reference", enum_value(self.reference))
         if self.kind not in KINDS:
             raise ValueError(f"threshold kind must be one of {', '.join(KINDS)}; got {self.kind!r}")
         if self.reference not in REFERENCES:
@@ -53,7 +53,7 @@ class Threshold:
         ref = get("reference", None)
         if ref is None:
             raise ValueError("threshold config has no 'reference' (allowed: initial, zero_map)")
-        return cls(kind=_value(cfg.kind), reference=_value(ref), eps=float(cfg.eps), value=float(cfg.value))
+        return cls(kind=enum_value(cfg.kind), reference=enum_value(ref), eps=float(cfg.eps), value=float(cfg.value))
 
     def resolve(self, e_star: float, *, loss0: float | None = None, e_zero: float | None = None) -> float:
         """The absolute threshold, given E* and the reference error (``loss0`` = E(0) for
@@ -68,12 +68,12 @@ class Threshold:
         return e_star + self.eps * (ref - e_star)
 
     def resolve_for(self, stats: Any, widths: Sequence[int], loss0: float | None = None) -> tuple[float, float]:
-        """(threshold, E*) on these statistics (a :class:`dlnjax.linear.Stats`, or anything with a
-        ``stats`` attribute such as :class:`dlnjax.sweep.Task`) for a network of these widths:
+        """(threshold, E*) on these statistics (a :class:`dlnjax.Stats`, or anything with a
+        ``stats`` attribute such as :class:`dlnjax.Task`) for a network of these widths:
         E* is the best error of rank ``min(widths)`` (exact), the zero map's error ``1/2 tr Sigma33``."""
         from . import linear
 
         stats = getattr(stats, "stats", stats)
-        e_star = float(linear.best_error(stats, rank=min(widths)))
+        e_star = float(best_error(stats, rank=min(widths)))
         e_zero = 0.5 * float(stats.tr33) if (self.kind == "relative" and self.reference == "zero_map") else None
         return self.resolve(e_star, loss0=loss0, e_zero=e_zero), e_star

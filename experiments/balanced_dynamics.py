@@ -24,6 +24,7 @@ log = logging.getLogger("dlnjax")
 
 
 def run(cfg: DictConfig) -> dict:
+    from dlnjax.problem import stats_from_examples
     import jax
     import jax.numpy as jnp
     import matplotlib
@@ -32,13 +33,14 @@ def run(cfg: DictConfig) -> dict:
     import matplotlib.pyplot as plt
 
     from dlnjax import balanced as bl
-    from dlnjax import linear
+    from dlnjax import engines, linear
+    from dlnjax.registry import enum_value
     from dlnjax.data import teacher
 
     out = run_dir()
     ds = teacher(list(cfg.singular_values), cfg.n_in, cfg.n_out, seed=cfg.seed)
-    dtype = jnp.float64 if getattr(cfg.precision, "value", cfg.precision) == "float64" else jnp.float32
-    stats = linear.stats_from_examples(ds.x, ds.y, dtype=dtype)
+    dtype = jnp.float64 if enum_value(cfg.precision) == "float64" else jnp.float32
+    stats = stats_from_examples(ds.x, ds.y, dtype=dtype)
     x = jnp.asarray(ds.x, dtype)
     u, s, vt = np.linalg.svd(np.asarray(stats.sigma31, np.float64))
     r = len(cfg.singular_values)
@@ -67,7 +69,7 @@ def run(cfg: DictConfig) -> dict:
             n_steps = every * (n_times - 1)
             lr = t_max / n_steps  # the records land exactly on flow times k * t_max / (n_times - 1)
             ts = np.arange(n_times) * every * lr
-            st, rec = linear.train((w1, w2), stats, lr, num_steps=n_steps, record_every=every,
+            st, rec = engines.train((w1, w2), stats, lr, num_steps=n_steps, record_every=every,
                                    u=jnp.asarray(u, dtype), v=jnp.asarray(vt.T, dtype))
             ex = bl.solution(jnp.asarray(ts, dtype), w1, w2, stats.sigma31, beta)
             ex_modes = np.einsum("ia,tij,ja->ta", u, np.asarray(ex.w2w1, np.float64), vt.T)

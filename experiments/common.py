@@ -17,6 +17,7 @@ from dlnjax.io import atomic_write
 
 from . import CONFIGS
 from .schemas import ConfigError, validate
+from dlnjax.registry import enum_value
 
 log = logging.getLogger("dlnjax")
 
@@ -25,7 +26,7 @@ def set_precision(precision: Any) -> None:
     """float32 (default) or float64 for everything the run creates afterwards."""
     import jax
 
-    name = getattr(precision, "value", precision)
+    name = enum_value(precision)
     jax.config.update("jax_enable_x64", name == "float64")
 
 
@@ -105,16 +106,16 @@ def resolved_config(cfg: DictConfig) -> dict:
 # the app wrapper: clear one-line errors, non-zero exit
 # ----------------------------------------------------------------------------------------
 def check_engine() -> None:
-    """``$DLNJAX_ENGINE`` (see :func:`dlnjax.linear.make_runner`): a known name whose kernels can
-    run here (:func:`dlnjax.linear.engine_problem`), checked before any work (else one line and
-    exit 2, not a traceback mid-run)."""
-    from dlnjax import linear
+    """``$DLNJAX_ENGINE`` (see :func:`dlnjax.engines.make_runner`): a known name whose kernels can
+    run here (:meth:`dlnjax.engines.base.Engine.problem`), checked before any work (else one line
+    and exit 2, not a traceback mid-run)."""
+    from dlnjax import engines
 
     try:
-        name = linear.resolve_engine_name(None)
+        name = engines.resolve(None)
     except ValueError as e:
         raise ConfigError(f"invalid environment: {e}") from None
-    problem = linear.engine_problem(name)
+    problem = engines.ENGINES[name].problem()
     if problem is not None:
         raise ConfigError(f"DLNJAX_ENGINE={name} {problem[1]}")
 

@@ -34,7 +34,7 @@ def run(cfg: DictConfig) -> dict:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from dlnjax import devices, nonlinear
+    from dlnjax import devices, nonlinear, sweep
     from dlnjax.data import registry as data_registry
 
     out = run_dir()
@@ -45,7 +45,7 @@ def run(cfg: DictConfig) -> dict:
         raise schemas.ConfigError(f"invalid config: data={cfg.data.name.value} (allowed: a data set with a test split: embedded, mnist, fashion_mnist)")
     x, xt = jnp.asarray(ds.x, dtype), jnp.asarray(ds.x_test, dtype)
     lab, labt = jnp.asarray(np.argmax(ds.y, 1)), jnp.asarray(np.argmax(ds.y_test, 1))
-    widths = (ds.n_in,) + (int(cfg.width),) * (int(cfg.depth) - 2) + (ds.n_out,)
+    widths = sweep.widths_for(ds.n_in, ds.n_out, int(cfg.depth), int(cfg.width))
     runs = [("orthogonal", float(g)) for g in cfg.gains] + ([("gaussian", 1.0)] if cfg.gaussian else [])
     labels = [f"orthogonal g={g:g}" if k == "orthogonal" else "scaled Gaussian" for k, g in runs]
     key = jax.random.PRNGKey(cfg.seed)

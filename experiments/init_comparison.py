@@ -33,6 +33,8 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from omegaconf import DictConfig
@@ -66,7 +68,24 @@ def initial_weights(kind: str, key, widths, n_seeds: int, cfg: DictConfig, task,
     return INITS[kind].networks(key, widths, n_seeds, dtype=dtype, prepared=stacks.get(kind), **init_hyperparameters(cfg, task))
 
 
-def run_compressed(kind: str, key, cfg: DictConfig, problem, widths, rates, thr: float) -> dict:
+@dataclass
+class CompressedSetup:
+    """The compressed engine's inputs for a run (made once by :func:`compressed_setup`): the input
+    rotation, the rotated statistics, and the jitted runners by ``last_trained``."""
+
+    rot: Any
+    cs: Any
+    runners: dict = field(default_factory=dict)
+
+
+def compressed_setup(problem) -> CompressedSetup:
+    from dlnjax import compressed
+
+    rot = compressed.rotate_inputs(problem.stats64.sigma11)
+    return CompressedSetup(rot, compressed.compress_stats(problem.stats64, rot, problem.task.stats.sigma11.dtype))
+
+
+def run_compressed(kind: str, key, cfg: DictConfig, problem, setup: CompressedSetup, widths, rates, thr: float) -> dict:
     """An aligned init (one draw: the decoupled reference is deterministic up to its hidden
     bases) on the exact compressed engine, in its own batch apart from the random starts, which
     cannot be compressed: one member per rate to ``max_steps``."""
@@ -75,11 +94,7 @@ def run_compressed(kind: str, key, cfg: DictConfig, problem, widths, rates, thr:
     from dlnjax import compressed
     from dlnjax.inits import INITS
 
-    if "_engine" not in problem.__dict__:
-        rot = compressed.rotate_inputs(problem.stats64.sigma11)
-        cs = compressed.compress_stats(problem.stats64, rot, problem.task.stats.sigma11.dtype)
-        problem.__dict__["_engine"] = (rot, cs, {})
-    rot, cs, runners = problem.__dict__["_engine"]
+    rot, cs, runners = setup.rot, setup.cs, setup.runners
     dtype = problem.task.stats.sigma11.dtype
     depth = len(widths)
     cores = INITS[kind].cores(key, widths, rot, l_cap=compressed.capacity(cfg.depths), dtype=dtype,
@@ -114,6 +129,7 @@ def run(cfg: DictConfig) -> dict:
     t_start = time.time()
     problem = prepare(cfg)
     ds, task = problem.ds, problem.task
+    setup: CompressedSetup | None = None  # made at the first depth with an aligned init
     stats = task.stats
     dtype = stats.sigma11.dtype
     depths = sorted(int(d) for d in cfg.depths)
@@ -167,7 +183,9 @@ def run(cfg: DictConfig) -> dict:
         thr, e_star = threshold.resolve_for(task, widths)
         # aligned starts run compressed (exact), each in its own batch; the others at full width
         compressed_kinds = [k for k in kinds if bool(cfg.compress) and INITS[k].aligned]
-        dec = {k: run_compressed(k, init_key(depth, k), cfg, problem, widths, rates, thr) for k in compressed_kinds}
+        if compressed_kinds and setup is None:
+            setup = compressed_setup(problem)
+        dec = {k: run_compressed(k, init_key(depth, k), cfg, problem, setup, widths, rates, thr) for k in compressed_kinds}
         members, index = [], []
         for kind in kinds:
             if kind in compressed_kinds:

@@ -48,6 +48,7 @@ def half_times(t: np.ndarray, u: np.ndarray, s: np.ndarray) -> np.ndarray:
 
 
 def run(cfg: DictConfig) -> dict:
+    from dlnjax.problem import full_svd_basis, stats_from_examples
     import jax
     import jax.numpy as jnp
     import matplotlib
@@ -63,8 +64,8 @@ def run(cfg: DictConfig) -> dict:
     t_start = time.time()
     dtype = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
     ds = data_registry.load(cfg.data)
-    stats = linear.stats_from_examples(ds.x, ds.y).astype(dtype)
-    u_full, s, v_full = inits.full_svd_basis(stats.sigma31)
+    stats = stats_from_examples(ds.x, ds.y).astype(dtype)
+    u_full, s, v_full = full_svd_basis(stats.sigma31)
     s_np = np.asarray(s, np.float64)
     rank = int(np.sum(s_np > s_np[0] * 1e-6))
     n_in, n_out, hidden = ds.n_in, ds.n_out, int(cfg.hidden)

@@ -70,6 +70,32 @@ ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu"}
 
 
+def numpy_gradient_descent(weights: Any, sigma11: Any, sigma31: Any, tr33: float, lr: float, steps: int) -> np.ndarray:
+    """A NumPy oracle of full-batch gradient descent on Eq. 13 (float64): E = tr33/2 -
+    tr(W Sigma31^T) + tr(W Sigma11 W^T)/2 with W = W^n ... W^1, and the loss before each of
+    ``steps`` steps (dE/dW^l = A^T (W Sigma11 - Sigma31) B^T, A the layers above, B below)."""
+    ws = [np.asarray(w, np.float64) for w in weights]
+    s11, s31 = np.asarray(sigma11, np.float64), np.asarray(sigma31, np.float64)
+    losses = []
+    for _ in range(steps):
+        total = ws[0]
+        for w in ws[1:]:
+            total = w @ total
+        losses.append(0.5 * tr33 - np.trace(total @ s31.T) + 0.5 * np.trace(total @ s11 @ total.T))
+        g = total @ s11 - s31
+        grads = []
+        for l in range(len(ws)):
+            a = np.eye(ws[l].shape[0])
+            for w in ws[l + 1:]:
+                a = w @ a
+            b = np.eye(ws[0].shape[1])
+            for w in ws[:l]:
+                b = w @ b
+            grads.append(a.T @ g @ b.T)
+        ws = [w - lr * gr for w, gr in zip(ws, grads)]
+    return np.asarray(losses)
+
+
 def run_py(*args: str, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
     """``python *args`` in the clone's root; asserts exit status 0 (showing the end of stderr)."""
     r = subprocess.run([sys.executable, *args], cwd=ROOT, env=env or ENV, capture_output=True, text=True, timeout=timeout)

@@ -6,13 +6,14 @@ import numpy as np
 import pytest
 
 from dlnjax import balanced as bl
-from dlnjax import linear, theory
+from dlnjax import engines, linear, theory
 from dlnjax.data import teacher
+from dlnjax.problem import stats_from_examples
 
 
 def _problem(n_in, n_out, sv, seed=0):
     ds = teacher(sv, n_in, n_out, seed=seed)
-    return ds, linear.stats_from_examples(ds.x, ds.y, dtype=jnp.float64)
+    return ds, stats_from_examples(ds.x, ds.y, dtype=jnp.float64)
 
 
 @pytest.mark.parametrize("n_in,n_hidden,n_out,beta,scale", [
@@ -33,7 +34,7 @@ def test_exact_solution_is_the_limit_of_gradient_descent(n_in, n_hidden, n_out, 
     ex = bl.solution(T, w1, w2, stats.sigma31, beta)
     devs = []
     for lr in (2e-3, 1e-3):
-        st, _ = linear.train((w1, w2), stats, lr, num_steps=int(round(T / lr)), record_every=int(round(T / lr)))
+        st, _ = engines.train((w1, w2), stats, lr, num_steps=int(round(T / lr)), record_every=int(round(T / lr)))
         g1, g2 = st.weights
         devs.append(max(float(jnp.abs(g2 @ g1 - ex.w2w1).max()), float(jnp.abs(g1.T @ g1 - ex.w1tw1).max()),
                         float(jnp.abs(g2 @ g2.T - ex.w2w2t).max())))

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from dlnjax import compressed as C
-from dlnjax import init, linear
+from dlnjax import engines, init, linear
+from dlnjax.problem import Stats, best_error, full_svd_basis, stats_from_examples
 
 TOL = {"float64": 1e-9}
 
@@ -18,13 +19,13 @@ def _problem(seed=0, p=300, n_in=14, n_out=4):
     x[:, 3] = 0.0
     x[:, 5] = x[:, 0] - 0.5 * x[:, 1]
     y = x @ rng.standard_normal((n_in, n_out)) * 0.3 + 0.05 * rng.standard_normal((p, n_out))
-    stats = linear.stats_from_examples(x, y, dtype=jnp.float64)
-    u, s, v = init.full_svd_basis(stats.sigma31)
+    stats = stats_from_examples(x, y, dtype=jnp.float64)
+    u, s, v = full_svd_basis(stats.sigma31)
     return stats, u, v
 
 
 def _full_run(w0, stats, lr, steps):
-    return linear.train(w0, stats, lr, num_steps=steps, record_every=1, engine="xla")
+    return engines.train(w0, stats, lr, num_steps=steps, record_every=1, engine="xla")
 
 
 def _compressed_run(cores, cs, lr, steps, last_trained=True):
@@ -118,9 +119,9 @@ def test_input_rotation_alone_equals_the_unrotated_step():
     rng = np.random.default_rng(5)
     x = rng.standard_normal((80, 7)) @ np.diag(np.linspace(0.5, 2.0, 7))
     y = rng.standard_normal((80, 3))
-    stats = linear.stats_from_examples(x, y, dtype=jnp.float64)
+    stats = stats_from_examples(x, y, dtype=jnp.float64)
     q = np.linalg.eigh(np.asarray(stats.sigma11))[1]
-    rstats = linear.Stats(jnp.asarray(q.T @ np.asarray(stats.sigma11) @ q), jnp.asarray(np.asarray(stats.sigma31) @ q), stats.tr33)
+    rstats = Stats(jnp.asarray(q.T @ np.asarray(stats.sigma11) @ q), jnp.asarray(np.asarray(stats.sigma31) @ q), stats.tr33)
     ws = init.small_gaussian(jax.random.PRNGKey(0), (7, 5, 4, 3), 0.3)
     rws = (ws[0] @ q,) + tuple(ws[1:])
     e, g = linear.loss_and_grad(ws, stats)
@@ -204,7 +205,7 @@ def test_rate_statistics_on_a_toy_problem():
     cs = C.compress_stats(stats, rot)
     widths = (stats.n_in, 6, 6, 6, stats.n_out)
     cores = C.decoupled_cores(widths, 1e-3, u, v, rot)
-    e_star = float(linear.best_error(stats, rank=4))
+    e_star = float(best_error(stats, rank=4))
     e0 = float(C.loss(cores, cs))
     thr = e_star + 0.05 * (e0 - e_star)
     member = C.member_fn(cs, cores, thr, record_every=10, max_steps=20000)

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 from scipy.optimize import brentq
 
-from dlnjax import compressed, init, linear, sweep, theory
+from dlnjax import compressed, engines, init, linear, sweep, theory
 from dlnjax import gradient_flow as gf
 from dlnjax.data import teacher
+from dlnjax.problem import Stats, Task, best_error, stats_from_examples
 
 # two integrations of the same flow (different state, error norm and controller) at rtol 1e-10,
 # events located on the dense output to ~1e-12: they agree to ~1e-8 relative; we ask 1e-6
@@ -23,8 +24,8 @@ def _nonwhite(depth, hidden=5, seed=0):
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((40, 6)) * np.array([3.0, 1.5, 1.0, 0.6, 0.3, 0.1])
     y = x @ rng.standard_normal((6, 4)) + 0.2 * rng.standard_normal((40, 4))
-    stats = linear.stats_from_examples(x, y, dtype=jnp.float64)
-    task = sweep.Task.from_stats(stats)
+    stats = stats_from_examples(x, y, dtype=jnp.float64)
+    task = Task.from_stats(stats)
     widths = sweep.widths_for(6, 4, depth, hidden)
     w = init.decoupled(jax.random.PRNGKey(1), widths, 1e-2, task.u, task.v, dtype=jnp.float64)
     return stats, task, widths, w
@@ -32,7 +33,7 @@ def _nonwhite(depth, hidden=5, seed=0):
 
 def _compress(stats, w):
     rot = compressed.rotate_inputs(np.asarray(stats.sigma11))
-    s64 = linear.Stats(np.asarray(stats.sigma11), np.asarray(stats.sigma31), float(stats.tr33))
+    s64 = Stats(np.asarray(stats.sigma11), np.asarray(stats.sigma31), float(stats.tr33))
     cs = compressed.compress_stats(s64, rot, jnp.float64)
     cores, _ = compressed.cores_from_weights(w, rot, l_cap=4)
     return cs, cores
@@ -46,7 +47,7 @@ def test_compressed_flow_is_the_full_width_flow(depth):
     stats, task, widths, w = _nonwhite(depth)
     cs, cores = _compress(stats, w)
     e0 = float(linear.loss_from_stats(w, stats))
-    e_star = float(linear.best_error(stats, rank=min(widths)))
+    e_star = float(best_error(stats, rank=min(widths)))
     assert float(compressed.loss(cores, cs)) == pytest.approx(e0, rel=1e-12)
     thr = e_star + 0.05 * (e0 - e_star)
     t_full = float(gf.learning_time(w, stats, thr, t_max=50.0, rtol=1e-10, atol=1e-12))
@@ -68,14 +69,14 @@ def test_whitened_t_ct_is_eq15_exact(depth):
     (Eq. 15 inverted by interpolation on a strength grid) is a 1e-4 approximation of it."""
     sv = [3.0, 2.0, 1.0, 0.5]
     ds = teacher(sv, 6, 5, seed=3)
-    stats = linear.stats_from_examples(ds.x, ds.y, dtype=jnp.float64)
-    task = sweep.Task.from_stats(stats)
+    stats = stats_from_examples(ds.x, ds.y, dtype=jnp.float64)
+    task = Task.from_stats(stats)
     widths = sweep.widths_for(6, 5, depth, 3)  # rank 3: the weakest mode is never carried
     u0 = 1e-3
     w = init.decoupled(jax.random.PRNGKey(2), widths, u0, task.u, task.v, dtype=jnp.float64)
     cs, cores = _compress(stats, w)
     s = np.asarray(task.s[:3])
-    e_floor = float(linear.best_error(stats, rank=3))
+    e_floor = float(best_error(stats, rank=3))
 
     def exact_loss(t):
         u = np.asarray(theory.mode_strength(t, s, u0, 1.0, depth))
@@ -101,7 +102,7 @@ def test_small_rate_crossing_time_converges_to_t_ct_at_first_order():
     stats, task, widths, w = _nonwhite(4)
     cs, cores = _compress(stats, w)
     e0 = float(linear.loss_from_stats(w, stats))
-    e_star = float(linear.best_error(stats, rank=min(widths)))
+    e_star = float(best_error(stats, rank=min(widths)))
     thr = e_star + 0.05 * (e0 - e_star)
     t_ct = float(gf.compressed_learning_time_jit(cores, cs, thr, 50.0, gf.FlowOptions(rtol=1e-11, atol=1e-13)).t_ct)
     lam = np.linalg.eigvalsh(np.asarray(stats.sigma11))[-1]
@@ -110,7 +111,7 @@ def test_small_rate_crossing_time_converges_to_t_ct_at_first_order():
     errs = []
     for lr in rates:
         n = int(np.ceil(1.5 * t_ct / lr))
-        _, rec = linear.train(w, stats, lr, num_steps=n, record_every=1)
+        _, rec = engines.train(w, stats, lr, num_steps=n, record_every=1)
         e = np.asarray(rec.loss)
         k = int(np.argmax(e < thr))
         assert k > 0 and e[k] < thr <= e[k - 1]
@@ -132,14 +133,14 @@ def test_fig4_flow_t_ct_is_the_compressed_flow():
     from experiments._shared.problem import Problem
 
     stats, task, widths, _ = _nonwhite(4, hidden=7)
-    s64 = linear.Stats(np.asarray(stats.sigma11), np.asarray(stats.sigma31), float(stats.tr33))
+    s64 = Stats(np.asarray(stats.sigma11), np.asarray(stats.sigma31), float(stats.tr33))
     rot = compressed.rotate_inputs(s64.sigma11)
-    engine = depth_loop.Engine(name="compressed-xla", compress=True, cs=None, rot=rot)
+    engine = depth_loop.DepthEngine(name="compressed-xla", compress=True, cs=None, rot=rot)
     problem = Problem(None, task, s64)
     cores = compressed.decoupled_cores(widths, 1e-2, task.u, task.v, rot, l_cap=3, dtype=jnp.float64)
     cs = compressed.compress_stats(s64, rot, jnp.float64)
     e0 = float(compressed.loss(cores, cs))
-    thr = float(linear.best_error(stats, rank=4)) + 0.05 * (e0 - float(linear.best_error(stats, rank=4)))
+    thr = float(best_error(stats, rank=4)) + 0.05 * (e0 - float(best_error(stats, rank=4)))
     want = float(gf.compressed_learning_time_jit(cores, cs, thr, 50.0, gf.FlowOptions(rtol=1e-10, atol=1e-12)).t_ct)
     out = depth_loop.flow_t_ct(problem, engine, widths, 1e-2, thr, 3, SimpleNamespace(t_ct=1.1 * want))
     assert set(out) == set(depth_loop.FLOW_KEYS)

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from dlnjax import finite_rate as fr
-from dlnjax import init, linear, theory
+from dlnjax import engines, init, linear, theory
 from dlnjax.data import teacher
+from dlnjax.problem import Stats, best_error, full_svd_basis, stats_from_examples
 
 # rounding-level agreement of two float64 computations of the same recursion (a few thousand steps
 # through contracting dynamics); float32 would be ~1e-4
@@ -22,11 +23,11 @@ EPS = 0.01
 @pytest.fixture(scope="module")
 def setup():
     ds = teacher([2.0, 1.0, 0.5, 0.3], n_in=5, n_out=4, seed=1)
-    stats = linear.stats_from_examples(ds.x, ds.y, dtype=jnp.float64)
-    u, s, v = init.full_svd_basis(stats.sigma31)
+    stats = stats_from_examples(ds.x, ds.y, dtype=jnp.float64)
+    u, s, v = full_svd_basis(stats.sigma31)
     u0 = 0.02
     w = init.decoupled(jax.random.PRNGKey(3), WIDTHS, u0, u, v, n_modes=3, dtype=jnp.float64)
-    e_star = linear.best_error(stats, rank=3)  # 0.3^2 / 2: the uncarried mode
+    e_star = best_error(stats, rank=3)  # 0.3^2 / 2: the uncarried mode
     edge = float(fr.stability_edge(s[0], 1.0, DEPTH))
     return dict(stats=stats, s=s[:3], u0=u0, w=w, e_star=e_star, edge=edge)
 
@@ -35,7 +36,7 @@ def _simulate(setup, rates):
     stats, w, e_star = setup["stats"], setup["w"], setup["e_star"]
     e0 = linear.loss_from_stats(w, stats)
     thr = e_star + EPS * (e0 - e_star)
-    run = jax.jit(jax.vmap(lambda lr: linear.train(w, stats, lr, num_steps=N_STEPS, record_every=1, threshold=thr)))
+    run = jax.jit(jax.vmap(lambda lr: engines.train(w, stats, lr, num_steps=N_STEPS, record_every=1, threshold=thr)))
     st, rec = run(jnp.asarray(rates))
     return st, np.asarray(rec.loss)
 
@@ -110,7 +111,7 @@ def _non_white_problem():
     sigma11 = (v * dfull) @ v.T
     sigma31 = (u * s) @ v[:, :3].T
     tr33 = float(np.sum(s**2 / d) + 0.25)  # E* = 0.125 (the part of Y no linear map explains)
-    stats = linear.Stats(jnp.asarray(sigma11), jnp.asarray(sigma31), jnp.asarray(tr33))
+    stats = Stats(jnp.asarray(sigma11), jnp.asarray(sigma31), jnp.asarray(tr33))
     return stats, u, v, s, d, tr33
 
 
@@ -125,7 +126,7 @@ def test_non_white_inputs_per_mode_variance():
     edge = float(fr.network_edge(s, d, depth, d_extra=[0.7]))
     for frac in (0.3, 0.95):
         lr = frac * edge
-        _, rec = linear.train(w, stats, lr, num_steps=1500, record_every=1)
+        _, rec = engines.train(w, stats, lr, num_steps=1500, record_every=1)
         curve = fr.network_loss_curve(u0, lr, s, d, depth=depth, num_steps=1500, tr33=tr33)
         np.testing.assert_allclose(np.asarray(rec.loss), np.asarray(curve), rtol=RTOL["float64"])
         assert float(rec.loss[-1]) == pytest.approx(0.125, rel=1e-9)  # converged to E* with u = s/d
@@ -151,7 +152,7 @@ def test_non_white_cross_mode_edge_below_mode_edges():
     u0 = np.array([0.05, 0.1, 0.2])
     w = init.decoupled(jax.random.PRNGKey(0), (4, 3, 3, 3), jnp.asarray(u0), jnp.asarray(u), jnp.asarray(v),
                        n_modes=3, dtype=jnp.float64)
-    _, rec = linear.train(w, stats, lr, num_steps=3000, record_every=1)
+    _, rec = engines.train(w, stats, lr, num_steps=3000, record_every=1)
     curve = np.asarray(fr.network_loss_curve(u0, lr, s, d, depth=depth, num_steps=3000, tr33=float(stats.tr33)))
     assert curve[-1] == pytest.approx(0.125, rel=1e-9)  # every scalar map converges
     sim = np.asarray(rec.loss)
@@ -159,7 +160,7 @@ def test_non_white_cross_mode_edge_below_mode_edges():
     # curve departs from the maps' by far more than rounding, and the network settles elsewhere on
     # the manifold of global minima, at a point flat enough for this rate (lambda_max < 2 / lr)
     assert np.max(np.abs(sim - curve) / curve) > 1e-2
-    st, _ = linear.train(w, stats, lr, num_steps=3000, record_every=3000)
+    st, _ = engines.train(w, stats, lr, num_steps=3000, record_every=3000)
     flat_end, _ = jax.flatten_util.ravel_pytree(st.weights)
     h_end = jax.hessian(lambda x: linear.loss_from_stats(unravel(x), stats))(flat_end)
     assert float(np.max(np.linalg.eigvalsh(np.asarray(h_end)))) < 2.0 / lr

@@ -7,8 +7,9 @@ import pytest
 from scipy.optimize import brentq
 
 from dlnjax import gradient_flow as gf
-from dlnjax import init, linear, theory
+from dlnjax import engines, init, linear, theory
 from dlnjax.data import teacher
+from dlnjax.problem import full_svd_basis, stats_from_examples
 
 # the event time is located on Tsit5's dense output with rtol 1e-10: ~1e-8 relative, well inside
 # the 1e-6 the comparison asks for
@@ -17,8 +18,8 @@ RTOL_TIME = {"float64": 1e-6}
 
 def _setup(depth, sv, n_modes, u0, width=4):
     ds = teacher(sv, width, width, seed=5)
-    stats = linear.stats_from_examples(ds.x, ds.y, dtype=jnp.float64)
-    u, s, v = init.full_svd_basis(stats.sigma31)
+    stats = stats_from_examples(ds.x, ds.y, dtype=jnp.float64)
+    u, s, v = full_svd_basis(stats.sigma31)
     widths = (width,) + (n_modes,) * (depth - 2) + (width,)
     w = init.decoupled(jax.random.PRNGKey(0), widths, u0, u, v, n_modes=n_modes, dtype=jnp.float64)
     return stats, np.asarray(s), w
@@ -75,7 +76,7 @@ def test_small_rate_gradient_descent_converges_to_the_flow_at_first_order():
     rng = np.random.default_rng(0)
     x = rng.standard_normal((30, 4)) * np.array([1.0, 0.7, 0.5, 0.3])
     y = x @ rng.standard_normal((4, 3)) + 0.1 * rng.standard_normal((30, 3))
-    stats = linear.stats_from_examples(x, y, dtype=jnp.float64)
+    stats = stats_from_examples(x, y, dtype=jnp.float64)
     w = tuple(jnp.asarray(0.3 * rng.standard_normal(sh)) for sh in [(5, 4), (5, 5), (3, 5)])
     T = 1.0
     ts = np.linspace(0.0, T, 11)
@@ -83,7 +84,7 @@ def test_small_rate_gradient_descent_converges_to_the_flow_at_first_order():
     devs = []
     for lr in (2e-3, 1e-3):
         n = int(round(T / lr))
-        _, rec = linear.train(w, stats, lr, num_steps=n, record_every=n // 10)
+        _, rec = engines.train(w, stats, lr, num_steps=n, record_every=n // 10)
         devs.append(np.max(np.abs(np.asarray(rec.loss) - flow)))
     assert devs[0] < 1e-2 * flow[0]
     assert devs[0] / devs[1] == pytest.approx(2.0, rel=0.1)

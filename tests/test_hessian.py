@@ -9,6 +9,7 @@ from jax.flatten_util import ravel_pytree
 from dlnjax import hessian as hs
 from dlnjax import init, linear
 from dlnjax.data import teacher
+from dlnjax.problem import Stats, full_svd_basis, stats_from_examples
 
 # Lanczos with full re-orthogonalisation on tiny problems converges to rounding; a dense
 # eigvalsh of a ~100 x 100 Hessian whose entries are ~1e3 carries ~1e-13 relative error
@@ -32,7 +33,7 @@ _top = jax.jit(hs.top_eigen, static_argnames="num_iters")
 def non_white_stats(rng, n_in=4, n_out=3, p=20):
     x = rng.standard_normal((p, n_in)) * np.array([1.0, 2.0, 0.5, 1.5])[:n_in]
     y = rng.standard_normal((p, n_out))
-    return linear.stats_from_examples(x, y, dtype=jnp.float64)
+    return stats_from_examples(x, y, dtype=jnp.float64)
 
 
 @pytest.mark.parametrize("scale", [0.7, 0.05])
@@ -57,7 +58,7 @@ def test_lanczos_more_iterations_than_parameters():
     """Breakdown (Krylov space exhausted) is handled: 40 iterations on 12 parameters."""
     rng = np.random.default_rng(1)
     stats = non_white_stats(rng, n_in=2, n_out=2)
-    stats = linear.Stats(stats.sigma11[:2, :2], stats.sigma31[:2, :2], stats.tr33)
+    stats = Stats(stats.sigma11[:2, :2], stats.sigma31[:2, :2], stats.tr33)
     w = (jnp.asarray(rng.standard_normal((3, 2))), jnp.asarray(rng.standard_normal((2, 3))))
     ev = dense_eigvals(w, stats)
     top = _top(w, stats, jax.random.PRNGKey(0), num_iters=40)
@@ -80,8 +81,8 @@ def test_closed_form_spectrum_at_balanced_optimum(widths, sv, r):
     spectrum (cross-mode couplings and residual blocks included) against the dense Hessian, and
     the HVP Lanczos lambda_max against n s_1^{(2n-2)/n}."""
     ds = teacher(sv, widths[0], widths[-1], seed=2)
-    stats = linear.stats_from_examples(ds.x, ds.y, dtype=jnp.float64)
-    u, s, v = init.full_svd_basis(stats.sigma31)
+    stats = stats_from_examples(ds.x, ds.y, dtype=jnp.float64)
+    u, s, v = full_svd_basis(stats.sigma31)
     w = init.decoupled(jax.random.PRNGKey(1), widths, s[:r], u, v, n_modes=r, dtype=jnp.float64)
     depth = len(widths)
     ev = np.sort(dense_eigvals(w, stats))[::-1]

@@ -72,3 +72,81 @@ def test_shared_figures_take_results_not_configs():
                 offenders.append(f"{path.name}:{node.lineno}")
     assert len(list((ROOT / "experiments" / "_shared" / "plots").glob("*.py"))) >= 4
     assert not offenders, offenders
+
+
+def _module_name(path: Path, root: Path) -> str:
+    parts = list(path.relative_to(root.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _library_imports(path: Path, root: Path, modules: set[str]) -> set[str]:
+    """The dlnjax modules a file imports, at module level or inside functions (absolute and
+    relative imports; ``from pkg import name`` counts the submodule ``pkg.name`` when it is one)."""
+    me = _module_name(path, root)
+    pkg = me if path.name == "__init__.py" else me.rsplit(".", 1)[0]
+    out: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names if a.name.split(".")[0] == "dlnjax"}
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = pkg.split(".")
+                base = base[: len(base) - (node.level - 1)]
+                mod = ".".join(base + ([node.module] if node.module else []))
+            else:
+                mod = node.module or ""
+            if mod.split(".")[0] != "dlnjax":
+                continue
+            out.add(mod)
+            out |= {f"{mod}.{a.name}" for a in node.names if f"{mod}.{a.name}" in modules}
+    return {m for m in out if m in modules and m != me}
+
+
+def _room(module: str) -> str:
+    """A module's room: its subpackage of dlnjax, or the module itself at the top level."""
+    parts = module.split(".")
+    return ".".join(parts[:2])
+
+
+def test_no_import_cycle_between_rooms():
+    """The import graph of dlnjax (ast; imports inside functions count) has no cycle through
+    modules of different rooms (subpackages, or top-level modules): a subpackage's __init__
+    re-exporting its own modules is not such a cycle."""
+    root = ROOT / "dlnjax"
+    files = sorted(root.rglob("*.py"))
+    modules = {_module_name(p, root) for p in files}
+    # the root package (dlnjax/__init__: the public API, re-exporting the rooms) is left out: a
+    # module's ``from . import x`` names the submodule, not the facade
+    modules.discard("dlnjax")
+    graph = {_module_name(p, root): _library_imports(p, root, modules) for p in files if _module_name(p, root) != "dlnjax"}
+    # Tarjan's strongly connected components
+    index, low, stack, on, sccs, counter = {}, {}, [], set(), [], [0]
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on.add(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            sccs.append(comp)
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    bad = [sorted(c) for c in sccs if len({_room(m) for m in c}) > 1]
+    assert not bad, f"import cycles between rooms of dlnjax: {bad}"
+    # the graph is not empty (the walk found the library's imports)
+    assert graph["dlnjax.sweep"] and "dlnjax.engines" in graph["dlnjax.robust"] | graph["dlnjax.sweep"]

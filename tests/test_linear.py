@@ -6,13 +6,14 @@ import numpy as np
 import pytest
 
 from dlnjax import init as inits
-from dlnjax import linear, theory
+from dlnjax import engines, linear, theory
 from dlnjax.data import teacher
+from dlnjax.problem import Stats, Task, best_error, full_svd_basis, stats_from_examples
 
 
 def _problem(widths, svals=(3.0, 2.0, 1.0), p=20, noise=0.1, seed=0):
     ds = teacher(list(svals), widths[0], widths[-1], n_examples=p, noise_std=noise, seed=seed)
-    return ds, linear.stats_from_examples(ds.x, ds.y, dtype=jnp.float64)
+    return ds, stats_from_examples(ds.x, ds.y, dtype=jnp.float64)
 
 
 @pytest.mark.parametrize("widths", [(7, 5, 6, 3), (3, 6, 5, 7), (4, 4), (6, 9, 2, 8, 5)])
@@ -32,15 +33,15 @@ def test_hand_gradient_equals_autodiff_and_examples(widths, key):
 def _decoupled_error(depth, lr, t_end=None, u0=1e-3, svals=(3.0, 2.0, 1.0), n=6, dtype=jnp.float64):
     """max_alpha,t |u_sim - u_theory| / s_alpha from a decoupled start (teacher: Sigma11 = I)."""
     ds = teacher(list(svals), n, n, seed=1)
-    st = linear.stats_from_examples(ds.x, ds.y, dtype=jnp.float64).astype(dtype)
-    u, s, v = inits.full_svd_basis(st.sigma31)
+    st = stats_from_examples(ds.x, ds.y, dtype=jnp.float64).astype(dtype)
+    u, s, v = full_svd_basis(st.sigma31)
     widths = (n,) + (n,) * (depth - 2) + (n,)
     w0 = inits.decoupled(jax.random.PRNGKey(3), widths, u0, u, v, dtype=dtype)
     k = len(svals)
     # run long enough for the weakest mode to be learned
     t_end = t_end or 2.5 * float(theory.learning_time(min(svals), u0, 0.99 * min(svals), 1.0, depth)) / lr
     steps = int(np.ceil(t_end / 10)) * 10
-    _, rec = jax.jit(lambda w: linear.train(w, st, lr, num_steps=steps, record_every=10, u=u[:, :k], v=v[:, :k]))(w0)
+    _, rec = jax.jit(lambda w: engines.train(w, st, lr, num_steps=steps, record_every=10, u=u[:, :k], v=v[:, :k]))(w0)
     t = np.asarray(rec.step, np.float64)
     s = np.asarray(s[:k], np.float64)
     ref = np.asarray(theory.mode_strength(t[:, None], s[None, :], u0, 1.0 / lr, depth))
@@ -65,7 +66,7 @@ def test_decoupled_float32_tolerance():
 
 def test_decoupled_init_structure(key):
     ds, st = _problem((5, 7, 6, 4), svals=(3.0, 2.0))
-    u, s, v = inits.full_svd_basis(st.sigma31)
+    u, s, v = full_svd_basis(st.sigma31)
     w = inits.decoupled(key, (5, 7, 6, 4), 0.01, u, v)
     prod = np.asarray(linear.product(w))
     np.testing.assert_allclose(prod, 0.01 * np.asarray(u[:, :4] @ v[:, :4].T), atol=1e-12)
@@ -81,7 +82,7 @@ def test_balancedness_is_conserved_up_to_discretisation(key):
     w0 = inits.small_gaussian(key, (6, 5, 5, 4), 0.3, dtype=jnp.float64)
 
     def drift(lr, steps):
-        s, _ = linear.train(w0, st, lr, num_steps=steps, record_every=steps)
+        s, _ = engines.train(w0, st, lr, num_steps=steps, record_every=steps)
         d = 0.0
         for l in range(len(w0) - 1):
             q0 = w0[l + 1].T @ w0[l + 1] - w0[l] @ w0[l].T
@@ -99,11 +100,11 @@ def test_balancedness_is_conserved_up_to_discretisation(key):
 def test_fixed_point_reached_from_random_start(key):
     """With a 2-unit bottleneck the product converges to the best rank-2 approximation (Eq. 7)."""
     ds = teacher([3.0, 2.0, 1.0, 0.5], 6, 5, seed=2)
-    st = linear.stats_from_examples(ds.x, ds.y, dtype=jnp.float64)
+    st = stats_from_examples(ds.x, ds.y, dtype=jnp.float64)
     w0 = inits.small_gaussian(key, (6, 2, 5), 0.1, dtype=jnp.float64)
-    s, rec = jax.jit(lambda w: linear.train(w, st, 0.05, num_steps=4000, record_every=100))(w0)
+    s, rec = jax.jit(lambda w: engines.train(w, st, 0.05, num_steps=4000, record_every=100))(w0)
     np.testing.assert_allclose(np.asarray(linear.product(s.weights)), np.asarray(theory.fixed_point(st.sigma31, 2)), atol=1e-6)
-    assert float(rec.loss[-1]) == pytest.approx(linear.best_error(st, rank=2), rel=1e-9)
+    assert float(rec.loss[-1]) == pytest.approx(best_error(st, rank=2), rel=1e-9)
 
 
 def test_best_error_matches_least_squares():
@@ -111,21 +112,21 @@ def test_best_error_matches_least_squares():
     x = rng.random((50, 8))
     x[:, 0] = 0.0  # a dead pixel: Sigma11 singular
     y = rng.standard_normal((50, 3))
-    st = linear.stats_from_examples(x, y, dtype=jnp.float64)
+    st = stats_from_examples(x, y, dtype=jnp.float64)
     w, *_ = np.linalg.lstsq(x, y, rcond=None)
     e_ls = 0.5 * np.sum((y - x @ w) ** 2)
-    assert linear.best_error(st) == pytest.approx(e_ls, rel=1e-9)
-    assert linear.best_error(st, rank=1) > e_ls
+    assert best_error(st) == pytest.approx(e_ls, rel=1e-9)
+    assert best_error(st, rank=1) > e_ls
 
 
 @pytest.mark.slow
 def test_vmap_equals_loop_and_same_seed_same_numbers(key):
     ds, st = _problem((5, 6, 6, 3))
-    u, s, v = inits.full_svd_basis(st.sigma31)
+    u, s, v = full_svd_basis(st.sigma31)
     lrs = jnp.asarray([0.005, 0.01, 0.02])
     keys = jax.random.split(key, 3)
     w0 = jax.vmap(lambda k: inits.small_gaussian(k, (5, 6, 6, 3), 0.1, dtype=jnp.float64))(keys)
-    f = lambda w, lr: linear.train(w, st, lr, num_steps=100, record_every=10, u=u[:, :3], v=v[:, :3])  # noqa: E731
+    f = lambda w, lr: engines.train(w, st, lr, num_steps=100, record_every=10, u=u[:, :3], v=v[:, :3])  # noqa: E731
     _, batched = jax.jit(jax.vmap(f))(w0, lrs)
     for i in range(3):
         _, one = jax.jit(f)(jax.tree_util.tree_map(lambda a: a[i], w0), lrs[i])
@@ -139,7 +140,7 @@ def test_divergence_is_recorded_not_raised(key):
     ds, st = _problem((5, 6, 3))
     w0 = inits.small_gaussian(key, (5, 6, 3), 0.3, dtype=jnp.float64)
     lrs = jnp.asarray([0.01, 50.0, 0.02])
-    f = lambda lr: linear.train(w0, st, lr, num_steps=200, record_every=10)  # noqa: E731
+    f = lambda lr: engines.train(w0, st, lr, num_steps=200, record_every=10)  # noqa: E731
     s, rec = jax.jit(jax.vmap(f))(lrs)
     div = np.asarray(s.diverged)
     assert list(div) == [False, True, False]
@@ -155,7 +156,7 @@ def test_divergence_is_recorded_not_raised(key):
 def test_cross_step_is_first_step_below_threshold(key):
     ds, st = _problem((5, 4, 3), noise=0.0)
     w0 = inits.small_gaussian(key, (5, 4, 3), 0.05, dtype=jnp.float64)
-    s, rec = linear.train(w0, st, 0.05, num_steps=300, record_every=1, threshold=2.0)
+    s, rec = engines.train(w0, st, 0.05, num_steps=300, record_every=1, threshold=2.0)
     loss = np.asarray(rec.loss)
     expected = int(np.nonzero(loss < 2.0)[0][0])
     assert int(s.cross_step) == expected
@@ -181,19 +182,14 @@ def test_is_whitened_knows_the_teacher_from_raw_inputs():
     """Task.is_whitened (dlnjax.problem): the teacher's Sigma11 = I holds in float64 and float32
     (to each dtype's rounding); correlated inputs, or I moved by more than that rounding, are not
     whitened."""
-    from dlnjax import init, problem, sweep
-    from dlnjax.problem import Task, is_whitened
-
-    # one definition, also exported where the code using it lives
-    assert linear.Stats is problem.Stats and sweep.Task is Task and init.full_svd_basis is problem.full_svd_basis
-    assert linear.best_error is problem.best_error and linear.stats_from_examples is problem.stats_from_examples
+    from dlnjax.problem import is_whitened
 
     ds = teacher([3.0, 2.0, 1.0], 8, 4, n_examples=20, seed=1)
     for dtype in (jnp.float64, jnp.float32):
-        st = linear.stats_from_examples(ds.x, ds.y, dtype=dtype)
+        st = stats_from_examples(ds.x, ds.y, dtype=dtype)
         assert Task.from_stats(st).is_whitened, dtype
     x = np.random.default_rng(0).standard_normal((30, 8)) @ np.diag(np.linspace(1, 3, 8))
-    assert not Task.from_stats(linear.stats_from_examples(x, ds.y[:1].repeat(30, 0), dtype=jnp.float64)).is_whitened
+    assert not Task.from_stats(stats_from_examples(x, ds.y[:1].repeat(30, 0), dtype=jnp.float64)).is_whitened
     nudged = np.eye(5)
     nudged[0, 1] = nudged[1, 0] = 1e-6
     assert not is_whitened(nudged) and is_whitened(nudged.astype(np.float32))

@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 
 from dlnjax import init as inits
-from dlnjax import linear, native
+from dlnjax import engines, linear, native
 from dlnjax.data import teacher
 from helpers import TOL, assert_close
+from dlnjax.problem import stats_from_examples
 
 needs_native = pytest.mark.skipif(
     jax.default_backend() != "cpu" or not native.available(),
@@ -23,7 +24,7 @@ needs_native = pytest.mark.skipif(
 
 def _problem(widths, dtype, seed=0, p=None):
     ds = teacher([3.0, 2.0, 1.0][: min(3, widths[-1])], widths[0], widths[-1], n_examples=p or max(64, widths[0]), noise_std=0.1, seed=seed)
-    st = linear.stats_from_examples(ds.x, ds.y, dtype=jnp.float64).astype(dtype)
+    st = stats_from_examples(ds.x, ds.y, dtype=jnp.float64).astype(dtype)
     w = inits.scaled_gaussian(jax.random.PRNGKey(seed + 1), widths, gain=0.9, dtype=dtype)
     return st, tuple(w)
 
@@ -82,7 +83,7 @@ def test_native_training_equals_xla_training(widths):
     lr = 0.05 / float(jnp.linalg.eigvalsh(st.sigma11)[-1])
     out = {}
     for engine in ("xla", "native"):
-        state, rec = jax.jit(lambda w, lr: linear.train(w, st, lr, num_steps=200, record_every=20, engine=engine))(w, lr)
+        state, rec = jax.jit(lambda w, lr: engines.train(w, st, lr, num_steps=200, record_every=20, engine=engine))(w, lr)
         out[engine] = (state, rec)
     (sx, rx), (sn, rn) = out["xla"], out["native"]
     assert np.all(np.isfinite(rx.loss)) and float(rx.loss[-1]) < 0.9 * float(rx.loss[0])  # it learned something
@@ -106,7 +107,7 @@ def test_vmapped_native_equals_a_loop_and_is_deterministic(members):
     lrs = jnp.array([1e-3, 2e-3, 0.0, 1.5e-3][:members])
 
     def run(w, lr):
-        return linear.train(w, st, lr, num_steps=30, record_every=10, engine="native")[0].weights
+        return engines.train(w, st, lr, num_steps=30, record_every=10, engine="native")[0].weights
 
     batched = jax.jit(jax.vmap(run))(stacked, lrs)
     again = jax.jit(jax.vmap(run))(stacked, lrs)
@@ -119,7 +120,7 @@ def test_vmapped_native_equals_a_loop_and_is_deterministic(members):
     for l in range(len(widths) - 1):
         np.testing.assert_array_equal(batched[l][2], ws[2][l])
     # and vmapped XLA agrees to rounding
-    xla = jax.jit(jax.vmap(lambda w, lr: linear.train(w, st, lr, num_steps=30, record_every=10, engine="xla")[0].weights))(
+    xla = jax.jit(jax.vmap(lambda w, lr: engines.train(w, st, lr, num_steps=30, record_every=10, engine="xla")[0].weights))(
         stacked, lrs
     )
     for a, b in zip(batched, xla):
@@ -129,7 +130,7 @@ def test_vmapped_native_equals_a_loop_and_is_deterministic(members):
 @needs_native
 def test_divergence_is_recorded_on_the_native_engine():
     st, w = _problem((37, 33, 19, 10), jnp.float64)
-    run = linear.make_runner(st, record_every=10, n_records=5, engine="native")
+    run = engines.make_runner(st, record_every=10, n_records=5, engine="native")
     state = linear.init_state(w, st)
     final, rec = jax.jit(run)(state, 50.0)
     assert bool(final.diverged)
@@ -140,23 +141,23 @@ def test_divergence_is_recorded_on_the_native_engine():
 def test_engine_choice_and_fallback(monkeypatch):
     st, w = _problem((37, 33, 19, 10), jnp.float64)
     with pytest.raises(ValueError, match="engine must be one of auto, xla, native"):
-        linear.make_runner(st, record_every=1, n_records=1, engine="fast")
+        engines.make_runner(st, record_every=1, n_records=1, engine="fast")
     monkeypatch.setenv("DLNJAX_ENGINE", "gpu")
     with pytest.raises(ValueError, match="DLNJAX_ENGINE must be one of"):
-        linear.make_runner(st, record_every=1, n_records=1)
+        engines.make_runner(st, record_every=1, n_records=1)
     monkeypatch.delenv("DLNJAX_ENGINE")
     # small networks stay on XLA under 'auto'; shapes the kernels do not handle are refused by name
-    assert not linear.use_native("auto", w)
-    assert not linear.use_native("xla", w)
+    assert not engines.fused("auto", w)
+    assert not engines.fused("xla", w)
     wide_out = (jnp.zeros((20, 5)), jnp.zeros((17, 20)))
     with pytest.raises(ValueError, match="1..16 output units"):
-        linear.use_native("native", wide_out)
+        engines.fused("native", wide_out)
     # when the kernels cannot be built, 'auto' falls back to XLA and 'native' says why
     monkeypatch.setattr(native, "_state", {"tried": True, "ok": False, "reason": "no C++ compiler found (test)", "path": None})
     big = [jax.ShapeDtypeStruct((1000, 1000), jnp.float32), jax.ShapeDtypeStruct((10, 1000), jnp.float32)]
-    assert not linear.use_native("auto", big)
+    assert not engines.fused("auto", big)
     with pytest.raises(RuntimeError, match="no C.. compiler found"):
-        linear.use_native("native", big)
+        engines.fused("native", big)
 
 
 @needs_native
@@ -164,8 +165,8 @@ def test_auto_picks_native_for_large_networks_and_sweeps_vmap_them():
     from dlnjax import sweep
 
     big = [jax.ShapeDtypeStruct((1000, 784), jnp.float32), jax.ShapeDtypeStruct((10, 1000), jnp.float32)]
-    assert linear.use_native("auto", big)
-    assert not linear.use_native("xla", big)
+    assert engines.fused("auto", big)
+    assert not engines.fused("xla", big)
     stacked = [jax.ShapeDtypeStruct((4,) + s.shape, s.dtype) for s in big]
     assert [s.shape for s in sweep.member_shapes(stacked)] == [(1000, 784), (10, 1000)]
 
@@ -176,10 +177,10 @@ def native_sharded_batch():
 
     assert jax.config.jax_enable_x64
     ds = teacher([3.0, 2.0, 1.0], 130, 10, n_examples=200, noise_std=0.1, seed=0)
-    st = linear.stats_from_examples(ds.x, ds.y, dtype=jnp.float64)
+    st = stats_from_examples(ds.x, ds.y, dtype=jnp.float64)
     w0 = inits.scaled_gaussian(jax.random.PRNGKey(1), (130, 129, 128, 10), gain=0.9, dtype=jnp.float64)
     batch = tuple(jnp.broadcast_to(w, (6,) + w.shape) for w in w0)
-    assert linear.use_native("auto", sweep.member_shapes(batch))
+    assert engines.fused("auto", sweep.member_shapes(batch))
     res = sweep.run_batch(st, batch, np.geomspace(1e-3, 1e-1, 6), threshold=1.0, max_steps=200, chunk_steps=50, record_every=10)
     return {"devices": jax.local_device_count(), "loss": res.loss.tolist()}
 

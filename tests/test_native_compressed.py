@@ -18,6 +18,7 @@ import pytest
 from dlnjax import compressed as C
 from dlnjax import linear
 from dlnjax.native import compressed as native_compressed
+from dlnjax.problem import Stats
 
 needs_native = pytest.mark.skipif(
     jax.default_backend() != "cpu" or not native_compressed.available(),
@@ -39,7 +40,7 @@ def _problem(depth, dtype, seed=0, n_in=40, n_out=6, p=60, l_cap=6):
     x[:, 4] = x[:, 5] - 0.5 * x[:, 6]
     m = rng.standard_normal((n_in, n_out))
     y = x @ m / np.sqrt(n_in) + 0.1 * rng.standard_normal((p, n_out))
-    st = linear.Stats(x.T @ x / p, y.T @ x / p, np.sum(y * y) / p)
+    st = Stats(x.T @ x / p, y.T @ x / p, np.sum(y * y) / p)
     rot = C.rotate_inputs(st.sigma11)
     assert rot.n_dropped == 5
     cs = C.compress_stats(st, rot, dtype)

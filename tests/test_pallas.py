@@ -12,14 +12,15 @@ import numpy as np
 import pytest
 
 from dlnjax import init as inits
-from dlnjax import linear, pallas_step
+from dlnjax import engines, linear, pallas_step
 from dlnjax.data import teacher
 from helpers import TOL, assert_close
+from dlnjax.problem import stats_from_examples
 
 
 def _problem(widths, dtype, seed=0):
     ds = teacher([3.0, 2.0, 1.0][: min(3, widths[-1])], widths[0], widths[-1], n_examples=max(64, widths[0]), noise_std=0.1, seed=seed)
-    st = linear.stats_from_examples(ds.x, ds.y, dtype=jnp.float64).astype(dtype)
+    st = stats_from_examples(ds.x, ds.y, dtype=jnp.float64).astype(dtype)
     w = inits.scaled_gaussian(jax.random.PRNGKey(seed + 1), widths, gain=0.9, dtype=dtype)
     return st, tuple(w)
 
@@ -73,7 +74,7 @@ def test_pallas_training_equals_xla_training_vmapped_with_a_diverging_rate(inter
     loss0 = float(linear.loss_from_stats(w, st))
     out = {}
     for engine in ("xla", "pallas"):
-        run = linear.make_runner(st, record_every=10, n_records=6, engine=engine)
+        run = engines.make_runner(st, record_every=10, n_records=6, engine=engine)
         states = jax.vmap(lambda w: linear.init_state(w, st))(batch)
         out[engine] = jax.jit(jax.vmap(run, in_axes=(0, 0, None)))(states, lrs, 0.5 * loss0)
     (sx, rx), (sp, rp) = out["xla"], out["pallas"]
@@ -114,16 +115,16 @@ def test_pallas_kernels_lower_to_triton_for_cuda():
 def test_pallas_engine_refuses_what_it_cannot_run(monkeypatch):
     w = (jnp.zeros((20, 5)), jnp.zeros((17, 20)))
     with pytest.raises(ValueError, match="1..16 output units"):
-        linear.fused_kernels("pallas", w)
+        engines.get("pallas").kernels(w)
     ok = (jnp.zeros((20, 5)), jnp.zeros((3, 20)))
     monkeypatch.delenv("DLNJAX_PALLAS_INTERPRET", raising=False)
     if not pallas_step.on_gpu():
         with pytest.raises(ValueError, match="needs a CUDA GPU.*DLNJAX_PALLAS_INTERPRET=1"):
-            linear.fused_kernels("pallas", ok)
+            engines.get("pallas").kernels(ok)
     monkeypatch.setenv("DLNJAX_PALLAS_INTERPRET", "1")
-    assert linear.fused_kernels("pallas", ok) is pallas_step
+    assert engines.get("pallas").kernels(ok) is pallas_step
     # 'auto' never picks the Pallas kernels (not yet timed on a GPU)
-    assert linear.fused_kernels("auto", ok) is not pallas_step
+    assert engines.get("auto").kernels(ok) is not pallas_step
     monkeypatch.setattr(pallas_step, "_REASON", "no Triton (test)")
     with pytest.raises(RuntimeError, match="no Triton"):
-        linear.fused_kernels("pallas", ok)
+        engines.get("pallas").kernels(ok)

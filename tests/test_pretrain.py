@@ -8,6 +8,7 @@ import pytest
 from dlnjax import init as inits
 from dlnjax import linear, pretrain, sweep
 from helpers import assert_close
+from dlnjax.problem import Task, full_svd_basis, stats_from_examples
 
 
 def _basis(n, seed):
@@ -53,12 +54,12 @@ def test_consistency_metric_zero_when_q_equals_v_and_large_when_violated():
     cov = q @ np.diag(LAMBDAS) @ q.T
     # consistent: the task's right singular vectors are principal components (Q = V)
     s31 = _task(q[:, [0, 2, 4]])
-    u, s, v = inits.full_svd_basis(jnp.asarray(s31))
+    u, s, v = full_svd_basis(jnp.asarray(s31))
     assert pretrain.offdiag_fraction(cov, np.asarray(v)[:, :3]) < 1e-12
     # violated: each task direction mixes a strong and a weak component
     c, d = np.cos(np.pi / 4), np.sin(np.pi / 4)
     mixed = np.stack([c * q[:, 0] + d * q[:, 5], c * q[:, 1] - d * q[:, 4], c * q[:, 2] + d * q[:, 3]], axis=1)
-    u, s, v = inits.full_svd_basis(jnp.asarray(_task(mixed)))
+    u, s, v = full_svd_basis(jnp.asarray(_task(mixed)))
     bad = pretrain.offdiag_fraction(cov, np.asarray(v)[:, :3])
     assert bad > 0.3
     # the random-basis baseline sits between the two for this spectrum
@@ -151,15 +152,17 @@ def test_run_batch_of_mixed_starts_equals_each_start_alone():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(50, 6))
     y = x @ rng.normal(size=(6, 3)) * 0.5
-    stats = linear.stats_from_examples(jnp.asarray(x), jnp.asarray(y), jnp.float64)
+    stats = stats_from_examples(jnp.asarray(x), jnp.asarray(y), jnp.float64)
     widths = (6, 5, 5, 3)
     nets = [
         inits.scaled_gaussian(jax.random.PRNGKey(1), widths, dtype=jnp.float64),
         inits.random_orthogonal(jax.random.PRNGKey(2), widths, dtype=jnp.float64),
     ]
     lrs = [2e-3, 5e-3]
-    task = sweep.Task.from_stats(stats)
-    thr, _ = sweep.zero_map_threshold(task, widths, 0.05)
+    task = Task.from_stats(stats)
+    from dlnjax.thresholds import Threshold
+
+    thr, _ = Threshold("relative", "zero_map", 0.05).resolve_for(task, widths)
     kw = dict(threshold=thr, max_steps=400, chunk_steps=100, record_every=10)
     batch = tuple(jnp.stack([n[l] for n in nets]) for l in range(3))
     both = sweep.run_batch(stats, batch, lrs, **kw)

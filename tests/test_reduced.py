@@ -7,16 +7,17 @@ import optax
 import pytest
 
 from dlnjax import init as inits
-from dlnjax import linear, nonlinear, reduced
+from dlnjax import engines, linear, nonlinear, reduced
 from dlnjax.data import hierarchy
 from helpers import assert_close
+from dlnjax.problem import full_svd_basis, stats_from_examples
 
 
 @pytest.fixture(scope="module")
 def small():
     ds = hierarchy(levels=3, n_features=50, seed=4)
-    st = linear.stats_from_examples(ds.x, ds.y, dtype=jnp.float64)
-    u, s, v = inits.full_svd_basis(st.sigma31)
+    st = stats_from_examples(ds.x, ds.y, dtype=jnp.float64)
+    u, s, v = full_svd_basis(st.sigma31)
     r = int(np.sum(np.asarray(s) > 1e-8))
     return ds, st, u, s, v, r
 
@@ -43,7 +44,7 @@ def test_reduced_linear_modes_equal_engine(small):
     w = inits.small_gaussian(jax.random.PRNGKey(2), (8, 6, 50), 0.3, dtype=jnp.float64)
     prob = reduced.make_problem(jnp.asarray(ds.x), ds.y, u[:, :r], v, r)
     _, losses, md = reduced.train(reduced.reduce_weights(w[0], w[1], u[:, :r]), prob, 0.01, activation="linear", num_steps=100, record_every=10)
-    _, rec = linear.train(w, st, 0.01, num_steps=100, record_every=10, u=u[:, :r], v=v[:, :r])
+    _, rec = engines.train(w, st, 0.01, num_steps=100, record_every=10, u=u[:, :r], v=v[:, :r])
     assert_close(np.asarray(losses), np.asarray(rec.loss), rtol=1e-10)
     assert_close(np.asarray(md), np.asarray(rec.modes), atol=1e-10)
 

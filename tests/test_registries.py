@@ -14,6 +14,7 @@ from dlnjax.engines.base import Engine, FullWidthEngine
 from dlnjax.engines.compressed import COMPRESSED
 from dlnjax.thresholds import Threshold
 from helpers import assert_close
+from dlnjax.problem import Task, best_error, stats_from_examples
 
 needs_native = pytest.mark.skipif(
     jax.default_backend() != "cpu" or not native.available(),
@@ -25,7 +26,7 @@ needs_native = pytest.mark.skipif(
 def task():
     """Whitened inputs (Sigma11 = I), noisy targets: E* > 0 and E(0) differs from the zero map's."""
     ds = teacher([3.0, 2.0, 1.0], 6, 3, n_examples=6, noise_std=0.3, seed=0)
-    return sweep.Task.from_stats(linear.stats_from_examples(ds.x, ds.y, dtype=jnp.float64))
+    return Task.from_stats(stats_from_examples(ds.x, ds.y, dtype=jnp.float64))
 
 
 # ----------------------------------------------------------------------------------------
@@ -34,7 +35,6 @@ def task():
 def test_registries_list_their_names():
     assert set(inits.INITS.names) == {"decoupled", "scaled_gaussian", "orthogonal", "pretrained", "small_gaussian"}
     assert engines.ENGINES.names == ("auto", "xla", "native", "pallas")
-    assert linear.ENGINES == engines.ENGINES.names  # the old tuple, kept for callers
     assert list(inits.INITS) == list(inits.INITS.names) and len(engines.ENGINES) == 4
 
 
@@ -156,7 +156,7 @@ def test_threshold_references_match_their_formulas(task):
     # E*: the best rank-3 error; Sigma11 = I here, so (Eckart-Young) 1/2 tr S33 - 1/2 sum_i s_i(S31)^2
     s = np.linalg.svd(np.asarray(st.sigma31, np.float64), compute_uv=False)
     e_star_np = 0.5 * float(st.tr33) - 0.5 * float(np.sum(s[:3] ** 2))
-    e_star = float(linear.best_error(st, rank=3))
+    e_star = float(best_error(st, rank=3))
     assert e_star == pytest.approx(e_star_np, rel=1e-10)
     e_zero = 0.5 * float(st.tr33)
     loss0 = 0.75 * e_zero + 1.0
@@ -168,11 +168,6 @@ def test_threshold_references_match_their_formulas(task):
     assert es == e_star and thr == e_star + eps * (e_zero - e_star)
     for ref in ("initial", "zero_map"):
         assert Threshold("absolute", ref, eps, 3.5).resolve_for(task, widths, loss0=loss0) == (3.5, e_star)
-    # the old helpers are the same type with their own reference
-    assert sweep.threshold_value(task, widths, loss0, "relative", eps, 0.0) == (e_star + eps * (loss0 - e_star), e_star)
-    assert sweep.zero_map_threshold(task, widths, eps) == (e_star + eps * (e_zero - e_star), e_star)
-    assert sweep.start_independent_threshold(task, widths, "relative", eps, 0.0) == sweep.zero_map_threshold(task, widths, eps)
-    assert sweep.start_independent_threshold(task, widths, "absolute", eps, 2.0) == (2.0, e_star)
 
 
 def test_threshold_from_config_and_bad_values():
@@ -206,20 +201,20 @@ def _batch(task, widths=(6, 20, 20, 3), dtype=jnp.float32):
     w = init_fns.scaled_gaussian(jax.random.PRNGKey(5), widths, 0.9, dtype)
     lrs = [0.02, 0.05]
     batch = tuple(jnp.broadcast_to(x, (len(lrs),) + x.shape) for x in w)
-    thr = float(linear.best_error(task.stats, rank=3)) * 1.05 + 1e-3
+    thr = float(best_error(task.stats, rank=3)) * 1.05 + 1e-3
     return st, batch, lrs, thr
 
 
 def test_run_batch_passes_its_engine_to_the_runner(task, monkeypatch):
     st, batch, lrs, thr = _batch(task)
     seen = []
-    real = linear.make_runner
+    real = engines.make_runner
 
     def spy(*a, **kw):
         seen.append(kw.get("engine"))
         return real(*a, **kw)
 
-    monkeypatch.setattr(linear, "make_runner", spy)
+    monkeypatch.setattr(engines, "make_runner", spy)
     monkeypatch.setenv("DLNJAX_ENGINE", "auto")
     kw = dict(threshold=thr, max_steps=200, chunk_steps=100, record_every=10)
     sweep.run_batch(st, batch, lrs, engine="xla", **kw)
@@ -254,14 +249,16 @@ def test_run_batch_xla_and_native_engines_agree(task):
 
 
 def test_engine_objects_build_the_runners_they_name(task):
-    """Through the protocol: a full-width engine's runner is linear.make_runner on that engine,
-    the compressed one's is compressed.make_member_runner."""
+    """Through the protocol: a full-width engine's runner does gradient descent on Eq. 13 (against
+    a NumPy oracle), the compressed one's is compressed.make_member_runner."""
+    from helpers import numpy_gradient_descent
+
     st = task.stats
     w = init_fns.scaled_gaussian(jax.random.PRNGKey(6), (6, 5, 3), 0.9, jnp.float64)
     xla = engines.ENGINES["xla"]
     s1, r1 = jax.jit(xla.make_runner(st, record_every=5, n_records=4))(xla.init_state(w, st), 0.05)
-    s2, r2 = jax.jit(linear.make_runner(st, record_every=5, n_records=4, engine="xla"))(linear.init_state(w, st), 0.05)
-    np.testing.assert_array_equal(np.asarray(r1.loss), np.asarray(r2.loss))
+    oracle = numpy_gradient_descent(w, st.sigma11, st.sigma31, float(st.tr33), 0.05, 20)
+    assert_close(np.asarray(r1.loss), oracle[::5], "float64")
 
     rot = compressed.rotate_inputs(st.sigma11)
     cs = compressed.compress_stats(st, rot, jnp.float64)
@@ -298,8 +295,8 @@ def test_init_cores_built_directly_equal_the_cores_of_the_full_width_start():
     compressed training (float64 tolerance); an init that is not aligned is refused."""
     rng = np.random.default_rng(3)
     x = rng.standard_normal((40, 6)) @ np.diag([1.0, 2.0, 3.0, 0.5, 1.5, 2.5])
-    st = linear.stats_from_examples(x, rng.standard_normal((40, 3)), dtype=jnp.float64)
-    t = sweep.Task.from_stats(st)
+    st = stats_from_examples(x, rng.standard_normal((40, 3)), dtype=jnp.float64)
+    t = Task.from_stats(st)
     rot = compressed.rotate_inputs(st.sigma11)
     cs = compressed.compress_stats(st, rot, jnp.float64)
     widths, key = (6, 5, 5, 3), jax.random.PRNGKey(2)

@@ -5,8 +5,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dlnjax import headline, linear, sweep, theory
+from dlnjax import engines, headline, linear, sweep, theory
 from dlnjax.data import teacher
+from dlnjax.problem import Task, stats_from_examples
 
 
 def test_first_crossing_on_synthetic_curves():
@@ -29,39 +30,56 @@ def test_loglog_slope():
 @pytest.fixture(scope="module")
 def white_task():
     ds = teacher([2.0, 1.5, 1.0], 5, 4, seed=0)
-    st = linear.stats_from_examples(ds.x, ds.y, dtype=jnp.float64)
-    return sweep.Task.from_stats(st)
+    st = stats_from_examples(ds.x, ds.y, dtype=jnp.float64)
+    return Task.from_stats(st)
+
+
+def _decoupled_batch(task, depth, rates, *, hidden=6, u0=1e-2, eps=0.05, key=0, **kw):
+    """One decoupled network per rate (vmapped), trained by sweep.run_batch to the relative
+    threshold measured from its start (dlnjax.thresholds.Threshold, reference 'initial')."""
+    from dlnjax import init as inits
+    from dlnjax.thresholds import Threshold
+
+    st = task.stats
+    widths = sweep.widths_for(st.n_in, st.n_out, depth, hidden)
+    w0 = inits.decoupled(jax.random.PRNGKey(key), widths, u0, task.u, task.v, dtype=st.sigma11.dtype)
+    loss0 = float(linear.loss_from_stats(w0, st))
+    thr, _ = Threshold("relative", "initial", eps).resolve_for(task, widths, loss0=loss0)
+    batch = tuple(jnp.broadcast_to(w, (len(rates),) + w.shape) for w in w0)
+    return sweep.run_batch(st, batch, rates, threshold=thr, **kw), loss0
 
 
 def test_sweep_equals_loop_and_records_divergence(white_task):
     rates = [0.01, 0.05, 40.0]
-    kw = dict(hidden=6, u0=1e-2, threshold=("relative", 0.05, 0.0), max_steps=3000, chunk_steps=500, record_every=10, key=jax.random.PRNGKey(0))
-    res = sweep.run_depth(white_task, 5, rates, **kw)
+    kw = dict(max_steps=3000, chunk_steps=500, record_every=10)
+    res, loss0 = _decoupled_batch(white_task, 5, rates, **kw)
     assert list(res.diverged) == [False, False, True]
     assert np.isnan(res.learning_time[2]) and np.all(np.isfinite(res.learning_time[:2]))
     for i, lr in enumerate(rates[:2]):
-        one = sweep.run_depth(white_task, 5, [lr], **kw)
+        one, _ = _decoupled_batch(white_task, 5, [lr], **kw)
         assert one.learning_time[0] == res.learning_time[i]
-        np.testing.assert_allclose(one.loss[0], res.loss[i][: one.loss.shape[1]], rtol=1e-10, atol=1e-12 * res.loss0)
-    assert sweep.best_rate(res) == (0.05, res.learning_time[1])
+        np.testing.assert_allclose(one.loss[0], res.loss[i][: one.loss.shape[1]], rtol=1e-10, atol=1e-12 * loss0)
+    # the larger of the two learning rates learns faster (t ~ T / lr on whitened data)
+    assert res.learning_time[1] < res.learning_time[0]
 
 
 @pytest.mark.parametrize("depth", [3, 6])
 def test_theory_learning_time_matches_simulation_on_whitened_data(white_task, depth):
     """For Sigma11 = I the decoupled theory's error curve is exact up to discretisation."""
     lr = 0.02 * float(theory.optimal_learning_rate(2.0, depth))
-    res = sweep.run_depth(white_task, depth, [lr], hidden=6, u0=1e-2, threshold=("relative", 0.05, 0.0),
-                          max_steps=40000, chunk_steps=1000, record_every=10, key=jax.random.PRNGKey(1))
+    res, _ = _decoupled_batch(white_task, depth, [lr], key=1, max_steps=40000, chunk_steps=1000, record_every=10)
     t_th = sweep.theory_learning_time(white_task, lr, depth, 1e-2, rank=4, eps=0.05, t_max=50000)
     assert np.isfinite(res.learning_time[0])
     assert res.learning_time[0] == pytest.approx(t_th, rel=0.03)
 
 
 def test_threshold_kinds(white_task):
+    from dlnjax.thresholds import Threshold
+
     widths = (5, 6, 4)
-    thr, e_star = sweep.threshold_value(white_task, widths, 10.0, "relative", 0.1, 0.0)
+    thr, e_star = Threshold("relative", "initial", 0.1).resolve_for(white_task, widths, loss0=10.0)
     assert thr == pytest.approx(e_star + 0.1 * (10.0 - e_star))
-    assert sweep.threshold_value(white_task, widths, 10.0, "absolute", 0.1, 3.0)[0] == 3.0
+    assert Threshold("absolute", "initial", 0.1, 3.0).resolve_for(white_task, widths, loss0=10.0)[0] == 3.0
 
 
 def test_run_batch_resumes_exactly_from_a_snapshot():
@@ -74,13 +92,15 @@ def test_run_batch_resumes_exactly_from_a_snapshot():
     from dlnjax.data import teacher
 
     ds = teacher([2.0, 1.5, 1.0], 5, 4, seed=0)
-    stats = linear.stats_from_examples(ds.x, ds.y, dtype=jnp.float64)
-    task = sweep.Task.from_stats(stats)
+    stats = stats_from_examples(ds.x, ds.y, dtype=jnp.float64)
+    task = Task.from_stats(stats)
     widths = (5, 6, 6, 4)
     net = inits.small_gaussian(jax.random.PRNGKey(0), widths, 0.1, jnp.float64)
     lrs = [0.005, 0.02, 40.0]  # the last one diverges
     batch = tuple(jnp.broadcast_to(w, (3,) + w.shape) for w in net)
-    thr, _ = sweep.zero_map_threshold(task, widths, 0.05)
+    from dlnjax.thresholds import Threshold
+
+    thr, _ = Threshold("relative", "zero_map", 0.05).resolve_for(task, widths)
     kw = dict(threshold=thr, max_steps=2000, chunk_steps=100, record_every=10)
     snaps = []
     full = sweep.run_batch(stats, batch, lrs, on_chunk=snaps.append, **kw)
@@ -106,11 +126,11 @@ def test_batched_map_equals_vmap():
     from dlnjax.data import teacher
 
     ds = teacher([2.0, 1.5, 1.0], 5, 4, seed=0)
-    stats = linear.stats_from_examples(ds.x, ds.y, dtype=jnp.float64)
+    stats = stats_from_examples(ds.x, ds.y, dtype=jnp.float64)
     net = inits.small_gaussian(jax.random.PRNGKey(0), (5, 6, 6, 4), 0.1, jnp.float64)
     states = jax.vmap(lambda w: linear.init_state(w, stats))(tuple(jnp.broadcast_to(w, (3,) + w.shape) for w in net))
     lrs = jnp.asarray([0.005, 0.02, 40.0])
-    runner = linear.make_runner(stats, record_every=10, n_records=30)
+    runner = engines.make_runner(stats, record_every=10, n_records=30)
     sv, rv = sweep.batched(runner, "vmap")(states, lrs, -jnp.inf)
     sm, rm = sweep.batched(runner, "map")(states, lrs, -jnp.inf)
     np.testing.assert_allclose(np.asarray(rm.loss), np.asarray(rv.loss), rtol=1e-10, equal_nan=True)

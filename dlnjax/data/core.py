@@ -6,13 +6,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from ..problem import Stats
 
 
 @dataclass(frozen=True)
 class Dataset:
     """Examples as rows: ``x`` (P, N_in), ``y`` (P, N_out); optional held-out split.
 
-    Kept as NumPy arrays: statistics are formed once per run (``dlnjax.linear.Stats``),
+    Kept as NumPy arrays: statistics are formed once per run (``dlnjax.Stats``),
     never inside the training loop.
     """
 

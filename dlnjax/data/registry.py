@@ -17,6 +17,7 @@ from enum import Enum
 from typing import Any, Callable, List, Optional
 
 from .core import Dataset
+from ..registry import enum_value, require
 
 
 class Preprocessing(Enum):
@@ -35,13 +36,6 @@ class DigitsName(Enum):
     fashion_mnist = "fashion_mnist"
 
 
-def _value(x: Any) -> Any:
-    return getattr(x, "value", x)
-
-
-def _require(ok: bool, key: str, value: Any, allowed: str) -> None:
-    if not ok:
-        raise ValueError(f"invalid config: {key}={value!r} (allowed: {allowed})")
 
 
 # ----------------------------------------------------------------------------------------
@@ -61,10 +55,10 @@ class HierarchyConfig:
 
 
 def _check_hierarchy(d: Any, prefix: str) -> None:
-    _require(d.levels >= 1, f"{prefix}.levels", d.levels, "an integer >= 1")
-    _require(d.branching >= 2, f"{prefix}.branching", d.branching, "an integer >= 2")
-    _require(d.n_features >= 1, f"{prefix}.n_features", d.n_features, "an integer >= 1")
-    _require(0.0 <= d.flip_prob <= 1.0, f"{prefix}.flip_prob", d.flip_prob, "a probability in [0, 1]")
+    require(d.levels >= 1, f"{prefix}.levels", d.levels, "an integer >= 1")
+    require(d.branching >= 2, f"{prefix}.branching", d.branching, "an integer >= 2")
+    require(d.n_features >= 1, f"{prefix}.n_features", d.n_features, "an integer >= 1")
+    require(0.0 <= d.flip_prob <= 1.0, f"{prefix}.flip_prob", d.flip_prob, "a probability in [0, 1]")
 
 
 def _load_hierarchy(d: Any) -> Dataset:
@@ -91,13 +85,13 @@ class TeacherConfig:
 
 def _check_teacher(d: Any, prefix: str) -> None:
     sv = list(d.singular_values)
-    _require(len(sv) >= 1 and all(s >= 0 for s in sv), f"{prefix}.singular_values", sv, "a non-empty list of numbers >= 0")
-    _require(d.n_in >= 1, f"{prefix}.n_in", d.n_in, "an integer >= 1")
-    _require(d.n_out >= 1, f"{prefix}.n_out", d.n_out, "an integer >= 1")
-    _require(len(sv) <= min(d.n_in, d.n_out), f"{prefix}.singular_values", sv,
+    require(len(sv) >= 1 and all(s >= 0 for s in sv), f"{prefix}.singular_values", sv, "a non-empty list of numbers >= 0")
+    require(d.n_in >= 1, f"{prefix}.n_in", d.n_in, "an integer >= 1")
+    require(d.n_out >= 1, f"{prefix}.n_out", d.n_out, "an integer >= 1")
+    require(len(sv) <= min(d.n_in, d.n_out), f"{prefix}.singular_values", sv,
              f"at most min(n_in, n_out) = {min(d.n_in, d.n_out)} values")
-    _require(d.noise_std >= 0, f"{prefix}.noise_std", d.noise_std, "a number >= 0")
-    _require(d.n_train is None or d.n_train >= d.n_in, f"{prefix}.n_train", d.n_train, f"null or an integer >= n_in ({d.n_in})")
+    require(d.noise_std >= 0, f"{prefix}.noise_std", d.noise_std, "a number >= 0")
+    require(d.n_train is None or d.n_train >= d.n_in, f"{prefix}.n_train", d.n_train, f"null or an integer >= n_in ({d.n_in})")
 
 
 def _load_teacher(d: Any) -> Dataset:
@@ -124,15 +118,15 @@ class DigitsConfig:
 
 
 def _check_digits(d: Any, prefix: str) -> None:
-    _require(d.n_train is None or d.n_train >= 1, f"{prefix}.n_train", d.n_train, "null or an integer >= 1")
+    require(d.n_train is None or d.n_train >= 1, f"{prefix}.n_train", d.n_train, "null or an integer >= 1")
 
 
 def _load_digits(d: Any) -> Dataset:
     from .digits import load_digits
     from .preprocess import preprocess
 
-    ds = load_digits(_value(d.name), root=d.root, download=d.download, n_train=d.n_train)
-    return preprocess(ds, _value(d.preprocessing))
+    ds = load_digits(enum_value(d.name), root=d.root, download=d.download, n_train=d.n_train)
+    return preprocess(ds, enum_value(d.preprocessing))
 
 
 # ----------------------------------------------------------------------------------------
@@ -167,7 +161,7 @@ DATASETS: dict[str, Source] = {
 
 def source(name: Any) -> Source:
     """The registry entry of a data-set name (clear error for an unknown one)."""
-    key = _value(name)
+    key = enum_value(name)
     if key not in DATASETS:
         raise ValueError(f"invalid config: data.name={key!r} (allowed: {', '.join(DATASETS)})")
     return DATASETS[key]
@@ -177,8 +171,8 @@ def check(d: Any, prefix: str = "data") -> None:
     """Range checks of a ``data`` config (raises ValueError with a one-line message)."""
     src = source(d.name)
     missing = [f.name for f in fields(src.schema) if f.name not in d]
-    _require(not missing, f"{prefix}.name", _value(d.name),
-             f"a source whose fields this config has; choose the source with data={_value(d.name)}, not data.name=")
+    require(not missing, f"{prefix}.name", enum_value(d.name),
+             f"a source whose fields this config has; choose the source with data={enum_value(d.name)}, not data.name=")
     src.check(d, prefix)
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 
-from ..registry import Registry
+from ..registry import Registry, enum_value
 from .auto import Auto
 from .base import Engine, FullWidthBase, FullWidthEngine
 from .native import Native
@@ -38,7 +38,7 @@ def resolve(engine: str | None) -> str:
     """The engine's name: ``engine`` if given, else ``$DLNJAX_ENGINE``, else ``'auto'``; a
     ValueError naming the allowed ones (and where the bad name came from) for anything else."""
     name = engine if engine is not None else os.environ.get(ENV, "auto")
-    name = getattr(name, "value", name)
+    name = enum_value(name)
     if name not in ENGINES:
         src = "engine" if engine is not None else ENV
         raise ValueError(f"{src} must be one of {', '.join(ENGINES.names)}; got {name!r}")
@@ -50,4 +50,24 @@ def get(engine: str | None) -> FullWidthEngine:
     return ENGINES[resolve(engine)]
 
 
-__all__ = ["ENGINES", "Engine", "FullWidthBase", "FullWidthEngine", "get", "resolve"]
+def make_runner(stats, *, record_every: int, engine: str | None = None, **options):
+    """:func:`dlnjax.linear.make_runner` on the engine named ``engine`` (None: ``$DLNJAX_ENGINE``,
+    else ``auto``): how apps, sweeps and benchmarks build a full-width runner."""
+    return get(engine).make_runner(stats, record_every=record_every, **options)
+
+
+def train(weights, stats, lr, *, num_steps: int, engine: str | None = None, **options):
+    """:func:`dlnjax.linear.train` with the kernels of the engine named ``engine`` (as in
+    :func:`make_runner`)."""
+    from .. import linear
+
+    return linear.train(weights, stats, lr, num_steps=num_steps, kernels=get(engine).kernels, **options)
+
+
+def fused(engine: str | None, weights) -> bool:
+    """Whether a step on these (per-member) weights runs on fused kernels (native or Pallas, which
+    loop over a vmapped batch themselves) on the engine named ``engine``."""
+    return get(engine).kernels(weights) is not None
+
+
+__all__ = ["ENGINES", "Engine", "FullWidthBase", "FullWidthEngine", "fused", "get", "make_runner", "resolve", "train"]

@@ -87,11 +87,11 @@ class FullWidthBase:
         return linear.init_state(start, stats)
 
     def make_runner(self, stats: Any, *, record_every: int, **options: Any) -> Runner:
-        """:func:`dlnjax.linear.make_runner` on this engine (``n_records``, ``u``, ``v``,
+        """:func:`dlnjax.linear.make_runner` with this engine's kernels (``n_records``, ``u``, ``v``,
         ``diverge_factor`` as there)."""
         from .. import linear
 
-        return linear.make_runner(stats, record_every=record_every, engine=self.name, **options)
+        return linear.make_runner(stats, record_every=record_every, kernels=self.kernels, **options)
 
     def __repr__(self) -> str:
         return f"<engine {self.name}>"

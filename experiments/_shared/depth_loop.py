@@ -132,8 +132,9 @@ def full_width_bytes(widths: Sequence[int], itemsize: int) -> int:
 def check_full_width_fits(depths: Sequence[int], n_in: int, n_out: int, hidden: int, itemsize: int) -> None:
     """Refuse up front a full-width run that cannot fit in memory (about 4 copies of the weights
     are alive during a step: weights, gradient factors, the update, the recorded state)."""
-    widest = max(depths)
-    widths = [n_in] + [hidden] * (widest - 2) + [n_out]
+    from dlnjax.sweep import widths_for
+
+    widths = widths_for(n_in, n_out, max(depths), hidden)
     need = 4 * full_width_bytes(widths, itemsize)
     try:
         avail = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
@@ -148,7 +149,11 @@ def check_full_width_fits(depths: Sequence[int], n_in: int, n_out: int, hidden: 
 
 
 @dataclass
-class Engine:
+class DepthEngine:
+    """What one depth sweep runs on (compressed or full width, and which kernels), with its
+    rotated statistics and jitted runners, made once per sweep (:func:`make_engine`); not a
+    :class:`dlnjax.engines.base.Engine` (that is a step's implementation)."""
+
     name: str  # what actually ran: 'compressed-xla', 'compressed-native', or the full-width engine
     compress: bool
     kernels: str = "xla"  # the compressed network's kernels (Compressed.kernels_for)
@@ -157,20 +162,20 @@ class Engine:
     runners: dict = field(default_factory=dict)
 
 
-def make_engine(cfg: DictConfig, problem: Problem, depths: Sequence[int]) -> Engine:
+def make_engine(cfg: DictConfig, problem: Problem, depths: Sequence[int]) -> DepthEngine:
     """The engine the depths run on: compressed (exact for decoupled starts; native kernels when
     ``engine`` allows, :meth:`dlnjax.engines.compressed.Compressed.kernels_for`) or, with
     ``compress=false``, the full-width ``engine``."""
     import jax.numpy as jnp
 
-    from dlnjax import compressed, linear
+    from dlnjax import compressed, engines, linear
     from dlnjax.engines.compressed import COMPRESSED
 
     dtype = problem.task.stats.sigma11.dtype
     if not bool(cfg.compress):
-        full = linear.resolve_engine_name(cfg.engine.value)
+        full = engines.resolve(cfg.engine.value)
         check_full_width_fits(depths, problem.task.stats.n_in, problem.task.stats.n_out, int(cfg.hidden), jnp.dtype(dtype).itemsize)
-        return Engine(name=f"full-{full}", compress=False)
+        return DepthEngine(name=f"full-{full}", compress=False)
     rot = compressed.rotate_inputs(problem.stats64.sigma11)
     cs = compressed.compress_stats(problem.stats64, rot, dtype)
     kernels = COMPRESSED.kernels_for(cfg.engine.value)
@@ -180,10 +185,10 @@ def make_engine(cfg: DictConfig, problem: Problem, depths: Sequence[int]) -> Eng
         rot.n_kept, rot.n_dropped, rot.gap, int(cfg.hidden),
         min(problem.task.stats.n_in, int(cfg.hidden), problem.task.stats.n_out),
     )
-    return Engine(name=f"compressed-{kernels}", compress=True, kernels=kernels, cs=cs, rot=rot)
+    return DepthEngine(name=f"compressed-{kernels}", compress=True, kernels=kernels, cs=cs, rot=rot)
 
 
-def _compressed_runner(engine: Engine, cfg: DictConfig, last_trained: bool, readout: Any) -> Any:
+def _compressed_runner(engine: DepthEngine, cfg: DictConfig, last_trained: bool, readout: Any) -> Any:
     import jax
 
     from dlnjax.engines.compressed import COMPRESSED
@@ -207,8 +212,9 @@ def _threshold(cfg: DictConfig, loss0: float, e_star: float, e_zero: float) -> f
     return Threshold.from_config(cfg.threshold).resolve(e_star, loss0=loss0, e_zero=e_zero)
 
 
-def run_depth(cfg: DictConfig, problem: Problem, engine: Engine, depth: int, rates: np.ndarray, l_cap: int,
+def run_depth(cfg: DictConfig, problem: Problem, engine: DepthEngine, depth: int, rates: np.ndarray, l_cap: int,
               progress: Any = None) -> DepthRecord:
+    from dlnjax.problem import best_error
     import jax
     import jax.numpy as jnp
 
@@ -221,7 +227,7 @@ def run_depth(cfg: DictConfig, problem: Problem, engine: Engine, depth: int, rat
     dtype = stats.sigma11.dtype
     widths = sweep.widths_for(stats.n_in, stats.n_out, depth, int(cfg.hidden))
     r = min(widths)
-    e_star = float(linear.best_error(problem.stats64, rank=r))
+    e_star = float(best_error(problem.stats64, rank=r))
     u_r = np.asarray(task.u, np.float64)[:, :r]
     v_r = np.asarray(task.v, np.float64)[:, :r]
     if engine.compress:
@@ -365,7 +371,7 @@ def _none_if_nan(x: Any) -> float | None:
     return x if math.isfinite(x) else None
 
 
-def flow_t_ct(problem: Problem, engine: Engine, widths: Sequence[int], u0: float, threshold: float, l_cap: int,
+def flow_t_ct(problem: Problem, engine: DepthEngine, widths: Sequence[int], u0: float, threshold: float, l_cap: int,
               rs: Any, last_trained: bool = True) -> dict:
     """``T_ct`` of the decoupled start's gradient flow on the compressed network
     (:func:`dlnjax.gradient_flow.compressed_learning_time`), in float64 on the float64
@@ -400,7 +406,7 @@ def _g(x: Any) -> str:
     return "None" if x is None else f"{x:.4g}"
 
 
-def run_depths(cfg: DictConfig, problem: Problem, depths: Sequence[int], rates: np.ndarray, label: str) -> tuple[list[DepthRecord], Engine]:
+def run_depths(cfg: DictConfig, problem: Problem, depths: Sequence[int], rates: np.ndarray, label: str) -> tuple[list[DepthRecord], DepthEngine]:
     from dlnjax import compressed
 
     depths = [int(d) for d in depths]
@@ -523,7 +529,7 @@ def derived_fields(depths: Sequence[int], s: dict, fit_min_depth: int, band: flo
 
 
 def summary_fields(cfg: DictConfig, problem: Problem, depths: Sequence[int], rates: np.ndarray, recs: list[DepthRecord],
-                   engine: Engine) -> dict:
+                   engine: DepthEngine) -> dict:
     from dlnjax import robust
 
     per = lambda k: [r.stats.get(k) for r in recs]  # noqa: E731

@@ -18,8 +18,8 @@ log = logging.getLogger("dlnjax")
 @dataclass
 class Problem:
     ds: Any  # the data set (dlnjax.data)
-    task: Any  # dlnjax.sweep.Task in the run's dtype
-    stats64: Any  # dlnjax.linear.Stats in float64 numpy (for exact reductions and E*)
+    task: Any  # dlnjax.problem.Task in the run's dtype
+    stats64: Any  # dlnjax.problem.Stats in float64 numpy (for exact reductions and E*)
 
     @property
     def whitened(self) -> bool:
@@ -46,6 +46,7 @@ def theory_optimal_rate(task: Any, depth: int) -> float:
 
 def prepare(cfg: DictConfig) -> Problem:
     """Data set, statistics and task structure (once per run)."""
+    from dlnjax.problem import Stats, Task, stats_from_examples
     import jax
     import jax.numpy as jnp
 
@@ -57,11 +58,11 @@ def prepare(cfg: DictConfig) -> Problem:
     ds = data_registry.load(cfg.data)
     if ds.n_in < 1 or ds.n_out < 1:
         raise schemas.ConfigError(f"invalid config: data={cfg.data.name} gives an empty problem")
-    stats = linear.stats_from_examples(ds.x, ds.y, dtype=jnp.float64 if dtype == jnp.float64 else None).astype(dtype)
-    task = sweep.Task.from_stats(stats)
+    stats = stats_from_examples(ds.x, ds.y, dtype=jnp.float64 if dtype == jnp.float64 else None).astype(dtype)
+    task = Task.from_stats(stats)
     x = np.asarray(ds.x, np.float64)
     y = np.asarray(ds.y, np.float64)
-    stats64 = linear.Stats(x.T @ x, y.T @ x, float(np.sum(y * y)))
+    stats64 = Stats(x.T @ x, y.T @ x, float(np.sum(y * y)))
     log.info(
         "data %s: %d examples, %d inputs, %d outputs, preprocessing %s, s_1 = %.4g",
         ds.name, ds.n_train, ds.n_in, ds.n_out, ds.info.get("preprocessing", "-"), task.s[0],

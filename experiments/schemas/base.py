@@ -18,6 +18,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from dlnjax.data.registry import DigitsName, Preprocessing  # noqa: F401  (re-exported)
 from dlnjax.engines import ENGINES, ENV
+from dlnjax.registry import enum_value
+from dlnjax.registry import require as _require
 
 
 class ConfigError(ValueError):
@@ -130,9 +132,9 @@ def check_random_start_protocol(cfg: DictConfig) -> None:
 # checks
 # ----------------------------------------------------------------------------------------
 def require(ok: bool, key: str, value: Any, allowed: str) -> None:
-    """Raise :class:`ConfigError` ``invalid config: key=value (allowed: ...)`` unless ``ok``."""
-    if not ok:
-        raise ConfigError(f"invalid config: {key}={value!r} (allowed: {allowed})")
+    """Raise :class:`ConfigError` ``invalid config: key=value (allowed: ...)`` unless ``ok``
+    (:func:`dlnjax.registry.require`)."""
+    _require(ok, key, value, allowed, ConfigError)
 
 
 def _get(cfg: DictConfig, key: str) -> Any:
@@ -206,5 +208,5 @@ def check_pretrain(cfg: DictConfig) -> None:
 def check_engine_not_used(cfg: DictConfig, app: str, what: str) -> None:
     """Apps that never take a full-width linear-network step record ``engine`` but can only run
     their own JAX code: anything but ``auto`` / ``xla`` is refused, not silently ignored."""
-    name = getattr(cfg.engine, "value", cfg.engine)
+    name = enum_value(cfg.engine)
     require(name in ("auto", "xla"), "engine", name, f"auto or xla ({app} {what}; it has no native or Pallas kernel)")

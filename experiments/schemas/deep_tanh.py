@@ -7,6 +7,8 @@ from typing import Any, List
 
 from omegaconf import MISSING, DictConfig
 
+from dlnjax.registry import enum_value
+
 from .base import (AppConfig, DigitsName, at_least, check_data, check_engine_not_used, positive,
                    positive_list, require)
 
@@ -28,7 +30,7 @@ class Config(AppConfig):
 
 def check(cfg: DictConfig) -> None:
     check_data(cfg)
-    name = getattr(cfg.data.name, "value", cfg.data.name)
+    name = enum_value(cfg.data.name)
     require(name in {d.value for d in DigitsName}, "data", name,
             "a data set with a test split: " + ", ".join(d.value for d in DigitsName))
     positive(cfg, "lr", "width")
