@@ -36,6 +36,7 @@ def test_benchmark_runs_tiny(name, out, how, tmp_path):
                            env={**os.environ, "PYTHONPATH": str(ROOT), **env}, capture_output=True, text=True, timeout=600)
         assert r.returncode == 0, r.stderr[-3000:]
     payload = json.loads((tmp_path / out).read_text())
-    assert "machine" in payload
+    # the machine the numbers were measured on, as this process sees it
+    assert payload["machine"]["cpu_count"] == os.cpu_count() and payload["machine"]["jax"] == __import__("jax").__version__
     if name == "linear_step":
         assert payload["step_pallas_s"] > 0 and payload["pallas_vs_xla_rel_diff"] < 1e-4

@@ -144,7 +144,6 @@ def _sweep_values(s):
             if b_lo < r["lr"] < b_hi:
                 assert r["learning_time"] <= 1.1 * s["learning_time"][i] + 1e-9, (r, s["learning_time"][i])
         assert s["t_ct"][i] > 0 and s["lambda_star"][i] > 0
-        assert abs(s["theory_stability_edge"][i] / s["theory_optimal_learning_rate"][i] - 2.0) < 1e-9
         if s["bracketed"][i]:  # a slower or failing rate on each side of the fastest
             main = [r for r in entry["runs"] if r["role"] in ("grid", "extended")]
             worse = lambda r: r["status"] != "learned" or r["learning_time"] >= fastest["learning_time"]  # noqa: E731
@@ -163,8 +162,10 @@ def _depth_sweep(s):
     assert abs(s["lr_exponent"] - np.log(b[2] / b[1]) / np.log(6 / 5)) < 1e-9
     lt = s["learning_time"]
     assert abs(s["learning_time_late_slope"] - np.log(lt[2] / lt[1]) / np.log(6 / 5)) < 1e-9
-    # the growth is the ratio of the deepest to the shallowest learning time
-    assert abs(s["learning_time_growth"] - lt[-1] / lt[0]) < 1e-9 * s["learning_time_growth"]
+    # the growth: the deepest over the shallowest fastest crossing, read from the runs themselves
+    first, last = ([r["learning_time"] for r in e["runs"] if r["status"] == "learned" and r["role"] != "small"]
+                   for e in (s["runs"][0], s["runs"][-1]))
+    assert abs(s["learning_time_growth"] - min(last) / min(first)) < 1e-9 * s["learning_time_growth"]
     for k in ("lr_exponent", "learning_time_growth", "learning_time_late_slope"):
         lo, hi = s[k + "_ci"]
         assert lo <= s[k] <= hi and lo < hi, k

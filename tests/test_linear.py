@@ -60,8 +60,15 @@ def test_decoupled_start_follows_theory_error_linear_in_lr(depth):
 
 
 def test_decoupled_float32_tolerance():
-    e = _decoupled_error(3, 0.005, dtype=jnp.float32)
-    assert e < 0.02
+    """The float32 run follows the theory as closely as the float64 one: the discretisation error
+    is common to both, so their errors against the same analytic curve differ by float32 rounding
+    only (measured 5e-7 of s over the ~3,500 steps; bounded by 50x TOL['float32']['atol'])."""
+    from helpers import TOL
+
+    e32 = _decoupled_error(3, 0.005, dtype=jnp.float32)
+    e64 = _decoupled_error(3, 0.005, dtype=jnp.float64)
+    assert e64 < 0.02  # the O(lr) discretisation error (Eq. 12)
+    assert abs(e32 - e64) < 50 * TOL["float32"]["atol"], (e32, e64)
 
 
 def test_decoupled_init_structure(key):
