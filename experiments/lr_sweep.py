@@ -43,7 +43,7 @@ def make_figure(out, summary: dict, arrays: dict, depth: int, max_steps: int) ->
     rates = np.asarray(arrays["learning_rates"], float)
     lt, st = arrays["learning_time"][0], arrays["status"][0]
     steps, loss = arrays[f"steps_depth{depth}"], arrays[f"loss_depth{depth}"]
-    fig, (a1, a2, a3) = plt.subplots(1, 3, figsize=(16, 4.4))
+    fig, (a1, a2, a3) = plt.subplots(1, 3, figsize=(16, 6.2))
     norm = LogNorm(vmin=rates.min(), vmax=max(rates.max(), rates.min() * 1.0001))
     cmap = plt.get_cmap("viridis")
     for j, lr in enumerate(rates):
@@ -101,7 +101,7 @@ def make_figure(out, summary: dict, arrays: dict, depth: int, max_steps: int) ->
     a2.set_xlabel("learning rate")
     a2.set_ylabel("learning time (steps)")
     a2.set_title("Learning time vs rate")
-    a2.legend(fontsize=6.5)
+    a2.legend(fontsize=6.5, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)  # below: the valley stays visible
 
     s_steps = arrays[f"sharpness_steps_depth{depth}"]
     s_val = arrays[f"sharpness_depth{depth}"]
