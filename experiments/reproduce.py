@@ -32,6 +32,8 @@ from typing import Any, Callable
 import numpy as np
 from omegaconf import DictConfig
 
+from dlnjax import headline
+
 from . import APPS as REGISTRY
 from ._shared import verdicts
 from .common import Progress, entry, resolved_config, run_dir, save_json
@@ -302,14 +304,6 @@ def _beyond_finite_rate(s):
     return m, PARTLY if rel <= 0.01 else FAILS
 
 
-def _slope(depths, values, min_depth):
-    pts = [(d, v) for d, v in zip(depths, values) if v is not None and v > 0 and d >= min_depth]
-    if len(pts) < 2:
-        return None
-    d, v = np.asarray(pts, float).T
-    return float(np.polyfit(np.log(d), np.log(v), 1)[0])
-
-
 def _beyond_edge(s):
     """depth_sweep: the measured stability edge against 2/lambda*, lambda* the largest Hessian
     top eigenvalue along the gradient-flow path. Linear stability says the path is followed at any
@@ -322,7 +316,7 @@ def _beyond_edge(s):
     ratio = [m / p for _, m, p in pairs]
     below = [d for d, m, p in pairs if m < p]
     md = int(s.get("config", {}).get("fit_min_depth", 5)) if isinstance(s.get("config"), dict) else 5
-    sp, sm = _slope(depths, pred, md), _slope(depths, meas, md)
+    sp, sm = headline.late_slope(depths, pred, md), headline.late_slope(depths, meas, md)
     fit = [(m, p) for d, m, p in pairs if d >= md]
     steps = [np.sign(m1 - m0) == np.sign(p1 - p0) for (m0, p0), (m1, p1) in zip(fit, fit[1:])]
     peak = pairs[int(np.argmax([m for _, m, _ in pairs]))][0]

@@ -134,7 +134,8 @@ def check_full_width_fits(depths: Sequence[int], n_in: int, n_out: int, hidden: 
     are alive during a step: weights, gradient factors, the update, the recorded state)."""
     from dlnjax.sweep import widths_for
 
-    widths = widths_for(n_in, n_out, max(depths), hidden)
+    widest = max(depths)
+    widths = widths_for(n_in, n_out, widest, hidden)
     need = 4 * full_width_bytes(widths, itemsize)
     try:
         avail = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
