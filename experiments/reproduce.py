@@ -32,8 +32,6 @@ from typing import Any, Callable
 import numpy as np
 from omegaconf import DictConfig
 
-from dlnjax import headline
-
 from . import APPS as REGISTRY
 from ._shared import verdicts
 from .common import Progress, entry, resolved_config, run_dir, save_json
@@ -316,6 +314,8 @@ def _beyond_edge(s):
     ratio = [m / p for _, m, p in pairs]
     below = [d for d, m, p in pairs if m < p]
     md = int(s.get("config", {}).get("fit_min_depth", 5)) if isinstance(s.get("config"), dict) else 5
+    from dlnjax import headline
+
     sp, sm = headline.late_slope(depths, pred, md), headline.late_slope(depths, meas, md)
     fit = [(m, p) for d, m, p in pairs if d >= md]
     steps = [np.sign(m1 - m0) == np.sign(p1 - p0) for (m0, p0), (m1, p1) in zip(fit, fit[1:])]
