@@ -155,20 +155,25 @@ def _sweep_values(s):
 def _depth_sweep(s):
     _sweep_values(s)
     assert len(s["depths"]) == len(s["learning_time"]) and np.all(np.diff(s["depths"]) > 0)
-    # the late slopes are fitted over the depths >= fit_min_depth (5 and 6 in the debug run), a
-    # least-squares line through two points: the slope between them
-    assert s["lr_exponent_fit_depths"] == [5, 6]
-    b = s["best_learning_rate"]
-    assert abs(s["lr_exponent"] - np.log(b[2] / b[1]) / np.log(6 / 5)) < 1e-9
+    # the late slopes are fitted over the depths >= fit_min_depth (5 and 6 in the debug run): a
+    # least-squares line in log-log (numpy's polyfit as the oracle), None with fewer than two
+    d = np.asarray(s["depths"], float)
+    late = d >= s["config"]["fit_min_depth"]
+    assert s["lr_exponent_fit_depths"] == [int(x) for x in d[late]]
     lt = s["learning_time"]
-    assert abs(s["learning_time_late_slope"] - np.log(lt[2] / lt[1]) / np.log(6 / 5)) < 1e-9
+    for k, v in (("lr_exponent", s["best_learning_rate"]), ("learning_time_late_slope", lt)):
+        if late.sum() >= 2:
+            assert abs(s[k] - np.polyfit(np.log(d[late]), np.log(np.asarray(v, float)[late]), 1)[0]) < 1e-9, k
+            lo, hi = s[k + "_ci"]
+            assert lo <= s[k] <= hi and lo < hi, k
+        else:
+            assert s[k] is None and s[k + "_ci"] is None, k
     # the growth: the deepest over the shallowest fastest crossing, read from the runs themselves
     first, last = ([r["learning_time"] for r in e["runs"] if r["status"] == "learned" and r["role"] != "small"]
                    for e in (s["runs"][0], s["runs"][-1]))
     assert abs(s["learning_time_growth"] - min(last) / min(first)) < 1e-9 * s["learning_time_growth"]
-    for k in ("lr_exponent", "learning_time_growth", "learning_time_late_slope"):
-        lo, hi = s[k + "_ci"]
-        assert lo <= s[k] <= hi and lo < hi, k
+    lo, hi = s["learning_time_growth_ci"]
+    assert lo <= s["learning_time_growth"] <= hi and lo < hi
 
 
 def _lr_sweep(s):
