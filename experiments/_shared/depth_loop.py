@@ -437,16 +437,24 @@ def theory_times(cfg: DictConfig, problem: Problem, rec: DepthRecord, rate: floa
                 theory_learning_time_at_optimal_rate=float(t) / rate if (ok and rate) else None)
 
 
-def finite_rate_prediction(cfg: DictConfig, problem: Problem, rec: DepthRecord) -> tuple[float | None, float | None]:
+def flow_t_ct_of(stats: dict) -> float | None:
+    """The gradient flow's T_ct of a depth: by diffrax where computed, else the small-rate run's
+    (which follows the flow to 1e-3)."""
+    return stats.get("t_ct_diffrax") or stats.get("t_ct")
+
+
+def finite_rate_prediction(cfg: DictConfig, problem: Problem, rec: DepthRecord,
+                           diag_t_ct: float | None) -> tuple[float | None, float | None]:
     """(rate, steps): the fastest rate of the modes' exact finite-rate maps
     (:func:`dlnjax.finite_rate.fastest_rate`, diagonal approximation ``(s, d)`` per mode, float64)
     below the learned top mode's stability edge, and its learning time there, rescaled by the
     real flow's T_ct over the diagonal approximation's (1 on whitened inputs, where the maps are
-    exact). None with an absolute threshold (the maps take the relative one)."""
+    exact; ``diag_t_ct``: Eq. 15's T_ct, :func:`theory_times`). None with an absolute threshold
+    (the maps take the relative one)."""
     import jax
     import jax.numpy as jnp
 
-    from dlnjax import finite_rate, sweep
+    from dlnjax import finite_rate
 
     if cfg.threshold.kind.value != "relative":
         return None, None
@@ -456,11 +464,10 @@ def finite_rate_prediction(cfg: DictConfig, problem: Problem, rec: DepthRecord) 
         f = finite_rate.fastest_rate(jnp.full((k,), float(cfg.u0), jnp.float64), jnp.asarray(problem.task.s[:k]),
                                      jnp.asarray(problem.task.d[:k]), depth=rec.depth, eps=float(cfg.threshold.eps))
         rate, step = float(f.rate), int(f.step)
-    diag = sweep.theory_t_ct(problem.task, rec.depth, float(cfg.u0), r, float(cfg.threshold.eps))
-    real = rec.stats.get("t_ct_diffrax") or rec.stats.get("t_ct")
-    if step < 0 or not real or not np.isfinite(diag):
+    real = flow_t_ct_of(rec.stats)
+    if step < 0 or not real or not diag_t_ct:
         return rate, None
-    return rate, step * float(real) / float(diag)
+    return rate, step * float(real) / float(diag_t_ct)
 
 
 def prediction(depths: Sequence[int], rate: Sequence[Any], time: Sequence[Any], best: Sequence[Any],
@@ -499,7 +506,8 @@ def derived_fields(depths: Sequence[int], s: dict, fit_min_depth: int, band: flo
     md = int(fit_min_depth)
     head = headline.headline(depths, md, best_rate=s["best_learning_rate"], best_rate_band=s["best_rate_band"],
                              learning_time=s["learning_time"], band=band, grid_ratio=ratio)
-    flow_t = [a or b for a, b in zip(s.get("t_ct_diffrax") or [None] * len(depths), s["t_ct"])]
+    flow_t = [flow_t_ct_of(dict(t_ct_diffrax=a, t_ct=b)) for a, b in zip(s.get("t_ct_diffrax") or [None] * len(depths), s["t_ct"])]
+    pred_t = [(t / r) if (t and r) else None for t, r in zip(flow_t, s["theory_optimal_learning_rate"])]
     tct = s["t_ct"]
     return dict(
         lr_exponent=head["lr_exponent"],
@@ -520,10 +528,9 @@ def derived_fields(depths: Sequence[int], s: dict, fit_min_depth: int, band: flo
         # (c) predictions of the measured optimum: critical damping of the learned top mode (1/lambda_1,
         # the supplement's rate) with the real flow's time there; and the finite-rate maps' fastest rate
         predicted_optimal_rate=list(s["theory_optimal_learning_rate"]),
-        predicted_learning_time=[(t / r) if (t and r) else None for t, r in zip(flow_t, s["theory_optimal_learning_rate"])],
-        **prediction(depths, s["theory_optimal_learning_rate"],
-                     [(t / r) if (t and r) else None for t, r in zip(flow_t, s["theory_optimal_learning_rate"])],
-                     s["best_learning_rate"], s["best_rate_band"], s["learning_time"]),
+        predicted_learning_time=pred_t,
+        **prediction(depths, s["theory_optimal_learning_rate"], pred_t, s["best_learning_rate"], s["best_rate_band"],
+                     s["learning_time"]),
         **prediction(depths, s["finite_rate_optimal_rate"], s["finite_rate_learning_time"], s["best_learning_rate"],
                      s["best_rate_band"], s["learning_time"], prefix="finite_rate_prediction"),
     )
@@ -537,7 +544,7 @@ def summary_fields(cfg: DictConfig, problem: Problem, depths: Sequence[int], rat
     band = [[r.stats.get("band_lo"), r.stats.get("band_hi")] if r.stats.get("band_lo") else None for r in recs]
     opt = [theory_optimal_rate(problem.task, d) for d in depths]
     th = [theory_times(cfg, problem, r, o) for r, o in zip(recs, opt)]
-    fr = [finite_rate_prediction(cfg, problem, r) for r in recs]
+    fr = [finite_rate_prediction(cfg, problem, r, t["theory_t_ct"]) for r, t in zip(recs, th)]
     ds = problem.ds
     rot = engine.rot
     lists = dict(
