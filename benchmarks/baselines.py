@@ -34,12 +34,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dlnjax import init as inits
-from dlnjax import engines, linear, reduced, sweep
+from dlnjax.init import functions as init_fns
+from dlnjax.networks import engines, linear
+from dlnjax.nonlinear import reduced
+from dlnjax.measure import sweep
 
 from .common import table, timeit, write
 from .fig3 import workload as fig3_workload
-from dlnjax.problem import stats_from_examples
+from dlnjax.data.statistics import stats_from_examples
 
 try:  # benchmark-only dependency
     import torch
@@ -128,7 +130,7 @@ def workload1(a, rows, out):
     y = np.asarray(jax.nn.one_hot(jax.random.randint(ky, (a.examples,), 0, n_out), n_out, dtype=dtype))
     stats = stats_from_examples(jnp.asarray(x), jnp.asarray(y), dtype=dtype)
     widths = (n_in,) + (a.hidden,) * (a.depth - 2) + (n_out,)
-    w0 = inits.scaled_gaussian(kw, widths, gain=0.5, dtype=dtype)
+    w0 = init_fns.scaled_gaussian(kw, widths, gain=0.5, dtype=dtype)
     lrs = np.geomspace(1e-7, 1e-6, a.rates).astype(np.float32)
     s11, s31, tr33 = (np.asarray(v, np.float32) for v in stats)
     tr33 = float(tr33)

@@ -1,6 +1,6 @@
 """Fig. 3 workload: 100 three-layer networks (linear and tanh) on the hierarchical data.
 
-Steps per second of the vmapped batch, for the exact reduced dynamics (dlnjax.reduced, what
+Steps per second of the vmapped batch, for the exact reduced dynamics (dlnjax.nonlinear.reduced, what
 ``experiments.mode_dynamics`` uses) and for the same networks trained plainly on the full
 1000-wide readout (the general engine / flax model), measured side by side.
 
@@ -15,12 +15,13 @@ import argparse
 import jax
 import jax.numpy as jnp
 
-from dlnjax import init as inits
-from dlnjax import engines, linear, reduced
+from dlnjax.init import functions as init_fns
+from dlnjax.networks import engines, linear
+from dlnjax.nonlinear import reduced
 from dlnjax.data import hierarchy
 
 from .common import table, timeit, write
-from dlnjax.problem import full_svd_basis, stats_from_examples
+from dlnjax.data.statistics import full_svd_basis, stats_from_examples
 
 
 def workload(n_init: int, dtype=jnp.float32):
@@ -32,7 +33,7 @@ def workload(n_init: int, dtype=jnp.float32):
     u_r = u[:, :32]
     prob = reduced.make_problem(jnp.asarray(ds.x, dtype), ds.y, u_r, v, 32)
     keys = jax.random.split(jax.random.PRNGKey(0), n_init)
-    ws = jax.vmap(lambda k: inits.small_gaussian(k, (32, 32, 1000), 1.8e-4, dtype))(keys)
+    ws = jax.vmap(lambda k: init_fns.small_gaussian(k, (32, 32, 1000), 1.8e-4, dtype))(keys)
     return ds, st, u_r, prob, ws
 
 

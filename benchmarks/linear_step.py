@@ -13,7 +13,7 @@ faster of the two is used (a neighbour on a shared machine can slow memory for a
 the faster keeps the ratios conservative).
 Also timed: the same step written plainly as ``jit(vmap(scan(value_and_grad)))`` (autodiff),
 the reference the hand-written gradient must beat, and on a CUDA GPU the Pallas kernels of
-``dlnjax.pallas_step`` (``--pallas`` forces that row elsewhere: interpreted, so only with
+``dlnjax.networks.kernels.pallas`` (``--pallas`` forces that row elsewhere: interpreted, so only with
 ``DLNJAX_PALLAS_INTERPRET=1`` and at ``--tiny`` size, to check the code path, not to time it).
 """
 
@@ -26,11 +26,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dlnjax import init as inits
-from dlnjax import engines, linear, native, pallas_step, sweep
+from dlnjax.init import functions as init_fns
+from dlnjax.networks import engines, linear
+from dlnjax.networks.kernels import native, pallas as pallas_step
+from dlnjax.measure import sweep
 
 from .common import table, timeit, write
-from dlnjax.problem import Stats, stats_from_examples
+from dlnjax.data.statistics import Stats, stats_from_examples
 
 
 def build(n_in, n_out, depth, hidden, n_rates, p_examples, key, dtype):
@@ -39,17 +41,17 @@ def build(n_in, n_out, depth, hidden, n_rates, p_examples, key, dtype):
     y = jax.nn.one_hot(jax.random.randint(ky, (p_examples,), 0, n_out), n_out, dtype=dtype)
     stats = stats_from_examples(x, y, dtype=dtype)
     widths = (n_in,) + (hidden,) * (depth - 2) + (n_out,)
-    w0 = inits.scaled_gaussian(kw, widths, gain=0.5, dtype=dtype)
+    w0 = init_fns.scaled_gaussian(kw, widths, gain=0.5, dtype=dtype)
     ws = jax.tree_util.tree_map(lambda a: jnp.broadcast_to(a, (n_rates,) + a.shape).copy(), w0)
     lrs = jnp.geomspace(1e-7, 1e-6, n_rates).astype(dtype)
     return stats, ws, lrs
 
 
 def compressed_step_times(depth: int, n_train: int | None, steps: int, repeats: int, dtype) -> dict:
-    """Per network-step time of the compressed engine (dlnjax.compressed) on the embedded digits at
+    """Per network-step time of the compressed engine (dlnjax.networks.compressed) on the embedded digits at
     this depth: the XLA member runner and the fused native one, one member per call (as the
     sweeps run them on a CPU), at a rate too small to cross, so every call takes ``steps`` steps."""
-    from dlnjax import compressed
+    from dlnjax.networks import compressed
     from dlnjax.data.digits import load_digits
     from dlnjax.data.preprocess import preprocess
 
@@ -65,7 +67,7 @@ def compressed_step_times(depth: int, n_train: int | None, steps: int, repeats: 
     out = dict(kept_inputs=rot.n_kept, rank=cores.rank, flop_per_network_step=flops)
     runners = {"xla": jax.jit(compressed.make_member_runner(cs, record_every=steps))}
     try:
-        from dlnjax.native import compressed as ncomp
+        from dlnjax.networks.kernels.native import compressed as ncomp
 
         if ncomp.available():
             runners["native"] = jax.jit(ncomp.make_member_runner(cs, record_every=steps))

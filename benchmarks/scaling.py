@@ -23,11 +23,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from dlnjax import init as inits
-from dlnjax import engines, linear, nonlinear
+from dlnjax.init import functions as init_fns
+from dlnjax.networks import engines, linear
+from dlnjax.nonlinear import networks as nonlinear
 
 from .common import table, timeit, write
-from dlnjax.problem import stats_from_examples
+from dlnjax.data.statistics import stats_from_examples
 
 
 def linear_step_time(depth, hidden, n_nets, examples, steps, repeats, n_in=784, n_out=10):
@@ -37,7 +38,7 @@ def linear_step_time(depth, hidden, n_nets, examples, steps, repeats, n_in=784, 
     y = jax.nn.one_hot(jax.random.randint(ky, (examples,), 0, n_out), n_out, dtype=jnp.float32)
     stats = stats_from_examples(x, y, dtype=jnp.float32)
     widths = (n_in,) + (hidden,) * (depth - 2) + (n_out,)
-    w0 = inits.scaled_gaussian(kw, widths, gain=0.5, dtype=jnp.float32)
+    w0 = init_fns.scaled_gaussian(kw, widths, gain=0.5, dtype=jnp.float32)
     states = jax.vmap(lambda w: linear.init_state(w, stats))(tuple(jnp.broadcast_to(w, (n_nets,) + w.shape) for w in w0))
     lrs = jnp.full((n_nets,), 1e-7, jnp.float32)
     runner = engines.make_runner(stats, record_every=steps, n_records=1)

@@ -37,7 +37,7 @@ def find_clone() -> Path | None:
 
 
 def message(app: str | None = None) -> str:
-    from . import __version__
+    from dlnjax import __version__
 
     clone = find_clone()
     command = f"python -m experiments.{app or '<app>'} [overrides]"

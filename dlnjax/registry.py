@@ -1,5 +1,5 @@
-"""A small name -> object registry, shared by :data:`dlnjax.inits.INITS` and
-:data:`dlnjax.engines.ENGINES`.
+"""A small name -> object registry, shared by :data:`dlnjax.init.registry.INITS` and
+:data:`dlnjax.networks.engines.ENGINES`.
 
 A registry keeps its entries in the order they were written (that order is the one error
 messages and ``names`` list), maps old spellings to a canonical name (``aliases``), and

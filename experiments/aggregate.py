@@ -99,7 +99,7 @@ def redraw_depth_sweep(jobs: list[Path], out: Path) -> dict:
 
     matplotlib.use("Agg")
 
-    from dlnjax import robust
+    from dlnjax.measure import robust
 
     from ._shared import depth_loop
     from ._shared.plots import fig4

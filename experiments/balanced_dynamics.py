@@ -2,7 +2,7 @@
 
 For each initial scale and each sign of the balance ``beta = sign * beta_factor * scale^2``
 (``W2^T W2 - W1 W1^T = beta I``; beta is not a learning rate), a start is drawn with
-:func:`dlnjax.balanced.sample_balanced`, the exact solution (:func:`dlnjax.balanced.solution`) is
+:func:`dlnjax.theory.balanced.sample_balanced`, the exact solution (:func:`dlnjax.theory.balanced.solution`) is
 compared with gradient descent at a small rate (flow time = rate x steps; the rate is capped at
 ``0.05 / (scale^2 + |beta| + s_1)`` so that large scales stay far below their stability edge), and
 the neural tangent kernel's relative Frobenius change from t = 0 to t_max is recorded: near 1 or more
@@ -24,7 +24,7 @@ log = logging.getLogger("dlnjax")
 
 
 def run(cfg: DictConfig) -> dict:
-    from dlnjax.problem import stats_from_examples
+    from dlnjax.data.statistics import stats_from_examples
     import jax
     import jax.numpy as jnp
     import matplotlib
@@ -32,8 +32,8 @@ def run(cfg: DictConfig) -> dict:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from dlnjax import balanced as bl
-    from dlnjax import engines, linear
+    from dlnjax.theory import balanced as bl
+    from dlnjax.networks import engines, linear
     from dlnjax.registry import enum_value
     from dlnjax.data import teacher
 

@@ -106,10 +106,10 @@ def resolved_config(cfg: DictConfig) -> dict:
 # the app wrapper: clear one-line errors, non-zero exit
 # ----------------------------------------------------------------------------------------
 def check_engine() -> None:
-    """``$DLNJAX_ENGINE`` (see :func:`dlnjax.engines.make_runner`): a known name whose kernels can
-    run here (:meth:`dlnjax.engines.base.Engine.problem`), checked before any work (else one line
+    """``$DLNJAX_ENGINE`` (see :func:`dlnjax.networks.engines.make_runner`): a known name whose kernels can
+    run here (:meth:`dlnjax.networks.engines.base.Engine.problem`), checked before any work (else one line
     and exit 2, not a traceback mid-run)."""
-    from dlnjax import engines
+    from dlnjax.networks import engines
 
     try:
         name = engines.resolve(None)

@@ -34,7 +34,8 @@ def run(cfg: DictConfig) -> dict:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from dlnjax import devices, nonlinear, sweep
+    from dlnjax.measure import devices, sweep
+    from dlnjax.nonlinear import networks as nonlinear
     from dlnjax.data import registry as data_registry
 
     out = run_dir()

@@ -3,15 +3,15 @@ protocol (depths 3-100, 1000 hidden units, 20 rates, u0 = 0.001) in about a minu
 
 Every network starts decoupled (every mode at strength u0, balanced over the layers) and is
 trained by full-batch gradient descent on the sufficient statistics. Such a start is rank-r
-aligned, so by default it runs on the exact compressed engine (:mod:`dlnjax.compressed`: inputs
+aligned, so by default it runs on the exact compressed engine (:mod:`dlnjax.networks.compressed`: inputs
 in Sigma11's eigenbasis, cores of width r = 10; the hidden width drops out). ``compress=false``
 runs the full-width network on ``engine`` (xla / native / pallas) instead, for checking.
 
-Per depth, as the paper measured it (:mod:`dlnjax.robust`): the learning time is the fastest
+Per depth, as the paper measured it (:mod:`dlnjax.measure.robust`): the learning time is the fastest
 measured crossing and the optimal rate the centre of the band of rates within 10% of it (the
 paper's raw arg-min moves with rounding on raw pixels, where runs near the optimum ride the edge
 of stability; the band's centre barely does). The grid is extended at its own spacing until the
-optimum is bracketed. The headline (:mod:`dlnjax.headline`) is the slope of the optimal rate and
+optimum is bracketed. The headline (:mod:`dlnjax.measure.headline`) is the slope of the optimal rate and
 of the learning time over the late depths and the learning time's growth, each with a 90%
 interval. The predictions are drawn over them: the paper's (supplement Eqs. 19-20, Eq. 15), the
 gradient-flow path's 1/lambda* and T_ct lambda*, and the flow time at the predicted rate

@@ -24,7 +24,7 @@ log = logging.getLogger("dlnjax")
 
 def critical_gain(lo: float = 0.5, hi: float = 2.0, tol: float = 1e-6) -> float:
     """Smallest g with a positive fixed point, by bisection on q_inf(g) > 0."""
-    from dlnjax import chaos
+    from dlnjax.nonlinear import chaos
 
     while hi - lo > tol:
         mid = 0.5 * (lo + hi)
@@ -43,7 +43,8 @@ def run(cfg: DictConfig) -> dict:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from dlnjax import chaos, devices
+    from dlnjax.nonlinear import chaos
+    from dlnjax.measure import devices
 
     out = run_dir()
     t0 = time.time()

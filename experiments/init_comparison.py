@@ -10,7 +10,7 @@ Initialisations (``inits``):
   scaled_gaussian  i.i.d. N(0, gain^2 / N_in): norm-preserving on average (Glorot-style);
   orthogonal       Haar (semi-)orthogonal layers times ``gain`` (W^T W = I for gain 1);
   pretrained       greedy layer-wise autoencoder pretraining of the hidden layers
-                   (:mod:`dlnjax.pretrain`; one stack per seed, pretrained once for the deepest
+                   (:mod:`dlnjax.init.pretrain`; one stack per seed, pretrained once for the deepest
                    network and cut to each depth, as greedy pretraining does not look ahead), the
                    output layer i.i.d. N(0, pretrain.top_std^2);
   decoupled        every task mode at strength u0, balanced (the reference of Fig. 4), with the
@@ -54,16 +54,16 @@ def seed_median(lt: np.ndarray) -> np.ndarray:
 
 
 def init_hyperparameters(cfg: DictConfig, task) -> dict:
-    """Every init's hyper-parameters from the config (each init of :data:`dlnjax.inits.INITS`
+    """Every init's hyper-parameters from the config (each init of :data:`dlnjax.init.registry.INITS`
     reads the ones it needs)."""
     return dict(u0=float(cfg.u0), u_basis=task.u, v_basis=task.v, gain=float(cfg.gain), top_std=float(cfg.pretrain.top_std),
                 std=float(cfg.init_std))
 
 
 def initial_weights(kind: str, key, widths, n_seeds: int, cfg: DictConfig, task, stacks, dtype) -> list[tuple]:
-    """``n_seeds`` networks of one initialisation (:meth:`dlnjax.inits.Init.networks`; the
+    """``n_seeds`` networks of one initialisation (:meth:`dlnjax.init.registry.Init.networks`; the
     decoupled reference is deterministic up to its hidden bases: one draw)."""
-    from dlnjax.inits import INITS
+    from dlnjax.init.registry import INITS
 
     return INITS[kind].networks(key, widths, n_seeds, dtype=dtype, prepared=stacks.get(kind), **init_hyperparameters(cfg, task))
 
@@ -79,7 +79,7 @@ class CompressedSetup:
 
 
 def compressed_setup(problem) -> CompressedSetup:
-    from dlnjax import compressed
+    from dlnjax.networks import compressed
 
     rot = compressed.rotate_inputs(problem.stats64.sigma11)
     return CompressedSetup(rot, compressed.compress_stats(problem.stats64, rot, problem.task.stats.sigma11.dtype))
@@ -91,8 +91,8 @@ def run_compressed(kind: str, key, cfg: DictConfig, problem, setup: CompressedSe
     cannot be compressed: one member per rate to ``max_steps``."""
     import jax
 
-    from dlnjax import compressed
-    from dlnjax.inits import INITS
+    from dlnjax.networks import compressed
+    from dlnjax.init.registry import INITS
 
     rot, cs, runners = setup.rot, setup.cs, setup.runners
     dtype = problem.task.stats.sigma11.dtype
@@ -120,10 +120,10 @@ def run(cfg: DictConfig) -> dict:
 
     matplotlib.use("Agg")
 
-    from dlnjax import init as inits
-    from dlnjax import headline, robust, sweep
-    from dlnjax.inits import INITS
-    from dlnjax.thresholds import Threshold
+    from dlnjax.init import functions as init_fns
+    from dlnjax.measure import headline, robust, sweep
+    from dlnjax.init.registry import INITS
+    from dlnjax.measure.thresholds import Threshold
 
     out = run_dir()
     t_start = time.time()
@@ -257,7 +257,7 @@ def run(cfg: DictConfig) -> dict:
             if not ok.any():
                 best_t.append(None), fast_lr.append(None), best_lr.append(None), bands.append(None)
                 continue
-            # the same statistics as Fig. 4 (dlnjax.robust.band_of) on the seed-median curve: the
+            # the same statistics as Fig. 4 (dlnjax.measure.robust.band_of) on the seed-median curve: the
             # learning time is the fastest, the best rate the centre of the 10% band
             t_min, fastest, lo, hi = robust.band_of(rates[ok], med[di][ok], robust.BAND)
             best_t.append(t_min), fast_lr.append(fastest), best_lr.append(float(np.sqrt(lo * hi))), bands.append([lo, hi])
@@ -286,7 +286,7 @@ def run(cfg: DictConfig) -> dict:
             theory_t.append(v if np.isfinite(v) else None)
     opt = [theory_optimal_rate(task, d) for d in depths]
 
-    q = np.asarray(inits.haar_orthogonal(k_example, int(cfg.orthogonal_example), dtype=jnp.float32), np.float64)
+    q = np.asarray(init_fns.haar_orthogonal(k_example, int(cfg.orthogonal_example), dtype=jnp.float32), np.float64)
     eig = np.linalg.eigvals(q)
     figure(out, InitComparisonResult(
         dataset=ds.name, depths=depths, learning_rates=rates, kinds=kinds, per_init=per_init, theory_learning_time=theory_t,

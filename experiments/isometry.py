@@ -36,7 +36,8 @@ def run(cfg: DictConfig) -> dict:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from dlnjax import chaos, devices
+    from dlnjax.nonlinear import chaos
+    from dlnjax.measure import devices
 
     out = run_dir()
     t0 = time.time()

@@ -9,7 +9,7 @@ and the share of the top eigenvector on the first layer's column along Sigma11's
 (on raw pixels: the mean-image direction), so the edge of stability is visible.
 
 The same robust statistics and engines as ``depth_sweep`` (compressed by default; see
-``experiments/_shared/depth_loop.py`` and ``dlnjax.robust``).
+``experiments/_shared/depth_loop.py`` and ``dlnjax.measure.robust``).
 
     python -m experiments.lr_sweep depth=10
     python -m experiments.lr_sweep depth=20 data=fashion_mnist learning_rates.num=30
@@ -125,10 +125,10 @@ def sharpening_run(cfg: DictConfig, problem, engine, rec, depth: int) -> tuple[d
     stopped at the threshold: the loss at every step, and at ``SHARPENING_SNAPSHOTS`` snapshots
     the Hessian's top eigenvalue (power iteration, warm-started from the previous snapshot's
     eigenvector) and the share of that eigenvector on the first layer's column along Sigma11's top
-    eigenvector (:func:`dlnjax.compressed.input_direction_overlap`). Compressed engine only."""
+    eigenvector (:func:`dlnjax.networks.compressed.input_direction_overlap`). Compressed engine only."""
     import jax.numpy as jnp
 
-    from dlnjax import compressed
+    from dlnjax.networks import compressed
 
     lam_star, t_ct = rec.stats.get("lam_star"), rec.stats.get("t_ct")  # the flow path's 1/lambda*, not the optimum
     if not engine.compress or not lam_star or not t_ct:
@@ -195,7 +195,7 @@ def sharpening_run(cfg: DictConfig, problem, engine, rec, depth: int) -> tuple[d
 def jax_sharpness(depth: int):
     import jax
 
-    from dlnjax import compressed
+    from dlnjax.networks import compressed
 
     f = jax.jit(lambda c, cs, v0: compressed.sharpness(c, cs, v0, iters=60, last_trained=depth > 2))
     return f
@@ -235,12 +235,12 @@ def sharpening_figure(out, info: dict, arrays: dict, depth: int, dataset: str, t
 
 def finite_rate_prediction(cfg: DictConfig, problem, depth: int, rates: np.ndarray, rec) -> list:
     """Whitened inputs: a decoupled network *is* one exact scalar map per mode
-    (:func:`dlnjax.finite_rate.learning_time`), so its learning time at every rate is predicted
+    (:func:`dlnjax.theory.finite_rate.learning_time`), so its learning time at every rate is predicted
     to the step (None where the maps do not cross within max_steps or diverge)."""
     import jax
     import jax.numpy as jnp
 
-    from dlnjax import finite_rate
+    from dlnjax.theory import finite_rate
 
     r = min(rec.widths)
     s = jnp.asarray(problem.task.s[:r], jnp.float64 if jax.config.jax_enable_x64 else jnp.float32)
@@ -279,7 +279,7 @@ def run(cfg: DictConfig) -> dict:
         summary["finite_rate_theory_learning_time"] = finite_rate_prediction(cfg, problem, depth, np.sort(rates), recs[0])
         lt = arrays["learning_time"][0]
         pred = np.asarray([np.nan if p is None else p for p in summary["finite_rate_theory_learning_time"]])
-        from dlnjax import finite_rate
+        from dlnjax.theory import finite_rate
 
         edge = float(finite_rate.stability_edge(float(problem.task.s[0]), 1.0, depth))
         below = np.sort(rates) < edge

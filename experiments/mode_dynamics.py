@@ -48,7 +48,7 @@ def half_times(t: np.ndarray, u: np.ndarray, s: np.ndarray) -> np.ndarray:
 
 
 def run(cfg: DictConfig) -> dict:
-    from dlnjax.problem import full_svd_basis, stats_from_examples
+    from dlnjax.data.statistics import full_svd_basis, stats_from_examples
     import jax
     import jax.numpy as jnp
     import matplotlib
@@ -56,8 +56,11 @@ def run(cfg: DictConfig) -> dict:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from dlnjax import init as inits
-    from dlnjax import devices, linear, reduced, theory
+    from dlnjax.init import functions as init_fns
+    from dlnjax.measure import devices
+    from dlnjax.networks import linear
+    from dlnjax.nonlinear import reduced
+    from dlnjax.theory import closed_form as theory
     from dlnjax.data import registry as data_registry
 
     out = run_dir()
@@ -92,7 +95,7 @@ def run(cfg: DictConfig) -> dict:
     dec = {}
     key = jax.random.PRNGKey(cfg.seed)
     k_dec, k_rand = jax.random.split(key)
-    w_dec = inits.decoupled(k_dec, widths, u0, u_full, v_full, n_modes=n_modes, dtype=dtype)
+    w_dec = init_fns.decoupled(k_dec, widths, u0, u_full, v_full, n_modes=n_modes, dtype=dtype)
     for f in cfg.decoupled_lr_factors:
         steps_f = int(round(num_steps / f))
         rec_f = max(int(round(rec / f)), 1)
@@ -111,7 +114,7 @@ def run(cfg: DictConfig) -> dict:
     n_init = int(cfg.n_init)
     std = float(cfg.init_std) if cfg.init_std is not None else float(np.sqrt(u0 / hidden))
     keys = jax.random.split(k_rand, n_init)
-    ws = jax.vmap(lambda k: inits.small_gaussian(k, widths, std, dtype))(keys)
+    ws = jax.vmap(lambda k: init_fns.small_gaussian(k, widths, std, dtype))(keys)
     sims = {}
     prog = Progress("mode_dynamics", 2)
     for j, act in enumerate(("linear", "tanh")):

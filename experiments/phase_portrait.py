@@ -4,7 +4,7 @@ Vector field of ``tau da/dt = b(s - ab)``, ``tau db/dt = a(s - ab)``, the fixed-
 hyperbola ``ab = s``, the invariant hyperbolas ``a^2 - b^2 = c``, and trajectories from
 several starts, each simulated by discrete gradient descent (step ``dt`` in units of tau)
 and drawn again from the analytic solution (supplement Eqs. 1-4, both branches; see
-:func:`dlnjax.theory.hyperbolic_trajectory`).
+:func:`dlnjax.theory.closed_form.hyperbolic_trajectory`).
 
     python -m experiments.phase_portrait [dt=0.01] [starts='[[0.05,0.6],[1.4,-0.2]]']
 """
@@ -34,8 +34,8 @@ def simulate(a0: float, b0: float, s: float, tau: float, dt: float, n_steps: int
 
 
 def analytic(t: np.ndarray, a0: float, b0: float, s: float, tau: float) -> np.ndarray:
-    """Supplement Eqs. 1-4 (corrected, see dlnjax.theory); the basin a + b < 0 by symmetry."""
-    from dlnjax import theory
+    """Supplement Eqs. 1-4 (corrected, see dlnjax.theory.closed_form); the basin a + b < 0 by symmetry."""
+    from dlnjax.theory import closed_form as theory
 
     sign = 1.0 if a0 + b0 >= 0 else -1.0
     a, b = theory.hyperbolic_trajectory(t, s, sign * a0, sign * b0, tau)
@@ -48,7 +48,7 @@ def run(cfg: DictConfig) -> dict:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from dlnjax import theory
+    from dlnjax.theory import closed_form as theory
 
     out = run_dir()
     s, tau, dt = float(cfg.s), float(cfg.tau), float(cfg.dt)

@@ -4,9 +4,9 @@ learning curves of a five-layer linear network.
 Left/centre: a block of the raw input correlation ``Sigma11`` (the ``submatrix`` pixels of
 largest variance) beside the leading block of ``V^T Sigma11 V``, V the right singular vectors of
 ``Sigma31`` (the task's r directions first, completed by the eigenvectors of Sigma11 on their
-complement, :func:`dlnjax.pretrain.completed_basis`). "Approximately diagonal" is the share of
+complement, :func:`dlnjax.init.pretrain.completed_basis`). "Approximately diagonal" is the share of
 the squared Frobenius mass of the task rows that lies off the diagonal
-(:func:`dlnjax.pretrain.offdiag_fraction`), against the same number for random orthonormal
+(:func:`dlnjax.init.pretrain.offdiag_fraction`), against the same number for random orthonormal
 directions (the baseline it must beat).
 
 Right: training error of a ``depth``-layer network fine-tuned on the task by full-batch gradient
@@ -53,9 +53,10 @@ def run(cfg: DictConfig) -> dict:
 
     matplotlib.use("Agg")
 
-    from dlnjax import init as inits
-    from dlnjax import pretrain, sweep
-    from dlnjax.thresholds import Threshold
+    from dlnjax.init import functions as init_fns
+    from dlnjax.init import pretrain
+    from dlnjax.measure import sweep
+    from dlnjax.measure.thresholds import Threshold
 
     out = run_dir()
     t_start = time.time()
@@ -98,7 +99,7 @@ def run(cfg: DictConfig) -> dict:
     prog.update(2, f"pretrained {len(pre.layers)} layers x {pre.steps_per_layer} steps")
 
     w_pre = pretrain.pretrained_network(k_top, pre, depth, stats.n_out, float(p.top_std))
-    w_rand = inits.small_gaussian(k_rand, widths, float(cfg.init_std), dtype=dtype)
+    w_rand = init_fns.small_gaussian(k_rand, widths, float(cfg.init_std), dtype=dtype)
     dec_pre = pretrain.decoupling_offdiag(w_pre[0], v_task)
     dec_rand = pretrain.decoupling_offdiag(w_rand[0], v_task)
     lower = np.asarray(w_pre[0], np.float64)
@@ -167,7 +168,7 @@ def run(cfg: DictConfig) -> dict:
         pretraining_diverged=pre.diverged,
         pretraining_final_error=[float(e[-1]) for e in pre.reconstruction_error],
         pretraining_best_error=floors,
-        # one meaning across apps (dlnjax.robust.band_of): the best rate is the centre of the band of
+        # one meaning across apps (dlnjax.measure.robust.band_of): the best rate is the centre of the band of
         # rates within 10% of the fastest; the fastest rate is the raw arg-min on the grid
         **_best_rates("random", rates, lt_rand),
         **_best_rates("pretrained", rates, lt_pre),
@@ -197,7 +198,7 @@ def run(cfg: DictConfig) -> dict:
 
 
 def _best_rates(kind: str, rates: np.ndarray, lt: np.ndarray) -> dict:
-    from dlnjax import robust
+    from dlnjax.measure import robust
 
     ok = np.isfinite(lt)
     if not ok.any():

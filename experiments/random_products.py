@@ -34,7 +34,8 @@ def run(cfg: DictConfig) -> dict:
     from matplotlib.colors import LogNorm
     from scipy import stats
 
-    from dlnjax import chaos, devices
+    from dlnjax.nonlinear import chaos
+    from dlnjax.measure import devices
 
     out = run_dir()
     t0 = time.time()

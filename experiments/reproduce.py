@@ -314,7 +314,7 @@ def _beyond_edge(s):
     ratio = [m / p for _, m, p in pairs]
     below = [d for d, m, p in pairs if m < p]
     md = int(s.get("config", {}).get("fit_min_depth", 5)) if isinstance(s.get("config"), dict) else 5
-    from dlnjax import headline
+    from dlnjax.measure import headline
 
     sp, sm = headline.late_slope(depths, pred, md), headline.late_slope(depths, meas, md)
     fit = [(m, p) for d, m, p in pairs if d >= md]
@@ -374,7 +374,7 @@ BEYOND = [
            "As above, on Fashion-MNIST.",
            "as above", _beyond_prediction),
     Beyond("lr_sweep_teacher", "finite-rate theory vs simulation (whitened teacher)",
-           "On whitened inputs a decoupled network is one exact scalar map per mode (dlnjax.finite_rate), so the learning time at any rate below the top mode's edge is predicted to the step.",
+           "On whitened inputs a decoupled network is one exact scalar map per mode (dlnjax.theory.finite_rate), so the learning time at any rate below the top mode's edge is predicted to the step.",
            "every rate below the edge within 1 step (≥ 2 rates): holds; within 1%: partly (above the edge, chaos: reported, not judged)", _beyond_finite_rate),
     Beyond("depth_sweep", "predicted vs measured stability edge (raw pixels)",
            "2/λ*, λ* the largest Hessian top eigenvalue along the gradient-flow path, is a lower bound on the stability edge (linear stability of the path); it does not predict how far above it the edge of stability lets rates go.",
@@ -383,7 +383,7 @@ BEYOND = [
            "At small rates gradient descent follows gradient flow: the small-rate run's flow time T_ct = rate × steps equals the ODE's (diffrax).",
            "max relative difference over depths ≤ 5%: holds; ≤ 20%: partly", _beyond_flow),
     Beyond("balanced_dynamics", "exact vs simulated balanced dynamics",
-           "The exact β-balanced solution of a one-hidden-layer network (dlnjax.balanced) is what gradient descent does, rich to lazy.",
+           "The exact β-balanced solution of a one-hidden-layer network (dlnjax.theory.balanced) is what gradient descent does, rich to lazy.",
            "max deviation / s₁ < 0.01 and NTK movement within 5%: holds; deviation < 0.05: partly", _beyond_balanced),
 ]
 

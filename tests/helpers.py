@@ -50,7 +50,7 @@ def assert_close(actual: Any, expected: Any, dtype: Any = None, *, rtol: float |
 
 def numpy_solve_deep(s: float, u0: float, t: np.ndarray, tau: float, depth: int) -> np.ndarray:
     """Reference solution of Eq. 15 (the balanced mode strength of a depth-``depth`` network) by
-    scipy's ``solve_ivp``: the oracle that ``dlnjax.theory.mode_strength`` is checked against."""
+    scipy's ``solve_ivp``: the oracle that ``dlnjax.theory.closed_form.mode_strength`` is checked against."""
     from scipy.integrate import solve_ivp
 
     n = depth - 1

@@ -1,14 +1,15 @@
-"""Exact beta-balanced solutions (dlnjax.balanced) against small-rate gradient descent and known limits."""
+"""Exact beta-balanced solutions (dlnjax.theory.balanced) against small-rate gradient descent and known limits."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dlnjax import balanced as bl
-from dlnjax import engines, linear, theory
+from dlnjax.theory import balanced as bl
+from dlnjax.networks import engines, linear
+from dlnjax.theory import closed_form as theory
 from dlnjax.data import teacher
-from dlnjax.problem import stats_from_examples
+from dlnjax.data.statistics import stats_from_examples
 
 
 def _problem(n_in, n_out, sv, seed=0):

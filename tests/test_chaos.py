@@ -5,8 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dlnjax import chaos
-from dlnjax import init as inits
+from dlnjax.nonlinear import chaos
+from dlnjax.init import functions as init_fns
 from helpers import assert_close
 
 
@@ -101,7 +101,7 @@ def test_haar_eigenvalue_angles_are_uniform():
     """
     from scipy.linalg import expm
 
-    ps = [chaos.eigen_angle_uniformity(np.asarray(inits.haar_orthogonal(jax.random.PRNGKey(s), 200, dtype=jnp.float64))) for s in range(5)]
+    ps = [chaos.eigen_angle_uniformity(np.asarray(init_fns.haar_orthogonal(jax.random.PRNGKey(s), 200, dtype=jnp.float64))) for s in range(5)]
     assert min(ps) > 0.01 / 5
     a = np.asarray(jax.random.normal(jax.random.PRNGKey(9), (200, 200), jnp.float64)) * 0.02
     near_identity = expm(a - a.T)

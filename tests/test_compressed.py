@@ -1,13 +1,14 @@
-"""The compressed engine (dlnjax.compressed) against the full-width network it stands for."""
+"""The compressed engine (dlnjax.networks.compressed) against the full-width network it stands for."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dlnjax import compressed as C
-from dlnjax import engines, init, linear
-from dlnjax.problem import Stats, best_error, full_svd_basis, stats_from_examples
+from dlnjax.networks import compressed as C
+from dlnjax.networks import engines, linear
+from dlnjax.init import functions as init_fns
+from dlnjax.data.statistics import Stats, best_error, full_svd_basis, stats_from_examples
 
 TOL = {"float64": 1e-9}
 
@@ -58,7 +59,7 @@ def test_compressed_equals_full_width(depth, hidden):
     rot = C.rotate_inputs(stats.sigma11)
     cs = C.compress_stats(stats, rot)
     widths = (stats.n_in,) + (hidden,) * (depth - 2) + (stats.n_out,)
-    w0 = init.decoupled(jax.random.PRNGKey(1), widths, 1e-2, u, v)
+    w0 = init_fns.decoupled(jax.random.PRNGKey(1), widths, 1e-2, u, v)
     cores = C.decoupled_cores(widths, 1e-2, u, v, rot, l_cap=6)
     lam_max = float(np.linalg.eigvalsh(np.asarray(stats.sigma11)).max())
     lr = 0.2 / lam_max / max(depth - 1, 1)  # the loss falls monotonically over the horizon
@@ -79,7 +80,7 @@ def test_compressed_and_full_width_diverge_at_the_same_step():
     rot = C.rotate_inputs(stats.sigma11)
     cs = C.compress_stats(stats, rot)
     widths = (stats.n_in, 12, 12, 12, stats.n_out)
-    w0 = init.decoupled(jax.random.PRNGKey(2), widths, 0.5, u, v)
+    w0 = init_fns.decoupled(jax.random.PRNGKey(2), widths, 0.5, u, v)
     cores = C.decoupled_cores(widths, 0.5, u, v, rot)
     lam_max = float(np.linalg.eigvalsh(np.asarray(stats.sigma11)).max())
     lr = 20.0 / lam_max
@@ -101,7 +102,7 @@ def test_hidden_width_drops_out():
         widths = (stats.n_in, hidden, hidden, hidden, stats.n_out)
         cores = C.decoupled_cores(widths, 1e-2, u, v, rot)
         runs.append(_compressed_run(cores, cs, 2e-4, 300))
-        w0 = init.decoupled(jax.random.PRNGKey(hidden), widths, 1e-2, u, v)
+        w0 = init_fns.decoupled(jax.random.PRNGKey(hidden), widths, 1e-2, u, v)
         cores_g, bases = C.cores_from_weights(w0, rot)
         # the compression is a change of basis: expanding it gives the weights back
         for a, b in zip(C.expand(cores_g, bases, rot), w0):
@@ -122,7 +123,7 @@ def test_input_rotation_alone_equals_the_unrotated_step():
     stats = stats_from_examples(x, y, dtype=jnp.float64)
     q = np.linalg.eigh(np.asarray(stats.sigma11))[1]
     rstats = Stats(jnp.asarray(q.T @ np.asarray(stats.sigma11) @ q), jnp.asarray(np.asarray(stats.sigma31) @ q), stats.tr33)
-    ws = init.small_gaussian(jax.random.PRNGKey(0), (7, 5, 4, 3), 0.3)
+    ws = init_fns.small_gaussian(jax.random.PRNGKey(0), (7, 5, 4, 3), 0.3)
     rws = (ws[0] @ q,) + tuple(ws[1:])
     e, g = linear.loss_and_grad(ws, stats)
     er, gr = linear.loss_and_grad(rws, rstats)
@@ -135,7 +136,7 @@ def test_input_rotation_alone_equals_the_unrotated_step():
 def test_unaligned_start_is_refused():
     stats, _, _ = _problem()
     rot = C.rotate_inputs(stats.sigma11)
-    ws = init.scaled_gaussian(jax.random.PRNGKey(0), (stats.n_in, 20, 20, stats.n_out))
+    ws = init_fns.scaled_gaussian(jax.random.PRNGKey(0), (stats.n_in, 20, 20, stats.n_out))
     with pytest.raises(C.NotAlignedError, match="not rank-4 aligned"):
         C.cores_from_weights(ws, rot)
 
@@ -198,7 +199,7 @@ def test_rate_statistics_on_a_toy_problem():
     any small rate (T_ct = rate x steps), the small-rate run stays off the edge of stability
     (rate x lambda* <= 1) and its recorded rate is the one it ran at; replaying the memoised
     outcomes recomputes nothing."""
-    from dlnjax import robust
+    from dlnjax.measure import robust
 
     stats, u, v = _problem()
     rot = C.rotate_inputs(stats.sigma11)

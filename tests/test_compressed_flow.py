@@ -1,4 +1,4 @@
-"""The compressed network's gradient flow (diffrax, :func:`dlnjax.gradient_flow.compressed_learning_time`):
+"""The compressed network's gradient flow (diffrax, :func:`dlnjax.theory.gradient_flow.compressed_learning_time`):
 (a) it is the full-width flow on non-white data, (b) on whitened data its T_ct is Eq. 15's exact
 decoupled time, (c) small-rate gradient descent's crossing time x rate converges to it at first
 order in the rate."""
@@ -9,10 +9,13 @@ import numpy as np
 import pytest
 from scipy.optimize import brentq
 
-from dlnjax import compressed, engines, init, linear, sweep, theory
-from dlnjax import gradient_flow as gf
+from dlnjax.networks import compressed, engines, linear
+from dlnjax.init import functions as init_fns
+from dlnjax.measure import sweep
+from dlnjax.theory import closed_form as theory
+from dlnjax.theory import gradient_flow as gf
 from dlnjax.data import teacher
-from dlnjax.problem import Stats, Task, best_error, stats_from_examples
+from dlnjax.data.statistics import Stats, Task, best_error, stats_from_examples
 
 # two integrations of the same flow (different state, error norm and controller) at rtol 1e-10,
 # events located on the dense output to ~1e-12: they agree to ~1e-8 relative; we ask 1e-6
@@ -27,7 +30,7 @@ def _nonwhite(depth, hidden=5, seed=0):
     stats = stats_from_examples(x, y, dtype=jnp.float64)
     task = Task.from_stats(stats)
     widths = sweep.widths_for(6, 4, depth, hidden)
-    w = init.decoupled(jax.random.PRNGKey(1), widths, 1e-2, task.u, task.v, dtype=jnp.float64)
+    w = init_fns.decoupled(jax.random.PRNGKey(1), widths, 1e-2, task.u, task.v, dtype=jnp.float64)
     return stats, task, widths, w
 
 
@@ -73,7 +76,7 @@ def test_whitened_t_ct_is_eq15_exact(depth):
     task = Task.from_stats(stats)
     widths = sweep.widths_for(6, 5, depth, 3)  # rank 3: the weakest mode is never carried
     u0 = 1e-3
-    w = init.decoupled(jax.random.PRNGKey(2), widths, u0, task.u, task.v, dtype=jnp.float64)
+    w = init_fns.decoupled(jax.random.PRNGKey(2), widths, u0, task.u, task.v, dtype=jnp.float64)
     cs, cores = _compress(stats, w)
     s = np.asarray(task.s[:3])
     e_floor = float(best_error(stats, rank=3))

@@ -17,8 +17,8 @@ def test_every_config_composes_and_validates(app, experiment):
     cfg = _compose(app, [] if experiment is None else [f"experiment={experiment}"])
     validate(app, cfg)
     # the engine is a key of every app's resolved config (so it lands in .hydra/config.yaml), and
-    # it names an engine the registry resolves (its values are generated from dlnjax.engines.ENGINES)
-    from dlnjax import engines
+    # it names an engine the registry resolves (its values are generated from dlnjax.networks.engines.ENGINES)
+    from dlnjax.networks import engines
 
     assert engines.resolve(cfg.engine.value) in engines.ENGINES
 

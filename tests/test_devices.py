@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from helpers import assert_close, run_cli
-from dlnjax.problem import Task, stats_from_examples
+from dlnjax.data.statistics import Task, stats_from_examples
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,16 +32,18 @@ def sweep_on_all_devices():
     import jax
     import jax.numpy as jnp
 
-    from dlnjax import init, linear, sweep
+    from dlnjax.init import functions as init_fns
+    from dlnjax.networks import linear
+    from dlnjax.measure import sweep
     from dlnjax.data import teacher
-    from dlnjax.thresholds import Threshold
+    from dlnjax.measure.thresholds import Threshold
 
     assert jax.config.jax_enable_x64
     ds = teacher([2.0, 1.5, 1.0], 5, 4, seed=0)
     task = Task.from_stats(stats_from_examples(ds.x, ds.y, dtype=jnp.float64))
     rates = [0.005, 0.01, 0.02, 0.05, 0.1, 40.0]
     widths = sweep.widths_for(5, 4, 5, 6)
-    w0 = init.decoupled(jax.random.PRNGKey(0), widths, 1e-2, task.u, task.v, dtype=jnp.float64)
+    w0 = init_fns.decoupled(jax.random.PRNGKey(0), widths, 1e-2, task.u, task.v, dtype=jnp.float64)
     thr, _ = Threshold("relative", "initial", 0.05).resolve_for(task, widths, loss0=float(linear.loss_from_stats(w0, task.stats)))
     batch = tuple(jnp.broadcast_to(w, (len(rates),) + w.shape) for w in w0)
     res = sweep.run_batch(task.stats, batch, rates, threshold=thr, max_steps=3000, chunk_steps=500, record_every=10)

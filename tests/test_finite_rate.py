@@ -1,4 +1,4 @@
-"""The exact scalar maps of dlnjax.finite_rate against simulated decoupled networks (float64)."""
+"""The exact scalar maps of dlnjax.theory.finite_rate against simulated decoupled networks (float64)."""
 
 import jax
 import jax.flatten_util
@@ -6,10 +6,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dlnjax import finite_rate as fr
-from dlnjax import engines, init, linear, theory
+from dlnjax.theory import finite_rate as fr
+from dlnjax.networks import engines, linear
+from dlnjax.init import functions as init_fns
+from dlnjax.theory import closed_form as theory
 from dlnjax.data import teacher
-from dlnjax.problem import Stats, best_error, full_svd_basis, stats_from_examples
+from dlnjax.data.statistics import Stats, best_error, full_svd_basis, stats_from_examples
 
 # rounding-level agreement of two float64 computations of the same recursion (a few thousand steps
 # through contracting dynamics); float32 would be ~1e-4
@@ -26,7 +28,7 @@ def setup():
     stats = stats_from_examples(ds.x, ds.y, dtype=jnp.float64)
     u, s, v = full_svd_basis(stats.sigma31)
     u0 = 0.02
-    w = init.decoupled(jax.random.PRNGKey(3), WIDTHS, u0, u, v, n_modes=3, dtype=jnp.float64)
+    w = init_fns.decoupled(jax.random.PRNGKey(3), WIDTHS, u0, u, v, n_modes=3, dtype=jnp.float64)
     e_star = best_error(stats, rank=3)  # 0.3^2 / 2: the uncarried mode
     edge = float(fr.stability_edge(s[0], 1.0, DEPTH))
     return dict(stats=stats, s=s[:3], u0=u0, w=w, e_star=e_star, edge=edge)
@@ -121,7 +123,7 @@ def test_non_white_inputs_per_mode_variance():
     depth = 4
     stats, u, v, s, d, tr33 = _non_white_problem()
     u0 = np.array([0.05, 0.1, 0.2])
-    w = init.decoupled(jax.random.PRNGKey(0), (4, 3, 3, 3), jnp.asarray(u0), jnp.asarray(u), jnp.asarray(v),
+    w = init_fns.decoupled(jax.random.PRNGKey(0), (4, 3, 3, 3), jnp.asarray(u0), jnp.asarray(u), jnp.asarray(v),
                        n_modes=3, dtype=jnp.float64)
     edge = float(fr.network_edge(s, d, depth, d_extra=[0.7]))
     for frac in (0.3, 0.95):
@@ -139,7 +141,7 @@ def test_non_white_cross_mode_edge_below_mode_edges():
     1.2 x network_edge the maps converge while the network leaves the decoupled manifold."""
     depth = 4
     stats, u, v, s, d, _ = _non_white_problem()
-    opt = init.decoupled(jax.random.PRNGKey(0), (4, 3, 3, 3), jnp.asarray(s / d), jnp.asarray(u), jnp.asarray(v),
+    opt = init_fns.decoupled(jax.random.PRNGKey(0), (4, 3, 3, 3), jnp.asarray(s / d), jnp.asarray(u), jnp.asarray(v),
                          n_modes=3, dtype=jnp.float64)
     flat, unravel = jax.flatten_util.ravel_pytree(opt)
     h = jax.hessian(lambda x: linear.loss_from_stats(unravel(x), stats))(flat)
@@ -150,7 +152,7 @@ def test_non_white_cross_mode_edge_below_mode_edges():
     assert edge < 0.7 * mode_edges.min()
     lr = 1.2 * edge
     u0 = np.array([0.05, 0.1, 0.2])
-    w = init.decoupled(jax.random.PRNGKey(0), (4, 3, 3, 3), jnp.asarray(u0), jnp.asarray(u), jnp.asarray(v),
+    w = init_fns.decoupled(jax.random.PRNGKey(0), (4, 3, 3, 3), jnp.asarray(u0), jnp.asarray(u), jnp.asarray(v),
                        n_modes=3, dtype=jnp.float64)
     _, rec = engines.train(w, stats, lr, num_steps=3000, record_every=1)
     curve = np.asarray(fr.network_loss_curve(u0, lr, s, d, depth=depth, num_steps=3000, tr33=float(stats.tr33)))

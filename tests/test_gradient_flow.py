@@ -6,10 +6,12 @@ import numpy as np
 import pytest
 from scipy.optimize import brentq
 
-from dlnjax import gradient_flow as gf
-from dlnjax import engines, init, linear, theory
+from dlnjax.theory import gradient_flow as gf
+from dlnjax.networks import engines, linear
+from dlnjax.init import functions as init_fns
+from dlnjax.theory import closed_form as theory
 from dlnjax.data import teacher
-from dlnjax.problem import full_svd_basis, stats_from_examples
+from dlnjax.data.statistics import full_svd_basis, stats_from_examples
 
 # the event time is located on Tsit5's dense output with rtol 1e-10: ~1e-8 relative, well inside
 # the 1e-6 the comparison asks for
@@ -21,7 +23,7 @@ def _setup(depth, sv, n_modes, u0, width=4):
     stats = stats_from_examples(ds.x, ds.y, dtype=jnp.float64)
     u, s, v = full_svd_basis(stats.sigma31)
     widths = (width,) + (n_modes,) * (depth - 2) + (width,)
-    w = init.decoupled(jax.random.PRNGKey(0), widths, u0, u, v, n_modes=n_modes, dtype=jnp.float64)
+    w = init_fns.decoupled(jax.random.PRNGKey(0), widths, u0, u, v, n_modes=n_modes, dtype=jnp.float64)
     return stats, np.asarray(s), w
 
 

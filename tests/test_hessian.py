@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
 
-from dlnjax import hessian as hs
-from dlnjax import init, linear
+from dlnjax.theory import hessian as hs
+from dlnjax.init import functions as init_fns
+from dlnjax.networks import linear
 from dlnjax.data import teacher
-from dlnjax.problem import Stats, full_svd_basis, stats_from_examples
+from dlnjax.data.statistics import Stats, full_svd_basis, stats_from_examples
 
 # Lanczos with full re-orthogonalisation on tiny problems converges to rounding; a dense
 # eigvalsh of a ~100 x 100 Hessian whose entries are ~1e3 carries ~1e-13 relative error
@@ -83,7 +84,7 @@ def test_closed_form_spectrum_at_balanced_optimum(widths, sv, r):
     ds = teacher(sv, widths[0], widths[-1], seed=2)
     stats = stats_from_examples(ds.x, ds.y, dtype=jnp.float64)
     u, s, v = full_svd_basis(stats.sigma31)
-    w = init.decoupled(jax.random.PRNGKey(1), widths, s[:r], u, v, n_modes=r, dtype=jnp.float64)
+    w = init_fns.decoupled(jax.random.PRNGKey(1), widths, s[:r], u, v, n_modes=r, dtype=jnp.float64)
     depth = len(widths)
     ev = np.sort(dense_eigvals(w, stats))[::-1]
     closed = hs.balanced_minimum_spectrum(np.asarray(s[:r]), depth, widths, np.asarray(s[r:len(sv)]))

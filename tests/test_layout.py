@@ -149,4 +149,49 @@ def test_no_import_cycle_between_rooms():
     bad = [sorted(c) for c in sccs if len({_room(m) for m in c}) > 1]
     assert not bad, f"import cycles between rooms of dlnjax: {bad}"
     # the graph is not empty (the walk found the library's imports)
-    assert graph["dlnjax.sweep"] and "dlnjax.engines" in graph["dlnjax.robust"] | graph["dlnjax.sweep"]
+    assert graph["dlnjax.measure.sweep"] and "dlnjax.networks.engines" in graph["dlnjax.measure.robust"] | graph["dlnjax.measure.sweep"]
+
+
+def test_rooms_depend_on_each_other_in_one_direction():
+    """Contracted to rooms, the import graph is a DAG (stronger than no module cycle): every
+    room's imports go down the order data < networks < theory, init < measure, nonlinear, with
+    the top-level helpers (registry, io, _lazy) below them all. A room importing one above it
+    fails here with the edge named."""
+    root = ROOT / "dlnjax"
+    files = sorted(root.rglob("*.py"))
+    modules = {_module_name(p, root) for p in files} - {"dlnjax"}
+    level = {"dlnjax.registry": 0, "dlnjax.io": 0, "dlnjax._lazy": 0, "dlnjax.cli": 0, "dlnjax.data": 1,
+             "dlnjax.networks": 2, "dlnjax.theory": 3, "dlnjax.init": 3, "dlnjax.measure": 4, "dlnjax.nonlinear": 4}
+    edges = set()
+    for p in files:
+        me = _module_name(p, root)
+        if me == "dlnjax":
+            continue
+        for dep in _library_imports(p, root, modules):
+            a, b = _room(me), _room(dep)
+            if a != b:
+                edges.add((a, b))
+    assert {r for e in edges for r in e} <= set(level), f"a room with no place in the order: {edges}"
+    upward = sorted((a, b) for a, b in edges if level[b] >= level[a])
+    assert not upward, f"imports that go up or across the rooms' order: {upward}"
+    assert ("dlnjax.measure", "dlnjax.networks") in edges and ("dlnjax.theory", "dlnjax.networks") in edges
+
+
+def test_every_name_a_room_exports_resolves():
+    """Each room's ``__all__`` (lazy, dlnjax/_lazy.py) names something that exists: a stale
+    export fails here, not in a user's session. A name of a room is its own module's object."""
+    import importlib
+
+    rooms = ["dlnjax", "dlnjax.data", "dlnjax.theory", "dlnjax.networks", "dlnjax.networks.kernels", "dlnjax.init",
+             "dlnjax.measure", "dlnjax.nonlinear"]
+    for room in rooms:
+        pkg = importlib.import_module(room)
+        assert pkg.__all__, room
+        for name in pkg.__all__:
+            obj = getattr(pkg, name)
+            assert obj is not None, (room, name)
+    from dlnjax import init, theory
+    from dlnjax.init import functions
+    from dlnjax.theory import closed_form
+
+    assert theory.learning_time is closed_form.learning_time and init.decoupled is functions.decoupled

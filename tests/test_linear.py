@@ -5,10 +5,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dlnjax import init as inits
-from dlnjax import engines, linear, theory
+from dlnjax.init import functions as init_fns
+from dlnjax.networks import engines, linear
+from dlnjax.theory import closed_form as theory
 from dlnjax.data import teacher
-from dlnjax.problem import Stats, Task, best_error, full_svd_basis, stats_from_examples
+from dlnjax.data.statistics import Stats, Task, best_error, full_svd_basis, stats_from_examples
 
 
 def _problem(widths, svals=(3.0, 2.0, 1.0), p=20, noise=0.1, seed=0):
@@ -19,7 +20,7 @@ def _problem(widths, svals=(3.0, 2.0, 1.0), p=20, noise=0.1, seed=0):
 @pytest.mark.parametrize("widths", [(7, 5, 6, 3), (3, 6, 5, 7), (4, 4), (6, 9, 2, 8, 5)])
 def test_hand_gradient_equals_autodiff_and_examples(widths, key):
     ds, st = _problem(widths, svals=(2.0, 1.0))
-    w = inits.scaled_gaussian(key, widths, dtype=jnp.float64)
+    w = init_fns.scaled_gaussian(key, widths, dtype=jnp.float64)
     loss, grads = linear.loss_and_grad(w, st)
     loss_ad, grads_ad = jax.value_and_grad(linear.loss_from_stats)(w, st)
     loss_ex, grads_ex = jax.value_and_grad(linear.loss_from_examples)(w, jnp.asarray(ds.x), jnp.asarray(ds.y))
@@ -36,7 +37,7 @@ def _decoupled_error(depth, lr, t_end=None, u0=1e-3, svals=(3.0, 2.0, 1.0), n=6,
     st = stats_from_examples(ds.x, ds.y, dtype=jnp.float64).astype(dtype)
     u, s, v = full_svd_basis(st.sigma31)
     widths = (n,) + (n,) * (depth - 2) + (n,)
-    w0 = inits.decoupled(jax.random.PRNGKey(3), widths, u0, u, v, dtype=dtype)
+    w0 = init_fns.decoupled(jax.random.PRNGKey(3), widths, u0, u, v, dtype=dtype)
     k = len(svals)
     # run long enough for the weakest mode to be learned
     t_end = t_end or 2.5 * float(theory.learning_time(min(svals), u0, 0.99 * min(svals), 1.0, depth)) / lr
@@ -74,7 +75,7 @@ def test_decoupled_float32_tolerance():
 def test_decoupled_init_structure(key):
     ds, st = _problem((5, 7, 6, 4), svals=(3.0, 2.0))
     u, s, v = full_svd_basis(st.sigma31)
-    w = inits.decoupled(key, (5, 7, 6, 4), 0.01, u, v)
+    w = init_fns.decoupled(key, (5, 7, 6, 4), 0.01, u, v)
     prod = np.asarray(linear.product(w))
     np.testing.assert_allclose(prod, 0.01 * np.asarray(u[:, :4] @ v[:, :4].T), atol=1e-12)
     # balanced: every layer has the same singular values a0 = u0^(1/3)
@@ -86,7 +87,7 @@ def test_decoupled_init_structure(key):
 def test_balancedness_is_conserved_up_to_discretisation(key):
     """W_{l+1}^T W_{l+1} - W_l W_l^T (the matrix form of a_i^2 - a_j^2) is conserved by the gradient flow."""
     ds, st = _problem((6, 5, 5, 4), svals=(2.0, 1.5, 1.0), noise=0.0)
-    w0 = inits.small_gaussian(key, (6, 5, 5, 4), 0.3, dtype=jnp.float64)
+    w0 = init_fns.small_gaussian(key, (6, 5, 5, 4), 0.3, dtype=jnp.float64)
 
     def drift(lr, steps):
         s, _ = engines.train(w0, st, lr, num_steps=steps, record_every=steps)
@@ -108,7 +109,7 @@ def test_fixed_point_reached_from_random_start(key):
     """With a 2-unit bottleneck the product converges to the best rank-2 approximation (Eq. 7)."""
     ds = teacher([3.0, 2.0, 1.0, 0.5], 6, 5, seed=2)
     st = stats_from_examples(ds.x, ds.y, dtype=jnp.float64)
-    w0 = inits.small_gaussian(key, (6, 2, 5), 0.1, dtype=jnp.float64)
+    w0 = init_fns.small_gaussian(key, (6, 2, 5), 0.1, dtype=jnp.float64)
     s, rec = jax.jit(lambda w: engines.train(w, st, 0.05, num_steps=4000, record_every=100))(w0)
     np.testing.assert_allclose(np.asarray(linear.product(s.weights)), np.asarray(theory.fixed_point(st.sigma31, 2)), atol=1e-6)
     assert float(rec.loss[-1]) == pytest.approx(best_error(st, rank=2), rel=1e-9)
@@ -132,20 +133,20 @@ def test_vmap_equals_loop_and_same_seed_same_numbers(key):
     u, s, v = full_svd_basis(st.sigma31)
     lrs = jnp.asarray([0.005, 0.01, 0.02])
     keys = jax.random.split(key, 3)
-    w0 = jax.vmap(lambda k: inits.small_gaussian(k, (5, 6, 6, 3), 0.1, dtype=jnp.float64))(keys)
+    w0 = jax.vmap(lambda k: init_fns.small_gaussian(k, (5, 6, 6, 3), 0.1, dtype=jnp.float64))(keys)
     f = lambda w, lr: engines.train(w, st, lr, num_steps=100, record_every=10, u=u[:, :3], v=v[:, :3])  # noqa: E731
     _, batched = jax.jit(jax.vmap(f))(w0, lrs)
     for i in range(3):
         _, one = jax.jit(f)(jax.tree_util.tree_map(lambda a: a[i], w0), lrs[i])
         np.testing.assert_allclose(np.asarray(batched.loss[i]), np.asarray(one.loss), rtol=1e-12)
         np.testing.assert_allclose(np.asarray(batched.modes[i]), np.asarray(one.modes), rtol=1e-12, atol=1e-14)
-    _, again = jax.jit(jax.vmap(f))(jax.vmap(lambda k: inits.small_gaussian(k, (5, 6, 6, 3), 0.1, dtype=jnp.float64))(keys), lrs)
+    _, again = jax.jit(jax.vmap(f))(jax.vmap(lambda k: init_fns.small_gaussian(k, (5, 6, 6, 3), 0.1, dtype=jnp.float64))(keys), lrs)
     assert np.array_equal(np.asarray(again.loss), np.asarray(batched.loss))
 
 
 def test_divergence_is_recorded_not_raised(key):
     ds, st = _problem((5, 6, 3))
-    w0 = inits.small_gaussian(key, (5, 6, 3), 0.3, dtype=jnp.float64)
+    w0 = init_fns.small_gaussian(key, (5, 6, 3), 0.3, dtype=jnp.float64)
     lrs = jnp.asarray([0.01, 50.0, 0.02])
     f = lambda lr: engines.train(w0, st, lr, num_steps=200, record_every=10)  # noqa: E731
     s, rec = jax.jit(jax.vmap(f))(lrs)
@@ -162,7 +163,7 @@ def test_divergence_is_recorded_not_raised(key):
 
 def test_cross_step_is_first_step_below_threshold(key):
     ds, st = _problem((5, 4, 3), noise=0.0)
-    w0 = inits.small_gaussian(key, (5, 4, 3), 0.05, dtype=jnp.float64)
+    w0 = init_fns.small_gaussian(key, (5, 4, 3), 0.05, dtype=jnp.float64)
     s, rec = engines.train(w0, st, 0.05, num_steps=300, record_every=1, threshold=2.0)
     loss = np.asarray(rec.loss)
     expected = int(np.nonzero(loss < 2.0)[0][0])
@@ -170,26 +171,26 @@ def test_cross_step_is_first_step_below_threshold(key):
 
 
 def test_haar_orthogonal(key):
-    q = np.asarray(inits.haar_orthogonal(key, 6, dtype=jnp.float64))
+    q = np.asarray(init_fns.haar_orthogonal(key, 6, dtype=jnp.float64))
     np.testing.assert_allclose(q @ q.T, np.eye(6), atol=1e-12)
-    r = np.asarray(inits.haar_orthogonal(key, 6, 3, dtype=jnp.float64))
+    r = np.asarray(init_fns.haar_orthogonal(key, 6, 3, dtype=jnp.float64))
     np.testing.assert_allclose(r.T @ r, np.eye(3), atol=1e-12)
-    w = inits.random_orthogonal(key, (4, 4, 4), gain=1.3, dtype=jnp.float64)
+    w = init_fns.random_orthogonal(key, (4, 4, 4), gain=1.3, dtype=jnp.float64)
     np.testing.assert_allclose(np.linalg.svd(np.asarray(linear.product(w)), compute_uv=False), 1.69, rtol=1e-12)
 
 
 def test_scaled_gaussian_preserves_norm_on_average(key):
-    w = inits.scaled_gaussian(key, (400, 400), dtype=jnp.float64)[0]
+    w = init_fns.scaled_gaussian(key, (400, 400), dtype=jnp.float64)[0]
     x = jax.random.normal(jax.random.PRNGKey(1), (400, 50), jnp.float64)
     ratio = float(jnp.mean(jnp.sum((w @ x) ** 2, 0) / jnp.sum(x**2, 0)))
     assert ratio == pytest.approx(1.0, abs=0.1)
 
 
 def test_is_whitened_knows_the_teacher_from_raw_inputs():
-    """Task.is_whitened (dlnjax.problem): the teacher's Sigma11 = I holds in float64 and float32
+    """Task.is_whitened (dlnjax.data.statistics): the teacher's Sigma11 = I holds in float64 and float32
     (to each dtype's rounding); correlated inputs, or I moved by more than that rounding, are not
     whitened."""
-    from dlnjax.problem import is_whitened
+    from dlnjax.data.statistics import is_whitened
 
     ds = teacher([3.0, 2.0, 1.0], 8, 4, n_examples=20, seed=1)
     for dtype in (jnp.float64, jnp.float32):

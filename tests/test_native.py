@@ -1,4 +1,4 @@
-"""The fused native CPU kernels (dlnjax.native) against the XLA path of dlnjax.linear.
+"""The fused native CPU kernels (dlnjax.networks.kernels.native) against the XLA path of dlnjax.networks.linear.
 
 The kernels are compiled on first use with the system C++ compiler. Where there is none these
 tests are skipped, and say so, and the fallback test below still checks that ``engine='auto'``
@@ -10,11 +10,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dlnjax import init as inits
-from dlnjax import engines, linear, native
+from dlnjax.init import functions as init_fns
+from dlnjax.networks import engines, linear
+from dlnjax.networks.kernels import native
 from dlnjax.data import teacher
 from helpers import TOL, assert_close
-from dlnjax.problem import stats_from_examples
+from dlnjax.data.statistics import stats_from_examples
 
 needs_native = pytest.mark.skipif(
     jax.default_backend() != "cpu" or not native.available(),
@@ -25,7 +26,7 @@ needs_native = pytest.mark.skipif(
 def _problem(widths, dtype, seed=0, p=None):
     ds = teacher([3.0, 2.0, 1.0][: min(3, widths[-1])], widths[0], widths[-1], n_examples=p or max(64, widths[0]), noise_std=0.1, seed=seed)
     st = stats_from_examples(ds.x, ds.y, dtype=jnp.float64).astype(dtype)
-    w = inits.scaled_gaussian(jax.random.PRNGKey(seed + 1), widths, gain=0.9, dtype=dtype)
+    w = init_fns.scaled_gaussian(jax.random.PRNGKey(seed + 1), widths, gain=0.9, dtype=dtype)
     return st, tuple(w)
 
 
@@ -102,7 +103,7 @@ def test_vmapped_native_equals_a_loop_and_is_deterministic(members):
     threads: both orders must give the single-member numbers."""
     widths = (130, 129, 70, 10)
     st, _ = _problem(widths, jnp.float64)
-    ws = [tuple(inits.scaled_gaussian(jax.random.PRNGKey(s), widths, gain=0.9, dtype=jnp.float64)) for s in range(members)]
+    ws = [tuple(init_fns.scaled_gaussian(jax.random.PRNGKey(s), widths, gain=0.9, dtype=jnp.float64)) for s in range(members)]
     stacked = jax.tree_util.tree_map(lambda *a: jnp.stack(a), *ws)
     lrs = jnp.array([1e-3, 2e-3, 0.0, 1.5e-3][:members])
 
@@ -162,7 +163,7 @@ def test_engine_choice_and_fallback(monkeypatch):
 
 @needs_native
 def test_auto_picks_native_for_large_networks_and_sweeps_vmap_them():
-    from dlnjax import sweep
+    from dlnjax.measure import sweep
 
     big = [jax.ShapeDtypeStruct((1000, 784), jnp.float32), jax.ShapeDtypeStruct((10, 1000), jnp.float32)]
     assert engines.fused("auto", big)
@@ -173,12 +174,12 @@ def test_auto_picks_native_for_large_networks_and_sweeps_vmap_them():
 
 def native_sharded_batch():
     """A batch of 6 rates on the native engine (picked by 'auto'), over every device, float64."""
-    from dlnjax import sweep
+    from dlnjax.measure import sweep
 
     assert jax.config.jax_enable_x64
     ds = teacher([3.0, 2.0, 1.0], 130, 10, n_examples=200, noise_std=0.1, seed=0)
     st = stats_from_examples(ds.x, ds.y, dtype=jnp.float64)
-    w0 = inits.scaled_gaussian(jax.random.PRNGKey(1), (130, 129, 128, 10), gain=0.9, dtype=jnp.float64)
+    w0 = init_fns.scaled_gaussian(jax.random.PRNGKey(1), (130, 129, 128, 10), gain=0.9, dtype=jnp.float64)
     batch = tuple(jnp.broadcast_to(w, (6,) + w.shape) for w in w0)
     assert engines.fused("auto", sweep.member_shapes(batch))
     res = sweep.run_batch(st, batch, np.geomspace(1e-3, 1e-1, 6), threshold=1.0, max_steps=200, chunk_steps=50, record_every=10)

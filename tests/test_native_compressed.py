@@ -1,5 +1,5 @@
-"""The fused native runner of the compressed engine (dlnjax.native.compressed) against the XLA
-runner (dlnjax.compressed.make_member_runner).
+"""The fused native runner of the compressed engine (dlnjax.networks.kernels.native.compressed) against the XLA
+runner (dlnjax.networks.compressed.make_member_runner).
 
 The runner is compiled on first use with the system C++ compiler; where there is none (or the
 build fails) these tests are skipped and say why. Float64 results agree with XLA to rounding: the
@@ -15,10 +15,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dlnjax import compressed as C
-from dlnjax import linear
-from dlnjax.native import compressed as native_compressed
-from dlnjax.problem import Stats
+from dlnjax.networks import compressed as C
+from dlnjax.networks import linear
+from dlnjax.networks.kernels.native import compressed as native_compressed
+from dlnjax.data.statistics import Stats
 
 needs_native = pytest.mark.skipif(
     jax.default_backend() != "cpu" or not native_compressed.available(),

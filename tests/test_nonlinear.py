@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from dlnjax import nonlinear
+from dlnjax.nonlinear import networks as nonlinear
 from helpers import assert_close
 
 

@@ -1,4 +1,4 @@
-"""The Pallas (Triton) GPU kernels of dlnjax.pallas_step against the XLA path of dlnjax.linear.
+"""The Pallas (Triton) GPU kernels of dlnjax.networks.kernels.pallas against the XLA path of dlnjax.networks.linear.
 
 Without a GPU, Pallas runs the same kernel bodies in its interpreter (``interpret=True``), so
 these tests check the kernels' arithmetic, masking and bookkeeping on any machine, and check
@@ -11,17 +11,18 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dlnjax import init as inits
-from dlnjax import engines, linear, pallas_step
+from dlnjax.init import functions as init_fns
+from dlnjax.networks import engines, linear
+from dlnjax.networks.kernels import pallas as pallas_step
 from dlnjax.data import teacher
 from helpers import TOL, assert_close
-from dlnjax.problem import stats_from_examples
+from dlnjax.data.statistics import stats_from_examples
 
 
 def _problem(widths, dtype, seed=0):
     ds = teacher([3.0, 2.0, 1.0][: min(3, widths[-1])], widths[0], widths[-1], n_examples=max(64, widths[0]), noise_std=0.1, seed=seed)
     st = stats_from_examples(ds.x, ds.y, dtype=jnp.float64).astype(dtype)
-    w = inits.scaled_gaussian(jax.random.PRNGKey(seed + 1), widths, gain=0.9, dtype=dtype)
+    w = init_fns.scaled_gaussian(jax.random.PRNGKey(seed + 1), widths, gain=0.9, dtype=dtype)
     return st, tuple(w)
 
 

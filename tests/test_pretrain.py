@@ -5,14 +5,16 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dlnjax import init as inits
-from dlnjax import linear, pretrain, sweep
+from dlnjax.init import functions as init_fns
+from dlnjax.networks import linear
+from dlnjax.init import pretrain
+from dlnjax.measure import sweep
 from helpers import assert_close
-from dlnjax.problem import Task, full_svd_basis, stats_from_examples
+from dlnjax.data.statistics import Task, full_svd_basis, stats_from_examples
 
 
 def _basis(n, seed):
-    return np.asarray(inits.haar_orthogonal(jax.random.PRNGKey(seed), n, dtype=jnp.float64))
+    return np.asarray(init_fns.haar_orthogonal(jax.random.PRNGKey(seed), n, dtype=jnp.float64))
 
 
 def _projector(m):
@@ -66,7 +68,7 @@ def test_consistency_metric_zero_when_q_equals_v_and_large_when_violated():
     mean, std = pretrain.offdiag_fraction_random(jnp.asarray(cov), 3, jax.random.PRNGKey(2), n_draws=50)
     assert 0.05 < mean < 1.0
     # std is the spread of the 50 draws themselves (same keys, same frames), not of their mean
-    draws = [pretrain.offdiag_fraction(cov, inits.haar_orthogonal(k, 6, 3, jnp.float32)) for k in jax.random.split(jax.random.PRNGKey(2), 50)]
+    draws = [pretrain.offdiag_fraction(cov, init_fns.haar_orthogonal(k, 6, 3, jnp.float32)) for k in jax.random.split(jax.random.PRNGKey(2), 50)]
     assert_close(mean, np.mean(draws), rtol=1e-12)
     assert_close(std, np.std(draws), rtol=1e-12)
     # random frames differ, and the consistent basis (~0) lies more than 3 spreads below their mean
@@ -122,7 +124,7 @@ def test_pretrained_start_is_decoupled_exactly_when_q_equals_v():
     assert np.allclose(np.linalg.svd(w_full, compute_uv=False) ** 2, 1.0, atol=1e-3)
     assert pretrain.decoupling_offdiag(w_full, mixed[:, :2]) < 1e-6
     # a small random first layer is not decoupled either
-    rnd = np.asarray(inits.small_gaussian(jax.random.PRNGKey(0), (6, 4), 0.01, jnp.float64)[0])
+    rnd = np.asarray(init_fns.small_gaussian(jax.random.PRNGKey(0), (6, 4), 0.01, jnp.float64)[0])
     assert pretrain.decoupling_offdiag(rnd, consistent) > 0.05
 
 
@@ -155,12 +157,12 @@ def test_run_batch_of_mixed_starts_equals_each_start_alone():
     stats = stats_from_examples(jnp.asarray(x), jnp.asarray(y), jnp.float64)
     widths = (6, 5, 5, 3)
     nets = [
-        inits.scaled_gaussian(jax.random.PRNGKey(1), widths, dtype=jnp.float64),
-        inits.random_orthogonal(jax.random.PRNGKey(2), widths, dtype=jnp.float64),
+        init_fns.scaled_gaussian(jax.random.PRNGKey(1), widths, dtype=jnp.float64),
+        init_fns.random_orthogonal(jax.random.PRNGKey(2), widths, dtype=jnp.float64),
     ]
     lrs = [2e-3, 5e-3]
     task = Task.from_stats(stats)
-    from dlnjax.thresholds import Threshold
+    from dlnjax.measure.thresholds import Threshold
 
     thr, _ = Threshold("relative", "zero_map", 0.05).resolve_for(task, widths)
     kw = dict(threshold=thr, max_steps=400, chunk_steps=100, record_every=10)

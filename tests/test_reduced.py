@@ -6,11 +6,12 @@ import numpy as np
 import optax
 import pytest
 
-from dlnjax import init as inits
-from dlnjax import engines, linear, nonlinear, reduced
+from dlnjax.init import functions as init_fns
+from dlnjax.networks import engines, linear
+from dlnjax.nonlinear import networks as nonlinear, reduced
 from dlnjax.data import hierarchy
 from helpers import assert_close
-from dlnjax.problem import full_svd_basis, stats_from_examples
+from dlnjax.data.statistics import full_svd_basis, stats_from_examples
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +26,7 @@ def small():
 @pytest.mark.parametrize("act", ["linear", "tanh"])
 def test_reduced_equals_flax_optax_full_network(small, act):
     ds, st, u, s, v, r = small
-    w = inits.small_gaussian(jax.random.PRNGKey(1), (8, 6, 50), 0.3, dtype=jnp.float64)
+    w = init_fns.small_gaussian(jax.random.PRNGKey(1), (8, 6, 50), 0.3, dtype=jnp.float64)
     prob = reduced.make_problem(jnp.asarray(ds.x), ds.y, u[:, :r], v, r)
     sf, losses, _ = reduced.train(reduced.reduce_weights(w[0], w[1], u[:, :r]), prob, 0.01, activation=act, num_steps=200, record_every=10)
     model = nonlinear.MLP((6, 50), activation=act)
@@ -41,7 +42,7 @@ def test_reduced_equals_flax_optax_full_network(small, act):
 
 def test_reduced_linear_modes_equal_engine(small):
     ds, st, u, s, v, r = small
-    w = inits.small_gaussian(jax.random.PRNGKey(2), (8, 6, 50), 0.3, dtype=jnp.float64)
+    w = init_fns.small_gaussian(jax.random.PRNGKey(2), (8, 6, 50), 0.3, dtype=jnp.float64)
     prob = reduced.make_problem(jnp.asarray(ds.x), ds.y, u[:, :r], v, r)
     _, losses, md = reduced.train(reduced.reduce_weights(w[0], w[1], u[:, :r]), prob, 0.01, activation="linear", num_steps=100, record_every=10)
     _, rec = engines.train(w, st, 0.01, num_steps=100, record_every=10, u=u[:, :r], v=v[:, :r])
@@ -54,7 +55,7 @@ def test_vmap_over_inits_equals_loop(small):
     ds, st, u, s, v, r = small
     prob = reduced.make_problem(jnp.asarray(ds.x), ds.y, u[:, :r], v, r)
     keys = jax.random.split(jax.random.PRNGKey(0), 3)
-    ws = jax.vmap(lambda k: inits.small_gaussian(k, (8, 6, 50), 0.1, dtype=jnp.float64))(keys)
+    ws = jax.vmap(lambda k: init_fns.small_gaussian(k, (8, 6, 50), 0.1, dtype=jnp.float64))(keys)
     f = lambda w: reduced.train(reduced.reduce_weights(w[0], w[1], u[:, :r]), prob, 0.02, activation="tanh", num_steps=50, record_every=10)  # noqa: E731
     _, lb, mb = jax.vmap(f)(ws)
     for i in range(3):

@@ -1,5 +1,5 @@
-"""The registries: inits (dlnjax.inits.INITS), engines (dlnjax.engines.ENGINES) and the one
-threshold type (dlnjax.thresholds.Threshold)."""
+"""The registries: inits (dlnjax.init.registry.INITS), engines (dlnjax.networks.engines.ENGINES) and the one
+threshold type (dlnjax.measure.thresholds.Threshold)."""
 
 
 import jax
@@ -7,14 +7,18 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dlnjax import chaos, compressed, engines, inits, linear, native, nonlinear, sweep
-from dlnjax import init as init_fns
+from dlnjax.nonlinear import chaos, networks as nonlinear
+from dlnjax.networks import compressed, engines, linear
+from dlnjax.init import registry as inits
+from dlnjax.networks.kernels import native
+from dlnjax.measure import sweep
+from dlnjax.init import functions as init_fns
 from dlnjax.data import teacher
-from dlnjax.engines.base import Engine, FullWidthEngine
-from dlnjax.engines.compressed import COMPRESSED
-from dlnjax.thresholds import Threshold
+from dlnjax.networks.engines.base import Engine, FullWidthEngine
+from dlnjax.networks.engines.compressed import COMPRESSED
+from dlnjax.measure.thresholds import Threshold
 from helpers import assert_close
-from dlnjax.problem import Task, best_error, stats_from_examples
+from dlnjax.data.statistics import Task, best_error, stats_from_examples
 
 needs_native = pytest.mark.skipif(
     jax.default_backend() != "cpu" or not native.available(),
@@ -274,7 +278,7 @@ def test_compressed_engine_picks_its_kernels_from_the_engine_name(task):
     """``engine`` names the compressed network's kernels too: xla and pallas (and any GPU) get the
     XLA loop; auto and native the native loop where it is built, which gives the XLA loop's
     numbers (dtype-keyed tolerance: float64 here)."""
-    from dlnjax.native import compressed as ncomp
+    from dlnjax.networks.kernels.native import compressed as ncomp
 
     assert COMPRESSED.kernels_for("xla") == "xla" and COMPRESSED.kernels_for("pallas") == "xla"
     want = "native" if (jax.default_backend() == "cpu" and ncomp.available()) else "xla"

@@ -1,5 +1,5 @@
-"""The optimum-finding code of Fig. 4 (dlnjax.robust: grid, bracketing, band, edge bisection;
-dlnjax.headline: the headline's intervals), driven by synthetic learning-time curves whose answer
+"""The optimum-finding code of Fig. 4 (dlnjax.measure.robust: grid, bracketing, band, edge bisection;
+dlnjax.measure.headline: the headline's intervals), driven by synthetic learning-time curves whose answer
 is known in closed form, and the intervals checked against runs that rounding moved."""
 
 import json
@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dlnjax import headline, robust
+from dlnjax.measure import headline, robust
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -5,9 +5,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dlnjax import engines, headline, linear, sweep, theory
+from dlnjax.networks import engines, linear
+from dlnjax.measure import headline, sweep
+from dlnjax.theory import closed_form as theory
 from dlnjax.data import teacher
-from dlnjax.problem import Task, stats_from_examples
+from dlnjax.data.statistics import Task, stats_from_examples
 
 
 def test_first_crossing_on_synthetic_curves():
@@ -36,13 +38,13 @@ def white_task():
 
 def _decoupled_batch(task, depth, rates, *, hidden=6, u0=1e-2, eps=0.05, key=0, **kw):
     """One decoupled network per rate (vmapped), trained by sweep.run_batch to the relative
-    threshold measured from its start (dlnjax.thresholds.Threshold, reference 'initial')."""
-    from dlnjax import init as inits
-    from dlnjax.thresholds import Threshold
+    threshold measured from its start (dlnjax.measure.thresholds.Threshold, reference 'initial')."""
+    from dlnjax.init import functions as init_fns
+    from dlnjax.measure.thresholds import Threshold
 
     st = task.stats
     widths = sweep.widths_for(st.n_in, st.n_out, depth, hidden)
-    w0 = inits.decoupled(jax.random.PRNGKey(key), widths, u0, task.u, task.v, dtype=st.sigma11.dtype)
+    w0 = init_fns.decoupled(jax.random.PRNGKey(key), widths, u0, task.u, task.v, dtype=st.sigma11.dtype)
     loss0 = float(linear.loss_from_stats(w0, st))
     thr, _ = Threshold("relative", "initial", eps).resolve_for(task, widths, loss0=loss0)
     batch = tuple(jnp.broadcast_to(w, (len(rates),) + w.shape) for w in w0)
@@ -74,7 +76,7 @@ def test_theory_learning_time_matches_simulation_on_whitened_data(white_task, de
 
 
 def test_threshold_kinds(white_task):
-    from dlnjax.thresholds import Threshold
+    from dlnjax.measure.thresholds import Threshold
 
     widths = (5, 6, 4)
     thr, e_star = Threshold("relative", "initial", 0.1).resolve_for(white_task, widths, loss0=10.0)
@@ -87,18 +89,19 @@ def test_run_batch_resumes_exactly_from_a_snapshot():
     import jax
     import jax.numpy as jnp
 
-    from dlnjax import init as inits
-    from dlnjax import linear, sweep
+    from dlnjax.init import functions as init_fns
+    from dlnjax.networks import linear
+    from dlnjax.measure import sweep
     from dlnjax.data import teacher
 
     ds = teacher([2.0, 1.5, 1.0], 5, 4, seed=0)
     stats = stats_from_examples(ds.x, ds.y, dtype=jnp.float64)
     task = Task.from_stats(stats)
     widths = (5, 6, 6, 4)
-    net = inits.small_gaussian(jax.random.PRNGKey(0), widths, 0.1, jnp.float64)
+    net = init_fns.small_gaussian(jax.random.PRNGKey(0), widths, 0.1, jnp.float64)
     lrs = [0.005, 0.02, 40.0]  # the last one diverges
     batch = tuple(jnp.broadcast_to(w, (3,) + w.shape) for w in net)
-    from dlnjax.thresholds import Threshold
+    from dlnjax.measure.thresholds import Threshold
 
     thr, _ = Threshold("relative", "zero_map", 0.05).resolve_for(task, widths)
     kw = dict(threshold=thr, max_steps=2000, chunk_steps=100, record_every=10)
@@ -121,13 +124,14 @@ def test_batched_map_equals_vmap():
     import jax
     import jax.numpy as jnp
 
-    from dlnjax import init as inits
-    from dlnjax import linear, sweep
+    from dlnjax.init import functions as init_fns
+    from dlnjax.networks import linear
+    from dlnjax.measure import sweep
     from dlnjax.data import teacher
 
     ds = teacher([2.0, 1.5, 1.0], 5, 4, seed=0)
     stats = stats_from_examples(ds.x, ds.y, dtype=jnp.float64)
-    net = inits.small_gaussian(jax.random.PRNGKey(0), (5, 6, 6, 4), 0.1, jnp.float64)
+    net = init_fns.small_gaussian(jax.random.PRNGKey(0), (5, 6, 6, 4), 0.1, jnp.float64)
     states = jax.vmap(lambda w: linear.init_state(w, stats))(tuple(jnp.broadcast_to(w, (3,) + w.shape) for w in net))
     lrs = jnp.asarray([0.005, 0.02, 40.0])
     runner = engines.make_runner(stats, record_every=10, n_records=30)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.integrate import solve_ivp
 
-from dlnjax import theory as th
+from dlnjax.theory import closed_form as th
 from helpers import assert_close, numpy_solve_deep
 
 

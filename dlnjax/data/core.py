@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from ..problem import Stats
+from dlnjax.data.statistics import Stats
 
 
 @dataclass(frozen=True)

@@ -23,8 +23,8 @@ from typing import Callable
 
 import numpy as np
 
-from .core import Dataset
-from .idx import IdxError, atomic_write_bytes, read_idx
+from dlnjax.data.core import Dataset
+from dlnjax.data.idx import IdxError, atomic_write_bytes, read_idx
 
 ENV_ROOT = "DLNJAX_DATA_ROOT"
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")

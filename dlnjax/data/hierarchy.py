@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .core import Dataset
+from dlnjax.data.core import Dataset
 
 
 def hierarchy(

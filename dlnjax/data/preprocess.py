@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from .core import Dataset
+from dlnjax.data.core import Dataset
 
 PREPROCESSING = ("raw", "centred", "whitened")
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field, fields
 from enum import Enum
 from typing import Any, Callable, List, Optional
 
-from .core import Dataset
-from ..registry import enum_value, require
+from dlnjax.data.core import Dataset
+from dlnjax.registry import enum_value, require
 
 
 class Preprocessing(Enum):
@@ -62,7 +62,7 @@ def _check_hierarchy(d: Any, prefix: str) -> None:
 
 
 def _load_hierarchy(d: Any) -> Dataset:
-    from .hierarchy import hierarchy
+    from dlnjax.data.hierarchy import hierarchy
 
     return hierarchy(levels=d.levels, branching=d.branching, n_features=d.n_features, flip_prob=d.flip_prob, seed=d.seed)
 
@@ -95,7 +95,7 @@ def _check_teacher(d: Any, prefix: str) -> None:
 
 
 def _load_teacher(d: Any) -> Dataset:
-    from .teacher import teacher
+    from dlnjax.data.teacher import teacher
 
     return teacher(list(d.singular_values), d.n_in, d.n_out, n_examples=d.n_train, noise_std=d.noise_std, seed=d.seed)
 
@@ -122,8 +122,8 @@ def _check_digits(d: Any, prefix: str) -> None:
 
 
 def _load_digits(d: Any) -> Dataset:
-    from .digits import load_digits
-    from .preprocess import preprocess
+    from dlnjax.data.digits import load_digits
+    from dlnjax.data.preprocess import preprocess
 
     ds = load_digits(enum_value(d.name), root=d.root, download=d.download, n_train=d.n_train)
     return preprocess(ds, enum_value(d.preprocessing))

@@ -6,7 +6,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .core import Dataset
+from dlnjax.data.core import Dataset
 
 
 def teacher(

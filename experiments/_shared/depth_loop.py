@@ -2,10 +2,10 @@
 depth (shared by the ``depth_sweep`` and ``lr_sweep`` apps; their figures are in
 :mod:`.plots.fig4`).
 
-For every depth, :func:`dlnjax.robust.rate_statistics` runs one decoupled network per rate
+For every depth, :func:`dlnjax.measure.robust.rate_statistics` runs one decoupled network per rate
 (largest first, stopping the ones that can no longer matter), bisects the stability edge,
 and follows a small-rate (gradient-flow) run with the Hessian's top eigenvalue along its path.
-With ``compress=true`` (default) the networks run on :mod:`dlnjax.compressed` (exact: the hidden
+With ``compress=true`` (default) the networks run on :mod:`dlnjax.networks.compressed` (exact: the hidden
 width drops out); with ``compress=false`` at full width on ``engine`` (xla, native, pallas), for
 checking. Every finished run is checkpointed (tagged with the config) so a killed run resumes.
 
@@ -57,7 +57,7 @@ class DepthRecord:
     def grid_status(self, rates: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(learning time, status, spikes) for each of ``rates`` (a union of the depths' grid and
         extension rates); a rate this depth did not run is ``not run``."""
-        from dlnjax.robust import MAIN_ROLES
+        from dlnjax.measure.robust import MAIN_ROLES
 
         lt = np.full(len(rates), np.nan)
         st = np.array(["not run"] * len(rates), dtype=object)
@@ -104,7 +104,7 @@ def _pack(cache: dict, sharp: dict) -> dict:
 
 
 def _unpack(z: dict) -> tuple[dict, dict]:
-    from dlnjax.robust import MemberOutcome
+    from dlnjax.networks.outcome import MemberOutcome
 
     cache, sharp = {}, {}
     for i in range(int(z["n"])):
@@ -132,7 +132,7 @@ def full_width_bytes(widths: Sequence[int], itemsize: int) -> int:
 def check_full_width_fits(depths: Sequence[int], n_in: int, n_out: int, hidden: int, itemsize: int) -> None:
     """Refuse up front a full-width run that cannot fit in memory (about 4 copies of the weights
     are alive during a step: weights, gradient factors, the update, the recorded state)."""
-    from dlnjax.sweep import widths_for
+    from dlnjax.measure.sweep import widths_for
 
     widest = max(depths)
     widths = widths_for(n_in, n_out, widest, hidden)
@@ -153,7 +153,7 @@ def check_full_width_fits(depths: Sequence[int], n_in: int, n_out: int, hidden: 
 class DepthEngine:
     """What one depth sweep runs on (compressed or full width, and which kernels), with its
     rotated statistics and jitted runners, made once per sweep (:func:`make_engine`); not a
-    :class:`dlnjax.engines.base.Engine` (that is a step's implementation)."""
+    :class:`dlnjax.networks.engines.base.Engine` (that is a step's implementation)."""
 
     name: str  # what actually ran: 'compressed-xla', 'compressed-native', or the full-width engine
     compress: bool
@@ -165,12 +165,12 @@ class DepthEngine:
 
 def make_engine(cfg: DictConfig, problem: Problem, depths: Sequence[int]) -> DepthEngine:
     """The engine the depths run on: compressed (exact for decoupled starts; native kernels when
-    ``engine`` allows, :meth:`dlnjax.engines.compressed.Compressed.kernels_for`) or, with
+    ``engine`` allows, :meth:`dlnjax.networks.engines.compressed.Compressed.kernels_for`) or, with
     ``compress=false``, the full-width ``engine``."""
     import jax.numpy as jnp
 
-    from dlnjax import compressed, engines, linear
-    from dlnjax.engines.compressed import COMPRESSED
+    from dlnjax.networks import compressed, engines, linear
+    from dlnjax.networks.engines.compressed import COMPRESSED
 
     dtype = problem.task.stats.sigma11.dtype
     if not bool(cfg.compress):
@@ -192,7 +192,7 @@ def make_engine(cfg: DictConfig, problem: Problem, depths: Sequence[int]) -> Dep
 def _compressed_runner(engine: DepthEngine, cfg: DictConfig, last_trained: bool, readout: Any) -> Any:
     import jax
 
-    from dlnjax.engines.compressed import COMPRESSED
+    from dlnjax.networks.engines.compressed import COMPRESSED
 
     key = ("c", last_trained)
     if key not in engine.runners:
@@ -206,20 +206,22 @@ def _compressed_runner(engine: DepthEngine, cfg: DictConfig, last_trained: bool,
 # one depth
 # ----------------------------------------------------------------------------------------
 def _threshold(cfg: DictConfig, loss0: float, e_star: float, e_zero: float) -> float:
-    """The absolute threshold (:class:`dlnjax.thresholds.Threshold`; reference ``initial``
+    """The absolute threshold (:class:`dlnjax.measure.thresholds.Threshold`; reference ``initial``
     unless the config names another)."""
-    from dlnjax.thresholds import Threshold
+    from dlnjax.measure.thresholds import Threshold
 
     return Threshold.from_config(cfg.threshold).resolve(e_star, loss0=loss0, e_zero=e_zero)
 
 
 def run_depth(cfg: DictConfig, problem: Problem, engine: DepthEngine, depth: int, rates: np.ndarray, l_cap: int,
               progress: Any = None) -> DepthRecord:
-    from dlnjax.problem import best_error
+    from dlnjax.data.statistics import best_error
     import jax
     import jax.numpy as jnp
 
-    from dlnjax import compressed, init, linear, robust, sweep
+    from dlnjax.networks import compressed, linear
+    from dlnjax.init import functions as init_fns
+    from dlnjax.measure import robust, sweep
 
     t0 = time.time()
     out = run_dir()
@@ -243,7 +245,7 @@ def run_depth(cfg: DictConfig, problem: Problem, engine: DepthEngine, depth: int
         sharp_fn = member.sharpness
     else:
         key = jax.random.fold_in(jax.random.PRNGKey(int(cfg.seed)), depth)  # the hidden bases of the full-width start
-        w0 = init.decoupled(key, widths, float(cfg.u0), task.u, task.v, hidden_basis=cfg.hidden_basis, dtype=dtype)
+        w0 = init_fns.decoupled(key, widths, float(cfg.u0), task.u, task.v, hidden_basis=cfg.hidden_basis, dtype=dtype)
         loss0 = float(linear.loss_from_stats(w0, stats))
         thr = _threshold(cfg, loss0, e_star, 0.5 * float(problem.stats64.tr33))
         member = robust.full_width_member(
@@ -375,15 +377,15 @@ def _none_if_nan(x: Any) -> float | None:
 def flow_t_ct(problem: Problem, engine: DepthEngine, widths: Sequence[int], u0: float, threshold: float, l_cap: int,
               rs: Any, last_trained: bool = True) -> dict:
     """``T_ct`` of the decoupled start's gradient flow on the compressed network
-    (:func:`dlnjax.gradient_flow.compressed_learning_time`), in float64 on the float64
+    (:func:`dlnjax.theory.gradient_flow.compressed_learning_time`), in float64 on the float64
     statistics whatever the run's precision, to the run's own threshold. The horizon is 20x the
     small-rate run's T_ct (or 20x the fastest crossing's rate x steps). Returns the checkpoint
     entries ``flow_t_ct`` (nan: not reached), ``flow_steps`` (solver steps), ``flow_seconds``."""
     import jax
     import jax.numpy as jnp
 
-    from dlnjax import compressed
-    from dlnjax import gradient_flow as gf
+    from dlnjax.networks import compressed
+    from dlnjax.theory import gradient_flow as gf
 
     t0 = time.time()
     horizon = rs.t_ct if rs.t_ct else (rs.fastest_rate * rs.t_min if rs.t_min else None)
@@ -408,7 +410,7 @@ def _g(x: Any) -> str:
 
 
 def run_depths(cfg: DictConfig, problem: Problem, depths: Sequence[int], rates: np.ndarray, label: str) -> tuple[list[DepthRecord], DepthEngine]:
-    from dlnjax import compressed
+    from dlnjax.networks import compressed
 
     depths = [int(d) for d in depths]
     engine = make_engine(cfg, problem, depths)
@@ -429,7 +431,7 @@ def theory_times(cfg: DictConfig, problem: Problem, rec: DepthRecord, rate: floa
     """Eq. 15 (diagonal approximation on non-white inputs; exact on whitened ones): the
     gradient-flow time T_ct, and the learning time at the supplement's optimal rate ``rate``
     (1/lambda_1 at a_opt, Eqs. 19-20), T_ct / rate (steps): the paper's own prediction."""
-    from dlnjax import sweep
+    from dlnjax.measure import sweep
 
     t = sweep.theory_t_ct(problem.task, rec.depth, float(cfg.u0), min(rec.widths), float(cfg.threshold.eps))
     ok = bool(np.isfinite(t))
@@ -446,7 +448,7 @@ def flow_t_ct_of(stats: dict) -> float | None:
 def finite_rate_prediction(cfg: DictConfig, problem: Problem, rec: DepthRecord,
                            diag_t_ct: float | None) -> tuple[float | None, float | None]:
     """(rate, steps): the fastest rate of the modes' exact finite-rate maps
-    (:func:`dlnjax.finite_rate.fastest_rate`, diagonal approximation ``(s, d)`` per mode, float64)
+    (:func:`dlnjax.theory.finite_rate.fastest_rate`, diagonal approximation ``(s, d)`` per mode, float64)
     below the learned top mode's stability edge, and its learning time there, rescaled by the
     real flow's T_ct over the diagonal approximation's (1 on whitened inputs, where the maps are
     exact; ``diag_t_ct``: Eq. 15's T_ct, :func:`theory_times`). None with an absolute threshold
@@ -454,7 +456,7 @@ def finite_rate_prediction(cfg: DictConfig, problem: Problem, rec: DepthRecord,
     import jax
     import jax.numpy as jnp
 
-    from dlnjax import finite_rate
+    from dlnjax.theory import finite_rate
 
     if cfg.threshold.kind.value != "relative":
         return None, None
@@ -498,10 +500,10 @@ NOT_PER_DEPTH = ("depths", "learning_rates", "learning_rates_run", "lr_exponent_
 
 def derived_fields(depths: Sequence[int], s: dict, fit_min_depth: int, band: float, ratio: float) -> dict:
     """Every field of a depth sweep's summary computed from its per-depth lists ``s`` (as
-    ``summary.json`` holds them): the headline with its intervals (:func:`dlnjax.headline.headline`),
+    ``summary.json`` holds them): the headline with its intervals (:func:`dlnjax.measure.headline.headline`),
     the late slopes of the measured edge and of the predictions, the prediction's errors. One
     routine for a run and for ``experiments.aggregate``'s union of runs."""
-    from dlnjax import headline
+    from dlnjax.measure import headline
 
     md = int(fit_min_depth)
     head = headline.headline(depths, md, best_rate=s["best_learning_rate"], best_rate_band=s["best_rate_band"],
@@ -538,7 +540,7 @@ def derived_fields(depths: Sequence[int], s: dict, fit_min_depth: int, band: flo
 
 def summary_fields(cfg: DictConfig, problem: Problem, depths: Sequence[int], rates: np.ndarray, recs: list[DepthRecord],
                    engine: DepthEngine) -> dict:
-    from dlnjax import robust
+    from dlnjax.measure import robust
 
     per = lambda k: [r.stats.get(k) for r in recs]  # noqa: E731
     band = [[r.stats.get("band_lo"), r.stats.get("band_hi")] if r.stats.get("band_lo") else None for r in recs]

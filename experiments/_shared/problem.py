@@ -18,14 +18,14 @@ log = logging.getLogger("dlnjax")
 @dataclass
 class Problem:
     ds: Any  # the data set (dlnjax.data)
-    task: Any  # dlnjax.problem.Task in the run's dtype
-    stats64: Any  # dlnjax.problem.Stats in float64 numpy (for exact reductions and E*)
+    task: Any  # dlnjax.data.statistics.Task in the run's dtype
+    stats64: Any  # dlnjax.data.statistics.Stats in float64 numpy (for exact reductions and E*)
 
     @property
     def whitened(self) -> bool:
         """Sigma11 = I (exactly, up to rounding): the paper's theory is exact there
-        (:func:`dlnjax.problem.is_whitened` on the float64 statistics)."""
-        from dlnjax.problem import is_whitened
+        (:func:`dlnjax.data.statistics.is_whitened` on the float64 statistics)."""
+        from dlnjax.data.statistics import is_whitened
 
         return is_whitened(self.stats64.sigma11)
 
@@ -46,11 +46,12 @@ def theory_optimal_rate(task: Any, depth: int) -> float:
 
 def prepare(cfg: DictConfig) -> Problem:
     """Data set, statistics and task structure (once per run)."""
-    from dlnjax.problem import Stats, Task, stats_from_examples
+    from dlnjax.data.statistics import Stats, Task, stats_from_examples
     import jax
     import jax.numpy as jnp
 
-    from dlnjax import linear, sweep
+    from dlnjax.networks import linear
+    from dlnjax.measure import sweep
 
     dtype = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
     from dlnjax.data import registry as data_registry

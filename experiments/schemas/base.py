@@ -16,8 +16,8 @@ from typing import Any, Iterable, List, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
-from dlnjax.data.registry import DigitsName, Preprocessing  # noqa: F401  (re-exported)
-from dlnjax.engines import ENGINES, ENV
+from dlnjax.data.registry import DigitsName, Preprocessing
+from dlnjax.networks.engines import ENGINES, ENV
 from dlnjax.registry import enum_value
 from dlnjax.registry import require as _require
 
@@ -31,7 +31,7 @@ class Precision(Enum):
     float64 = "float64"
 
 
-# The full-width kernel of a linear-network step: the names of dlnjax.engines.ENGINES (adding an
+# The full-width kernel of a linear-network step: the names of dlnjax.networks.engines.ENGINES (adding an
 # engine there makes it a value of `engine`); ``auto`` picks by backend. ``compress`` (where an app
 # has it) decides whether a network is compressed at all.
 EngineName = Enum("EngineName", {name: name for name in ENGINES.names})
@@ -58,7 +58,7 @@ class ThresholdKind(Enum):
 
 
 class ThresholdReference(Enum):
-    """What a relative threshold is relative to (:mod:`dlnjax.thresholds`).
+    """What a relative threshold is relative to (:mod:`dlnjax.measure.thresholds`).
 
     ``initial``: ``E <= E* + eps (E(0) - E*)`` (the loss of each run's own start);
     ``zero_map``: ``E <= E* + eps (E_0 - E*)``, ``E_0`` the error of the zero map (the same

@@ -8,12 +8,12 @@ from typing import List
 
 from omegaconf import DictConfig
 
-from dlnjax.inits import INITS
+from dlnjax.init.registry import INITS
 
 from .base import AppConfig, at_least, check_engine_not_used, positive, positive_list, require
 
 
-# The inits of dlnjax.inits.INITS that make square weight stacks (and their aliases: `gaussian`
+# The inits of dlnjax.init.registry.INITS that make square weight stacks (and their aliases: `gaussian`
 # is the scaled Gaussian), the orthogonal one first (the default).
 _SQUARE = sorted((n for n in INITS.names if INITS[n].has_square_stack), key=lambda n: n != "orthogonal")
 WeightKind = Enum("WeightKind", {n: n for n in _SQUARE + [a for a, t in INITS.aliases.items() if t in _SQUARE]})

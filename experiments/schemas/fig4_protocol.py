@@ -14,7 +14,7 @@ from .base import (AppConfig, ENGINE_DEFAULT, EngineName, LearningRates, Thresho
 
 @dataclass
 class RateStatsConfig:
-    """How the robust Fig. 4 statistics are measured (see dlnjax.robust)."""
+    """How the robust Fig. 4 statistics are measured (see dlnjax.measure.robust)."""
 
     stop_factor: float = 3.0  # a rate still above the threshold at this x the fastest crossing is stopped
     probe_steps: int = 2000  # before any rate has crossed, a run is parked after this many steps

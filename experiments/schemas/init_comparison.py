@@ -8,12 +8,12 @@ from typing import Any, List
 
 from omegaconf import MISSING, DictConfig
 
-from dlnjax.inits import INITS
+from dlnjax.init.registry import INITS
 
 from .base import RandomStartProtocol, at_least, check_depths, check_random_start_protocol, positive, require
 
 
-# The initialisations this figure can compare: every entry of dlnjax.inits.INITS (adding an init
+# The initialisations this figure can compare: every entry of dlnjax.init.registry.INITS (adding an init
 # there makes it a value of `inits` here, with nothing else to edit).
 InitKind = Enum("InitKind", {name: name for name in INITS.names})
 

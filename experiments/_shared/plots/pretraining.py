@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:  # keeps JAX out of the import (apps import JAX only once they run)
-    from dlnjax.pretrain import Pretrained
+    from dlnjax.init.pretrain import Pretrained
 
 
 @dataclass(frozen=True)

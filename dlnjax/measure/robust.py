@@ -1,0 +1,495 @@
+"""Fig. 4's statistics of one depth, as the paper measured them, located so that rounding
+cannot move them far (see docs/fig4.md).
+
+The paper (Section 2) trains each depth at twenty log-spaced rates and picks the fastest: its
+Fig. 4 plots that empirical optimum and its learning time. On raw pixels the valley of
+learning time against rate is flat near its minimum and runs there ride the edge of stability
+(EoS), where loss spikes grow out of rounding noise, so the raw arg-min on the grid jumps between
+grid points from one precision (or engine, or machine) to another. Per depth this module measures:
+
+``t_min``         the learning time: the fastest measured crossing, in steps (any rate run).
+``fastest_rate``  the paper's raw arg-min (the rate of ``t_min``).
+``band``          the rates whose learning time is within ``band`` (10%) of ``t_min``, ends
+                  interpolated log-log between the runs that bracket them.
+``band_centre``   the empirically optimal rate: the band's geometric centre. It moves with
+                  rounding far less than the arg-min (the band's ends are set by the valley's
+                  walls, not its noisy floor); the band is its interval.
+``bracketed``     whether the fastest crossing has a slower (or failing) rate on each side. The
+                  grid is extended at its own log spacing, above or below, until it is (at most
+                  ``extend_max`` rates on each side; a depth that reaches the cap is flagged).
+``edge``          the measured stability edge: the largest rate that crosses without diverging
+                  within ``edge_patience x`` (5x) the fastest crossing (and ``max_steps``),
+                  bisected between the largest learned rate and the first failing one above it.
+``t_ct``          the gradient-flow learning time (flow time, sum of rate x steps) of one run that
+                  follows the flow path to the threshold: it starts at the fastest rate /
+                  ``small_rate_factor`` (16) and lowers its rate whenever rate x lambda_max passes
+                  0.9 (to 0.75 / lambda_max), so it never enters the EoS.
+``lam_star``      the largest top Hessian eigenvalue met along that path (progressive
+                  sharpening; ``sharpness`` at ``snapshots`` points). ``1/lam_star`` is the
+                  supplement's optimal rate ``1/lambda_1`` (Eqs. 19-20) measured on the real
+                  statistics, and ``t_ct * lam_star`` the steps a run at that rate would need: a
+                  prediction, drawn over the measurement, never in its place.
+
+Every run also reports whether loss spikes (``E_t > (1 + rtol) E_{t-1}`` before the crossing)
+happened, detected inside the training loop.
+
+No wasted steps: rates are run from the largest down. Once one has crossed at ``t_fast``, a
+smaller rate still above the threshold at ``stop_factor x t_fast`` is stopped and marked, and
+the rates below it (slower still, since ``t ~ T_ct / lr`` there) are skipped and marked,
+unless the stopped run's loss rose on the way (the chaotic window above a mode's edge, where a
+smaller rate can still learn). A rate run before any crossing is known is parked after
+``probe_steps`` and continued later (runs are resumable, so no step is repeated). The
+small-rate run of ``t_ct`` is exempt.
+
+The engine is abstract: ``member(lr, limit, resume) -> MemberOutcome`` (see
+:mod:`dlnjax.networks.compressed` for the compressed engine and :func:`full_width_member` for the
+full-width engines), so the same statistics are computed for every engine and precision.
+No I/O here.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from dlnjax.networks.outcome import MemberFn, MemberOutcome
+
+Array = Any
+
+# run status
+LEARNED, DIVERGED, STOPPED, UNSETTLED, SKIPPED = "learned", "diverged", "stopped", "unsettled", "skipped"
+# run roles: a grid rate, a rate added to bracket the optimum, an edge probe, the small-rate run
+GRID, EXTENDED, EDGE, SMALL = "grid", "extended", "edge", "small"
+MAIN_ROLES = (GRID, EXTENDED)
+BAND = 0.1  # the band of rates within this fraction of the fastest crossing (default)
+
+
+
+
+@dataclass
+class RateRun:
+    lr: float
+    role: str  # GRID | EXTENDED (added to bracket the optimum) | EDGE (bisection probe) | SMALL (t_ct)
+    status: str
+    learning_time: float  # nan unless learned
+    steps: int
+    spikes: int | None
+    first_spike: int | None
+    max_rise: float | None
+    outcome: MemberOutcome | None = None
+
+
+@dataclass
+class RateStats:
+    """The statistics of one depth (see the module docstring)."""
+
+    runs: list[RateRun]
+    t_min: float | None  # the learning time: fastest measured crossing (steps)
+    fastest_rate: float | None  # its rate (the paper's raw arg-min)
+    edge: float | None  # largest rate that learned (lower end of the edge bracket)
+    edge_hi: float | None  # smallest failing rate above it (None: not bracketed)
+    band_lo: float | None
+    band_hi: float | None
+    band_centre: float | None  # the empirically optimal rate
+    t_ct: float | None  # flow time of the small-rate run to the crossing
+    t_ct_rate: float | None
+    lam_star: float | None  # largest top Hessian eigenvalue along the flow path
+    spikes_before_crossing: int  # number of learned runs with spikes before their crossing
+    member_steps: int  # steps taken by all runs together (the cost)
+    bracketed: bool = False  # a slower or failing rate on each side of the fastest crossing
+    extended_up: int = 0  # rates added above the grid to bracket the optimum
+    extended_down: int = 0  # rates added below it
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def best_rate(self) -> float | None:
+        """The empirically optimal rate: the centre of the 10% band."""
+        return self.band_centre
+
+    @property
+    def learning_time(self) -> float | None:
+        """The learning time at the optimum: the fastest measured crossing (steps)."""
+        return self.t_min
+
+    @property
+    def inv_lambda_star(self) -> float | None:
+        """The prediction 1/lambda* (supplement Eqs. 19-20 on the real statistics)."""
+        return (1.0 / self.lam_star) if self.lam_star else None
+
+    @property
+    def steps_at_inv_lambda_star(self) -> float | None:
+        """The prediction T_ct lambda*: steps a run at 1/lambda* would need on the flow path."""
+        return (self.t_ct * self.lam_star) if (self.t_ct is not None and self.lam_star) else None
+
+    def grid(self) -> list[RateRun]:
+        return [r for r in self.runs if r.role in MAIN_ROLES]
+
+
+def _classify(o: MemberOutcome, limit_is_final: bool, above_fastest: bool) -> str:
+    if o.crossed and o.cross_step < o.limit:
+        return LEARNED
+    if o.diverged:
+        return DIVERGED
+    if above_fastest or limit_is_final:
+        return UNSETTLED
+    return STOPPED
+
+
+def _cross_loglog(level: float, x0: float, y0: float, x1: float, y1: float) -> float:
+    """Where the log-log line through (x0, y0), (x1, y1) reaches ``level`` (clipped to [x0, x1])."""
+    if y1 == y0:
+        return float(x0)
+    f = (math.log(level) - math.log(y0)) / (math.log(y1) - math.log(y0))
+    f = min(max(f, 0.0), 1.0)
+    return float(math.exp(math.log(x0) + f * (math.log(x1) - math.log(x0))))
+
+
+def grid_ratio(grid: Sequence[float]) -> float:
+    """The grid's log spacing (geometric mean of neighbouring ratios; 2 for a single rate): the
+    step by which :func:`rate_statistics` extends it."""
+    g = np.sort(np.asarray(list(grid), np.float64))
+    if len(g) < 2:
+        return 2.0
+    return float(np.exp(np.mean(np.diff(np.log(g)))))
+
+
+def band_of(lrs: Sequence[float], times: Sequence[float], band: float) -> tuple[float, float, float, float]:
+    """(t_min, fastest rate, band_lo, band_hi) over the runs that learned (``times`` finite):
+    the band is the range of rates whose learning time is within ``(1 + band) t_min``, its ends
+    interpolated log-log between the last rate inside and the first outside (an end with no
+    rate outside stays at the last rate inside)."""
+    order = np.argsort(np.asarray(lrs, np.float64))
+    xs = np.asarray(lrs, np.float64)[order]
+    ts = np.asarray(times, np.float64)[order]
+    i_min = int(np.argmin(ts))
+    t_min = float(ts[i_min])
+    cut = (1.0 + band) * t_min
+    inside = np.nonzero(ts <= cut)[0]
+    k, j = int(inside.max()), int(inside.min())
+    hi = _cross_loglog(cut, xs[k], ts[k], xs[k + 1], ts[k + 1]) if k + 1 < len(xs) else float(xs[k])
+    lo = _cross_loglog(cut, xs[j - 1], ts[j - 1], xs[j], ts[j]) if j > 0 else float(xs[j])
+    return t_min, float(xs[i_min]), lo, hi
+
+
+def bracket_sides(runs: Sequence[RateRun]) -> tuple[bool, bool]:
+    """(below, above): whether the fastest learned run among the grid and extension rates has a
+    slower or failing (diverged, stopped, unsettled, skipped) rate below it and above it."""
+    main = [r for r in runs if r.role in MAIN_ROLES]
+    learned = [r for r in main if r.status == LEARNED]
+    if not learned:
+        return False, False
+    f = min(learned, key=lambda r: (r.learning_time, r.lr))
+
+    def worse(r: RateRun) -> bool:
+        return r.status != LEARNED or r.learning_time >= f.learning_time
+
+    return (any(worse(r) for r in main if r.lr < f.lr), any(worse(r) for r in main if r.lr > f.lr))
+
+
+class _Runner:
+    """The bookkeeping shared by the steps of :func:`rate_statistics`: the member calls (and
+    their cost in steps), the runs recorded, and the fastest crossing so far."""
+
+    def __init__(self, member: MemberFn, progress: Callable[[str], None] | None):
+        self.member, self.progress = member, progress
+        self.runs: list[RateRun] = []
+        self.cost = 0
+        self.t_fast: float | None = None
+        self.fast_lr: float | None = None
+
+    def call(self, lr: float, limit: int, resume: Any = None) -> MemberOutcome:
+        o = self.member(lr, int(limit), resume)
+        self.cost += int(o.steps) - (0 if resume is None else int(resume.steps))
+        if self.progress is not None:
+            self.progress(f"rate {lr:.3g}: {o.steps} steps, " + ("crossed" if o.crossed else "diverged" if o.diverged else "limit"))
+        return o
+
+    def record(self, lr: float, role: str, status: str, o: MemberOutcome | None) -> RateRun:
+        t = float(o.cross_step) if (o is not None and status == LEARNED) else math.nan
+        if status == LEARNED and (self.t_fast is None or t < self.t_fast):
+            self.t_fast, self.fast_lr = t, lr
+        rr = RateRun(lr, role, status, t, 0 if o is None else int(o.steps),
+                     None if o is None else o.spikes, None if o is None else o.first_spike,
+                     None if o is None else o.max_rise, o)
+        self.runs.append(rr)
+        return rr
+
+    def limit(self, max_steps: int, stop_factor: float) -> int:
+        return min(max_steps, int(math.ceil(stop_factor * self.t_fast))) if self.t_fast is not None else max_steps
+
+
+def _run_grid(rn: _Runner, grid: Sequence[float], max_steps: int, stop_factor: float, probe_steps: int) -> None:
+    """Step 1: the grid, largest rate first; parked runs continued once a crossing is known."""
+    pending: list[MemberOutcome] = []
+    skip = False
+    for lr in grid:
+        if skip:
+            rn.record(lr, GRID, SKIPPED, None)
+            continue
+        limit = rn.limit(max_steps, stop_factor) if rn.t_fast is not None else min(max_steps, probe_steps)
+        o = rn.call(lr, limit)
+        if not o.crossed and not o.diverged and rn.t_fast is None and limit < max_steps:
+            pending.append(o)
+            continue
+        st = _classify(o, limit >= max_steps, above_fastest=False)
+        if st == STOPPED and not o.spikes:
+            # still falling without a single rise: the slow branch t ~ T_ct / lr, where every
+            # smaller rate is slower still. A run that stalled while oscillating (the chaotic
+            # window above a mode's edge) says nothing about smaller rates: they are run.
+            skip = True
+        rn.record(lr, GRID, st, o)
+    for o in pending:  # continue the parked runs now that t_fast may be known
+        limit = max(rn.limit(max_steps, stop_factor), o.limit)
+        o2 = rn.call(o.lr, limit, o) if limit > o.limit else o
+        above = rn.fast_lr is not None and o.lr > rn.fast_lr
+        rn.record(o.lr, GRID, _classify(o2, limit >= max_steps, above), o2)
+
+
+def _extend(rn: _Runner, ratio: float, max_steps: int, stop_factor: float, extend_max: int) -> tuple[bool, int, int]:
+    """Step 2: extend the grid at its own log spacing until the fastest crossing has a slower or
+    failing rate on each side (at most ``extend_max`` rates per side). Returns (bracketed, up,
+    down). With no crossing at all, the grid moves down when every rate diverged and up when
+    none did (rates too small to cross within ``max_steps``); otherwise nothing can bracket."""
+    up = down = 0
+    while True:
+        main = [r for r in rn.runs if r.role in MAIN_ROLES]
+        learned = [r for r in main if r.status == LEARNED]
+        if learned:
+            below, above = bracket_sides(rn.runs)
+            go_up, go_down = not above, (above and not below)
+        else:
+            all_div = all(r.status == DIVERGED for r in main)
+            none_div = not any(r.status == DIVERGED for r in main)
+            go_up, go_down = none_div, all_div
+            below = above = False
+        if learned and below and above:
+            return True, up, down
+        if go_up and up < extend_max:
+            lr = max(r.lr for r in main) * ratio
+            o = rn.call(lr, rn.limit(max_steps, stop_factor))
+            rn.record(lr, EXTENDED, _classify(o, True, above_fastest=rn.t_fast is not None), o)
+            up += 1
+        elif go_down and down < extend_max:
+            lr = min(r.lr for r in main) / ratio
+            limit = rn.limit(max_steps, stop_factor)
+            o = rn.call(lr, limit)
+            rn.record(lr, EXTENDED, _classify(o, limit >= max_steps, above_fastest=False), o)
+            down += 1
+        else:
+            return False, up, down
+
+
+def _bisect_edge(rn: _Runner, max_steps: int, edge_bisections: int, edge_patience: float) -> tuple[float, float | None]:
+    """Step 3: the stability edge, by bisection above the largest rate that learned."""
+    lo = max(r.lr for r in rn.runs if r.status == LEARNED)
+    above = [r.lr for r in rn.runs if r.lr > lo and r.status in (DIVERGED, UNSETTLED, STOPPED)]
+    hi = min(above) if above else None
+    if hi is not None:
+        for _ in range(int(edge_bisections)):
+            mid = math.sqrt(lo * hi)
+            o = rn.call(mid, min(max_steps, int(math.ceil(edge_patience * rn.t_fast))))
+            st = _classify(o, True, above_fastest=True)
+            rn.record(mid, EDGE, st, o)
+            if st == LEARNED:
+                lo = mid
+            else:
+                hi = mid
+    return lo, hi
+
+
+def _flow_path(rn: _Runner, fastest: float, t_min: float, *, max_steps: int, small_rate_factor: float, snapshots: int,
+               sharpness: Callable[[MemberOutcome, Any], tuple[float, Any]] | None) -> dict:
+    """Step 5: one run that follows the gradient-flow path to the crossing, in segments, with the
+    Hessian's top eigenvalue at every segment end (progressive sharpening). Its rate adapts to
+    stay off the edge of stability: whenever rate x lambda_max exceeds 0.9 the next segment runs
+    at 0.75 / lambda_max (any rate schedule with rate x lambda < 2 follows the same path to
+    O(rate)). T_ct is the flow time, sum of rate x steps, to the crossing."""
+    t_est = fastest * t_min  # >= T_ct (edge-of-stability events only slow runs down)
+    lr_s = fastest / float(small_rate_factor)
+    seg_flow = 1.1 * t_est / max(int(snapshots), 1)
+    path_steps: list[int] = []
+    path_sharp: list[float] = []
+    path_rate: list[float] = []
+    flow, o = 0.0, None
+    budget = max(max_steps, int(math.ceil(4.0 * small_rate_factor * t_min)))
+    while True:
+        start = 0 if o is None else o.steps
+        lim = start + max(1, int(math.ceil(seg_flow / lr_s)))
+        o = rn.call(lr_s, lim, o)
+        flow += lr_s * ((o.cross_step if o.crossed else o.steps) - start)
+        lam = None
+        if sharpness is not None:
+            lam, _ = sharpness(o, None)
+            path_steps.append(int(o.steps))
+            path_sharp.append(float(lam))
+            path_rate.append(lr_s)
+        if o.crossed or o.diverged or o.steps - start <= 0:
+            break
+        if lam is None and o.steps >= budget:
+            break
+        if lam is not None and lr_s * lam > 0.9:
+            lr_s = 0.75 / lam
+        if o.steps >= 50 * budget:  # a path that never reaches the threshold
+            break
+    rs = rn.record(lr_s, SMALL, LEARNED if o.crossed else (DIVERGED if o.diverged else UNSETTLED), o)
+    rs.learning_time = float(o.cross_step) if o.crossed else math.nan
+    rate_sharp = max(r * l for r, l in zip(path_rate, path_sharp)) if path_sharp else None
+    return dict(
+        t_ct=flow if o.crossed else None, t_ct_rate=lr_s, lam_star=max(path_sharp) if path_sharp else None,
+        sharpness_steps=path_steps, sharpness=path_sharp, flow_rates=path_rate,
+        small_rate_stable=(rate_sharp < 2.0) if rate_sharp is not None else None,
+        max_rate_times_sharpness=rate_sharp, small_rate_spikes=rs.spikes,
+    )
+
+
+def rate_statistics(
+    member: MemberFn,
+    grid: Sequence[float],
+    *,
+    max_steps: int,
+    stop_factor: float = 3.0,
+    probe_steps: int = 2000,
+    edge_bisections: int = 4,
+    edge_patience: float = 5.0,
+    small_rate_factor: float = 16.0,
+    band: float = BAND,
+    extend_max: int = 16,
+    sharpness: Callable[[MemberOutcome, Any], tuple[float, Any]] | None = None,
+    snapshots: int = 16,
+    progress: Callable[[str], None] | None = None,
+) -> RateStats:
+    """Run ``member`` over ``grid``, its extensions and the refinements, and compute the
+    statistics (module docstring): 1. the grid; 2. its extension until the optimum is bracketed;
+    3. the edge bisection; 4. the band; 5. the gradient-flow path.
+
+    Deterministic given the outcomes: ``member`` may be memoised (resume after a kill replays
+    the same decisions and finds every finished run)."""
+    ratio = grid_ratio(grid)
+    grid = sorted((float(x) for x in grid), reverse=True)
+    max_steps = int(max_steps)
+    rn = _Runner(member, progress)
+    _run_grid(rn, grid, max_steps, stop_factor, probe_steps)
+    bracketed, up, down = _extend(rn, ratio, max_steps, stop_factor, int(extend_max))
+    learned = [r for r in rn.runs if r.status == LEARNED]
+    if not learned:
+        return RateStats(rn.runs, None, None, None, None, None, None, None, None, None, None, 0, rn.cost,
+                         bracketed=False, extended_up=up, extended_down=down)
+    edge, edge_hi = _bisect_edge(rn, max_steps, edge_bisections, edge_patience)
+    learned = [r for r in rn.runs if r.status == LEARNED]
+    t_min, fastest, band_lo, band_hi = band_of([r.lr for r in learned], [r.learning_time for r in learned], band)
+    flow = _flow_path(rn, fastest, t_min, max_steps=max_steps, small_rate_factor=small_rate_factor,
+                      snapshots=snapshots, sharpness=sharpness)
+    spiky = sum(1 for r in rn.runs if r.status == LEARNED and (r.spikes or 0) > 0)
+    lam_star = flow.pop("lam_star")
+    return RateStats(
+        runs=rn.runs, t_min=t_min, fastest_rate=fastest, edge=edge, edge_hi=edge_hi, band_lo=band_lo, band_hi=band_hi,
+        band_centre=math.sqrt(band_lo * band_hi), t_ct=flow.pop("t_ct"), t_ct_rate=flow.pop("t_ct_rate"),
+        lam_star=lam_star, spikes_before_crossing=spiky, member_steps=rn.cost, bracketed=bracketed,
+        extended_up=up, extended_down=down,
+        extra=dict(edge_predicted=(2.0 / lam_star) if lam_star else None, **flow),
+    )
+
+
+def memoised(member: MemberFn, cache: dict | None = None, on_new: Callable[[dict], None] | None = None) -> MemberFn:
+    """``member`` with its outcomes kept in ``cache`` (keyed by rate and limit): a resumed run
+    replays :func:`rate_statistics`'s decisions and recomputes nothing it finished.
+    ``on_new(cache)`` is called after each new outcome (to save a checkpoint)."""
+    cache = {} if cache is None else cache
+
+    def wrapped(lr: float, limit: int, resume: Any = None) -> MemberOutcome:
+        k = (float(lr).hex(), int(limit))
+        if k not in cache:
+            cache[k] = member(lr, limit, resume)
+            if on_new is not None:
+                on_new(cache)
+        return cache[k]
+
+    return wrapped
+
+
+def full_width_member(
+    stats: Any, weights: Sequence[Array], threshold: float, *, record_every: int, chunk_steps: int,
+    engine: str | None = None, u: Array | None = None, v: Array | None = None, diverge_factor: float = 1e4,
+) -> MemberFn:
+    """A :data:`MemberFn` on the full-width network (:func:`dlnjax.networks.linear.make_runner`, any
+    engine: xla, native, pallas) from ``weights``: steps in chunks of ``chunk_steps``; a crossing
+    or divergence after ``limit`` (inside the last chunk) counts as not reached, so the outcome
+    is the same as a run stopped at ``limit``. Loss spikes are not detected at full width
+    (``spikes`` is None)."""
+    import jax
+    import jax.numpy as jnp
+
+    from dlnjax.networks import engines, linear
+
+    dtype = stats.sigma11.dtype
+    runner = jax.jit(engines.make_runner(stats, record_every=record_every, n_records=chunk_steps // record_every,
+                                        u=u, v=v, diverge_factor=diverge_factor, engine=engine))
+    w0 = tuple(jnp.asarray(w, dtype) for w in weights)
+    thr = jnp.asarray(threshold, dtype)
+
+    def member(lr: float, limit: int, resume: Any = None) -> MemberOutcome:
+        if resume is None or resume.state is None:  # a replayed outcome keeps no state: run again
+            st, steps, losses, modes = linear.init_state(w0, stats), [], [], []
+        else:
+            st, steps, losses, modes = resume.state
+            steps, losses, modes = list(steps), list(losses), list(modes)
+        lr_a = jnp.asarray(lr, dtype)
+        while True:
+            done = int(st.cross_step) >= 0 or bool(st.diverged) or int(st.step) >= limit
+            if done:
+                break
+            st, rec = runner(st, lr_a, thr)
+            steps.append(np.asarray(rec.step))
+            losses.append(np.asarray(rec.loss))
+            modes.append(np.asarray(rec.modes))
+        cross = int(st.cross_step)
+        div = int(st.diverge_step) if bool(st.diverged) else -1
+        cross = cross if 0 <= cross < limit else -1
+        div = div if 0 <= div < limit else -1
+        taken = cross if cross >= 0 else (div if div >= 0 else min(int(st.step), limit))
+        rs = np.concatenate(steps) if steps else np.zeros((0,), np.int64)
+        ls = np.concatenate(losses) if losses else np.zeros((0,))
+        ms = np.concatenate(modes) if modes else np.zeros((0, 0))
+        return MemberOutcome(float(lr), int(limit), int(taken), cross, div, None, None, None, rs, ls, ms,
+                             state=(st, steps, losses, modes))
+
+    return member
+
+
+def full_width_sharpness(stats: Any, iters: int = 40) -> Callable[[MemberOutcome, Any], tuple[float, Any]]:
+    """Top Hessian eigenvalue of a full-width run's current weights (power iteration on
+    Hessian-vector products: ``jax.jvp`` of the hand-written gradient of Eq. 13), warm-started
+    from the previous eigenvector; for outcomes of :func:`full_width_member`."""
+    import jax
+    import jax.numpy as jnp
+
+    from dlnjax.networks import engines, linear
+
+    def grads(ws):
+        return linear.loss_and_grad(ws, stats)[1]
+
+    @jax.jit
+    def power(ws, v0):
+        def body(_, carry):
+            v, _lam = carry
+            nrm = jnp.sqrt(sum(jnp.sum(x * x) for x in v))
+            v = tuple(x / nrm for x in v)
+            hv = jax.jvp(grads, (ws,), (v,))[1]
+            return hv, sum(jnp.sum(a * b) for a, b in zip(v, hv))
+
+        hv, lam = jax.lax.fori_loop(0, iters, body, (v0, jnp.asarray(0.0, ws[0].dtype)))
+        nrm = jnp.sqrt(sum(jnp.sum(x * x) for x in hv))
+        return lam, tuple(x / nrm for x in hv)
+
+    def sharp(o: MemberOutcome, v0: Any = None) -> tuple[float, Any]:
+        ws = tuple(o.state[0].weights)
+        if v0 is None:
+            keys = jax.random.split(jax.random.PRNGKey(0), len(ws))
+            v0 = tuple(jax.random.normal(k, w.shape, w.dtype) for k, w in zip(keys, ws))
+        lam, vec = power(ws, v0)
+        return float(lam), vec
+
+    return sharp

@@ -1,0 +1,209 @@
+"""Fused CPU kernels for the deep linear step (``linear_step.cc``), built on first use.
+
+The hand-written gradient of :mod:`dlnjax.networks.linear` needs, per step, one read-only pass over the
+weights from the output side and one read-modify-write pass from the input side. XLA on a CPU
+runs each 10-row product and each rank-10 update as separate kernels that re-read the weights
+and leave one of the two cores idle; ``linear_step.cc`` does each pass as one loop over the rows
+of every layer, split over XLA's intra-op thread pool, and updates the weights in place. Under
+``vmap``, when the batch fills the pool, each thread runs whole members instead (no
+synchronisation between layers); the numbers are the same bits either way.
+
+The library is compiled once per machine with the system C++ compiler against the XLA FFI headers
+that ship with jaxlib (``c++ -O3 -march=native``), into ``$DLNJAX_CACHE`` (default
+``~/.cache/dlnjax``), under a name that hashes the source, the jaxlib version, the compiler
+flags and the CPU's instruction-set flags (a cache shared by different cluster nodes never
+hands a node code it cannot run). The build is written atomically. When there is no compiler
+or the build fails, :func:`available` is False, :func:`reason` says why, and
+:mod:`dlnjax.networks.linear` uses its XLA path (``engine='auto'``) or raises (``engine='native'``).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+import jaxlib
+
+Array = Any
+log = logging.getLogger(__name__)
+
+SOURCE = Path(__file__).with_name("linear_step.cc")
+MAX_RANK = 16  # the output widths the kernels are compiled for
+FLAGS = ("-O3", "-march=native", "-std=c++17", "-shared", "-fPIC")
+TARGETS = {
+    ("top_down", "float32"): "DlnjaxTopDownF32",
+    ("top_down", "float64"): "DlnjaxTopDownF64",
+    ("bottom_up", "float32"): "DlnjaxBottomUpF32",
+    ("bottom_up", "float64"): "DlnjaxBottomUpF64",
+}
+
+_state: dict[str, Any] = {"tried": False, "ok": False, "reason": "not built yet", "path": None}
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("DLNJAX_CACHE", Path.home() / ".cache" / "dlnjax")) / "native"
+
+
+def _cpu_flags() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                return line
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def _compiler() -> str | None:
+    for c in (os.environ.get("CXX"), "c++", "g++", "clang++"):
+        if c and shutil.which(c):
+            return c
+    return None
+
+
+def library_path(compiler: str, source: Path = SOURCE) -> Path:
+    h = hashlib.sha256()
+    for part in (source.read_bytes(), jaxlib.__version__.encode(), " ".join(FLAGS).encode(), compiler.encode(),
+                 _cpu_flags().encode(), platform.machine().encode()):
+        h.update(part)
+        h.update(b"\0")
+    return cache_dir() / f"{source.stem}-{h.hexdigest()[:16]}.so"
+
+
+def build(source: Path = SOURCE) -> Path:
+    """Compile the kernels of ``source`` (default ``linear_step.cc``; also ``compressed_run.cc``,
+    see :mod:`dlnjax.networks.kernels.native.compressed`) if not cached and return the shared library's path."""
+    compiler = _compiler()
+    if compiler is None:
+        raise RuntimeError("no C++ compiler found (tried $CXX, c++, g++, clang++): install one, e.g. apt-get install g++")
+    path = library_path(compiler, source)
+    if path.exists():
+        return path
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(suffix=".so", dir=path.parent)
+    except OSError:  # a read-only home (some clusters): build in the temporary directory instead
+        path = Path(tempfile.gettempdir()) / f"dlnjax-native-{os.getuid() if hasattr(os, 'getuid') else 0}" / path.name
+        if path.exists():
+            return path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(suffix=".so", dir=path.parent)
+    log.info("dlnjax.networks.kernels.native: compiling the fused CPU kernels once for this machine (about 20 s) into %s", path)
+    os.close(fd)
+    cmd = [compiler, *FLAGS, "-I", jax.ffi.include_dir(), str(source), "-o", tmp]
+    try:
+        res = subprocess.run(cmd, capture_output=True, text=True)
+        if res.returncode != 0:
+            tail = "\n".join(res.stderr.strip().splitlines()[-5:])
+            raise RuntimeError(f"compiling {source.name} failed ({' '.join(cmd)}):\n{tail}")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def _load() -> None:
+    if _state["tried"]:
+        return
+    _state["tried"] = True
+    if os.environ.get("DLNJAX_NATIVE", "1") == "0":
+        _state["reason"] = "disabled by DLNJAX_NATIVE=0"
+        return
+    try:
+        path = build()
+        lib = ctypes.cdll.LoadLibrary(str(path))
+        for (_, _), symbol in TARGETS.items():
+            jax.ffi.register_ffi_target("dlnjax_" + symbol, jax.ffi.pycapsule(getattr(lib, symbol)), platform="cpu")
+            # a batch sharded over several devices stays sharded: each device runs its members
+            jax.ffi.register_ffi_target_as_batch_partitionable("dlnjax_" + symbol)
+    except Exception as e:  # noqa: BLE001 - any failure means: use the XLA path, and say why
+        _state["reason"] = f"{type(e).__name__}: {e}"
+        return
+    _state.update(ok=True, reason="ok", path=str(path))
+
+
+def status_functions(load: Any, state: Any, what: str) -> tuple[Any, Any]:
+    """``(available, reason)`` of a lazily built native library: ``available()`` builds and
+    registers it on the first call (``load``) and says whether that worked; ``reason()`` says why
+    not ("ok" when it did). ``state()`` returns the module's current status dict (looked up at
+    each call, so a test may replace it). Shared by the linear-step kernels and the compressed
+    runner."""
+
+    def available() -> bool:
+        load()
+        return bool(state()["ok"])
+
+    def reason() -> str:
+        load()
+        return str(state()["reason"])
+
+    available.__doc__ = f"True when the {what} is built and registered (builds it on the first call)."
+    reason.__doc__ = "Why available() is False (\"ok\" when it is True)."
+    return available, reason
+
+
+available, reason = status_functions(_load, lambda: _state, "library of fused kernels")
+
+
+def fused_shapes_ok(weights: Sequence[Array]) -> bool:
+    """The shapes and dtypes every fused engine handles (native and Pallas): float32/float64, at
+    least two layers, the output side narrow with 1..16 units (every figure of the paper)."""
+    weights = tuple(weights)
+    if len(weights) < 2:
+        return False
+    dt = jnp.dtype(weights[0].dtype)
+    if dt not in (jnp.dtype("float32"), jnp.dtype("float64")) or any(jnp.dtype(w.dtype) != dt for w in weights):
+        return False
+    if any(len(w.shape) != 2 for w in weights):
+        return False
+    r = weights[-1].shape[0]
+    return 1 <= r <= MAX_RANK and r <= weights[0].shape[1]
+
+
+def supports(weights: Sequence[Array]) -> bool:
+    """The shapes and dtypes the kernels handle (:func:`fused_shapes_ok`) on a CPU backend."""
+    return jax.default_backend() == "cpu" and fused_shapes_ok(weights)
+
+
+def _target(kind: str, dtype: Any) -> str:
+    if not available():
+        raise RuntimeError(f"dlnjax.networks.kernels.native: the fused kernels are not available: {reason()}")
+    return "dlnjax_" + TARGETS[(kind, jnp.dtype(dtype).name)]
+
+
+def top_down(weights: Sequence[Array]) -> list[Array]:
+    """``[P_1, ..., P_{N-1}]`` with ``P_l = W_N ... W_l`` (r x n_l); ``P_1`` is the end-to-end map.
+
+    Under ``vmap`` the kernel receives the whole batch (``vmap_method='broadcast_all'``) and loops
+    over its members itself, in place, with no copies of the weights."""
+    weights = tuple(weights)
+    dt = weights[0].dtype
+    r = weights[-1].shape[0]
+    shapes = [jax.ShapeDtypeStruct((r, w.shape[1]), dt) for w in weights[:-1]]
+    call = jax.ffi.ffi_call(_target("top_down", dt), shapes, vmap_method="broadcast_all")
+    return list(call(*weights))
+
+
+def bottom_up(lr: Array, g: Array, ps: Sequence[Array], weights: Sequence[Array]) -> tuple[Array, ...]:
+    """``W_l - lr * P_{l+1}^T M_l`` for every layer, with ``M_1 = g``, ``M_{l+1} = M_l W_l^T`` (old
+    weights), ``ps = [P_2, ..., P_{N-1}]`` (``P_N = W_N`` is read from the weights) and
+    ``P_{N+1} = I``. The results alias the weights: updated in place when XLA can (donated or
+    loop-carried buffers), else XLA copies first."""
+    weights = tuple(weights)
+    n = len(weights)
+    dt = weights[0].dtype
+    shapes = [jax.ShapeDtypeStruct(w.shape, dt) for w in weights]
+    aliases = {2 + (n - 2) + l: l for l in range(n)}
+    call = jax.ffi.ffi_call(_target("bottom_up", dt), shapes, vmap_method="broadcast_all", input_output_aliases=aliases)
+    return tuple(call(jnp.asarray(lr, dt), g, *ps, *weights))

@@ -1,0 +1,27 @@
+"""The theory: what the paper and its follow-ups predict, with no network trained.
+
+- :mod:`~dlnjax.theory.closed_form`: the paper's closed forms (Eqs. 6-15: mode strengths,
+  learning times, the optimal rate, the infinite-depth delay, fixed points, conserved quantities);
+  its names are also exported here (``theory.mode_strength``, ``theory.learning_time``).
+- :mod:`~dlnjax.theory.finite_rate`: gradient descent at a finite rate on the decoupled modes
+  (stability edge, the fastest rate).
+- :mod:`~dlnjax.theory.balanced`: the balanced-initialisation solution and its NTK.
+- :mod:`~dlnjax.theory.hessian`: Hessian-vector products and the top eigenpair (sharpness).
+- :mod:`~dlnjax.theory.gradient_flow`: the gradient-flow ODE on the sufficient statistics (diffrax).
+
+Names that several modules define (``learning_time``) are exported from ``closed_form`` here;
+the others are reached through their module.
+"""
+
+from dlnjax._lazy import attach
+
+_CLOSED = ("mode_strength", "learning_time", "learning_time_large_depth", "half_learning_time",
+           "hyperbolic_learning_time", "hyperbolic_trajectory", "optimal_learning_rate",
+           "stability_edge_learning_rate", "learning_time_at_rate_scale", "infinite_depth_delay",
+           "fixed_point", "conserved_quantities", "mode_error")
+__getattr__, __dir__, __all__ = attach(
+    __name__, ("balanced", "closed_form", "finite_rate", "gradient_flow", "hessian"),
+    {**{n: "closed_form" for n in _CLOSED}, "TopEigen": "hessian", "top_eigen": "hessian", "hvp": "hessian",
+     "FlowSolution": "gradient_flow", "FlowOptions": "gradient_flow", "FlowTime": "gradient_flow",
+     "FastestRate": "finite_rate", "fastest_rate": "finite_rate", "BalancedState": "balanced"},
+)
