@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from dlnjax.init import functions as init_fns
-from dlnjax.networks import engines, linear
+from dlnjax.networks import engines
 from dlnjax.nonlinear import reduced
 from dlnjax.data import hierarchy
 

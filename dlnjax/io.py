@@ -1,8 +1,6 @@
 """Atomic file writes: a killed process never leaves a partial file under the final name.
 
-Used by :mod:`dlnjax.data.idx` (the digits cache) and by the apps (summaries, figures,
-reports). :mod:`dlnjax.data.idx` re-exports both functions, so
-``from dlnjax.data.idx import atomic_write`` keeps working.
+Used by :mod:`dlnjax.data` (the digits cache) and by the apps (summaries, figures, reports).
 """
 
 from __future__ import annotations

@@ -50,7 +50,7 @@ def overrides(job: Path) -> dict[str, str]:
 
 
 def _atomic_csv(path: Path, rows: list[dict]) -> None:
-    from dlnjax.data.idx import atomic_write
+    from dlnjax.io import atomic_write
 
     cols: list[str] = []
     for r in rows:

@@ -33,7 +33,7 @@ def run(cfg: DictConfig) -> dict:
     import matplotlib.pyplot as plt
 
     from dlnjax.theory import balanced as bl
-    from dlnjax.networks import engines, linear
+    from dlnjax.networks import engines
     from dlnjax.registry import enum_value
     from dlnjax.data import teacher
 

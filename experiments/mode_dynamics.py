@@ -58,7 +58,6 @@ def run(cfg: DictConfig) -> dict:
 
     from dlnjax.init import functions as init_fns
     from dlnjax.measure import devices
-    from dlnjax.networks import linear
     from dlnjax.nonlinear import reduced
     from dlnjax.theory import closed_form as theory
     from dlnjax.data import registry as data_registry

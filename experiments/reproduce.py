@@ -450,7 +450,7 @@ def _judge_run(out: Path, run: str, judge: Callable[[dict], tuple[str, str]], st
 
 
 def write_reports(out: Path, rows: list[dict], meta: dict) -> None:
-    from dlnjax.data.idx import atomic_write
+    from dlnjax.io import atomic_write
 
     counts = {v: sum(r["verdict"] == v for r in rows) for v in (YES, PARTLY, NO, MISSING)}
     md = [f"# Reproduction report ({meta['preset']})", "",

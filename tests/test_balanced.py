@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from dlnjax.theory import balanced as bl
-from dlnjax.networks import engines, linear
+from dlnjax.networks import engines
 from dlnjax.theory import closed_form as theory
 from dlnjax.data import teacher
 from dlnjax.data.statistics import stats_from_examples

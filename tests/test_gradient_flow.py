@@ -7,7 +7,7 @@ import pytest
 from scipy.optimize import brentq
 
 from dlnjax.theory import gradient_flow as gf
-from dlnjax.networks import engines, linear
+from dlnjax.networks import engines
 from dlnjax.init import functions as init_fns
 from dlnjax.theory import closed_form as theory
 from dlnjax.data import teacher

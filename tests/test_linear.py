@@ -9,7 +9,7 @@ from dlnjax.init import functions as init_fns
 from dlnjax.networks import engines, linear
 from dlnjax.theory import closed_form as theory
 from dlnjax.data import teacher
-from dlnjax.data.statistics import Stats, Task, best_error, full_svd_basis, stats_from_examples
+from dlnjax.data.statistics import Task, best_error, full_svd_basis, stats_from_examples
 
 
 def _problem(widths, svals=(3.0, 2.0, 1.0), p=20, noise=0.1, seed=0):

@@ -16,7 +16,6 @@ import numpy as np
 import pytest
 
 from dlnjax.networks import compressed as C
-from dlnjax.networks import linear
 from dlnjax.networks.kernels.native import compressed as native_compressed
 from dlnjax.data.statistics import Stats
 

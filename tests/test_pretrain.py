@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from dlnjax.init import functions as init_fns
-from dlnjax.networks import linear
 from dlnjax.init import pretrain
 from dlnjax.measure import sweep
 from helpers import assert_close

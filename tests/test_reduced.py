@@ -7,7 +7,7 @@ import optax
 import pytest
 
 from dlnjax.init import functions as init_fns
-from dlnjax.networks import engines, linear
+from dlnjax.networks import engines
 from dlnjax.nonlinear import networks as nonlinear, reduced
 from dlnjax.data import hierarchy
 from helpers import assert_close

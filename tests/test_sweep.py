@@ -90,7 +90,6 @@ def test_run_batch_resumes_exactly_from_a_snapshot():
     import jax.numpy as jnp
 
     from dlnjax.init import functions as init_fns
-    from dlnjax.networks import linear
     from dlnjax.measure import sweep
     from dlnjax.data import teacher
 

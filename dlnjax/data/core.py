@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from dlnjax.data.statistics import Stats
 
 
 @dataclass(frozen=True)

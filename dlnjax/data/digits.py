@@ -24,7 +24,8 @@ from typing import Callable
 import numpy as np
 
 from dlnjax.data.core import Dataset
-from dlnjax.data.idx import IdxError, atomic_write_bytes, read_idx
+from dlnjax.data.idx import IdxError, read_idx
+from dlnjax.io import atomic_write_bytes
 
 ENV_ROOT = "DLNJAX_DATA_ROOT"
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dlnjax.io import atomic_write, atomic_write_bytes
+from dlnjax.io import atomic_write_bytes
 
 _DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
 _CODES = {np.dtype(np.uint8): 0x08, np.dtype(np.int8): 0x09}

@@ -41,9 +41,10 @@ smaller rate can still learn). A rate run before any crossing is known is parked
 ``probe_steps`` and continued later (runs are resumable, so no step is repeated). The
 small-rate run of ``t_ct`` is exempt.
 
-The engine is abstract: ``member(lr, limit, resume) -> MemberOutcome`` (see
-:mod:`dlnjax.networks.compressed` for the compressed engine and :func:`full_width_member` for the
-full-width engines), so the same statistics are computed for every engine and precision.
+The engine is abstract: ``member(lr, limit, resume) -> MemberOutcome``, each engine's
+:class:`~dlnjax.networks.outcome.Member` (:meth:`dlnjax.networks.engines.compressed.Compressed.member`,
+:meth:`dlnjax.networks.engines.base.FullWidthBase.member`), so the same statistics are computed for
+every engine and precision.
 No I/O here.
 """
 
@@ -408,88 +409,3 @@ def memoised(member: MemberFn, cache: dict | None = None, on_new: Callable[[dict
         return cache[k]
 
     return wrapped
-
-
-def full_width_member(
-    stats: Any, weights: Sequence[Array], threshold: float, *, record_every: int, chunk_steps: int,
-    engine: str | None = None, u: Array | None = None, v: Array | None = None, diverge_factor: float = 1e4,
-) -> MemberFn:
-    """A :data:`MemberFn` on the full-width network (:func:`dlnjax.networks.linear.make_runner`, any
-    engine: xla, native, pallas) from ``weights``: steps in chunks of ``chunk_steps``; a crossing
-    or divergence after ``limit`` (inside the last chunk) counts as not reached, so the outcome
-    is the same as a run stopped at ``limit``. Loss spikes are not detected at full width
-    (``spikes`` is None)."""
-    import jax
-    import jax.numpy as jnp
-
-    from dlnjax.networks import engines, linear
-
-    dtype = stats.sigma11.dtype
-    runner = jax.jit(engines.make_runner(stats, record_every=record_every, n_records=chunk_steps // record_every,
-                                        u=u, v=v, diverge_factor=diverge_factor, engine=engine))
-    w0 = tuple(jnp.asarray(w, dtype) for w in weights)
-    thr = jnp.asarray(threshold, dtype)
-
-    def member(lr: float, limit: int, resume: Any = None) -> MemberOutcome:
-        if resume is None or resume.state is None:  # a replayed outcome keeps no state: run again
-            st, steps, losses, modes = linear.init_state(w0, stats), [], [], []
-        else:
-            st, steps, losses, modes = resume.state
-            steps, losses, modes = list(steps), list(losses), list(modes)
-        lr_a = jnp.asarray(lr, dtype)
-        while True:
-            done = int(st.cross_step) >= 0 or bool(st.diverged) or int(st.step) >= limit
-            if done:
-                break
-            st, rec = runner(st, lr_a, thr)
-            steps.append(np.asarray(rec.step))
-            losses.append(np.asarray(rec.loss))
-            modes.append(np.asarray(rec.modes))
-        cross = int(st.cross_step)
-        div = int(st.diverge_step) if bool(st.diverged) else -1
-        cross = cross if 0 <= cross < limit else -1
-        div = div if 0 <= div < limit else -1
-        taken = cross if cross >= 0 else (div if div >= 0 else min(int(st.step), limit))
-        rs = np.concatenate(steps) if steps else np.zeros((0,), np.int64)
-        ls = np.concatenate(losses) if losses else np.zeros((0,))
-        ms = np.concatenate(modes) if modes else np.zeros((0, 0))
-        return MemberOutcome(float(lr), int(limit), int(taken), cross, div, None, None, None, rs, ls, ms,
-                             state=(st, steps, losses, modes))
-
-    return member
-
-
-def full_width_sharpness(stats: Any, iters: int = 40) -> Callable[[MemberOutcome, Any], tuple[float, Any]]:
-    """Top Hessian eigenvalue of a full-width run's current weights (power iteration on
-    Hessian-vector products: ``jax.jvp`` of the hand-written gradient of Eq. 13), warm-started
-    from the previous eigenvector; for outcomes of :func:`full_width_member`."""
-    import jax
-    import jax.numpy as jnp
-
-    from dlnjax.networks import engines, linear
-
-    def grads(ws):
-        return linear.loss_and_grad(ws, stats)[1]
-
-    @jax.jit
-    def power(ws, v0):
-        def body(_, carry):
-            v, _lam = carry
-            nrm = jnp.sqrt(sum(jnp.sum(x * x) for x in v))
-            v = tuple(x / nrm for x in v)
-            hv = jax.jvp(grads, (ws,), (v,))[1]
-            return hv, sum(jnp.sum(a * b) for a, b in zip(v, hv))
-
-        hv, lam = jax.lax.fori_loop(0, iters, body, (v0, jnp.asarray(0.0, ws[0].dtype)))
-        nrm = jnp.sqrt(sum(jnp.sum(x * x) for x in hv))
-        return lam, tuple(x / nrm for x in hv)
-
-    def sharp(o: MemberOutcome, v0: Any = None) -> tuple[float, Any]:
-        ws = tuple(o.state[0].weights)
-        if v0 is None:
-            keys = jax.random.split(jax.random.PRNGKey(0), len(ws))
-            v0 = tuple(jax.random.normal(k, w.shape, w.dtype) for k, w in zip(keys, ws))
-        lam, vec = power(ws, v0)
-        return float(lam), vec
-
-    return sharp

@@ -15,7 +15,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from dlnjax.measure import devices
-from dlnjax.init import functions as init_fns
 from dlnjax.networks import engines, linear
 from dlnjax.theory import closed_form as theory
 from dlnjax.data.statistics import Stats, Task

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Sequence
-from dlnjax.data.statistics import Stats, Task, best_error
+from dlnjax.data.statistics import best_error
 from dlnjax.registry import enum_value
 
 KINDS = ("relative", "absolute")
@@ -71,8 +71,6 @@ class Threshold:
         """(threshold, E*) on these statistics (a :class:`dlnjax.Stats`, or anything with a
         ``stats`` attribute such as :class:`dlnjax.Task`) for a network of these widths:
         E* is the best error of rank ``min(widths)`` (exact), the zero map's error ``1/2 tr Sigma33``."""
-        from dlnjax.networks import linear
-
         stats = getattr(stats, "stats", stats)
         e_star = float(best_error(stats, rank=min(widths)))
         e_zero = 0.5 * float(stats.tr33) if (self.kind == "relative" and self.reference == "zero_map") else None

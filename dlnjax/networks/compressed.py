@@ -47,9 +47,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dlnjax.networks import linear
+from dlnjax.networks import curvature
 from dlnjax.data.statistics import Stats
-from dlnjax.networks.outcome import MemberOutcome
+from dlnjax.networks.outcome import Member, MemberOutcome
 
 Array = Any
 
@@ -548,8 +548,8 @@ def member_fn(
     cs: CStats, cores0: Cores, threshold: float, *, record_every: int, max_steps: int,
     readout: tuple[Array, Array] | None = None, last_trained: bool = True, runner: Any = None,
     diverge_factor: float = 1e4, spike_rtol: float = 1e-3,
-) -> Any:
-    """A :data:`dlnjax.measure.robust.MemberFn` for the compressed engine: ``member(lr, limit, resume)``
+) -> Member:
+    """The compressed engine's :class:`~dlnjax.networks.outcome.Member`: ``member(lr, limit, resume)``
     runs one member from ``cores0`` (or continues ``resume``) to ``limit`` steps. Records cover
     up to ``max(max_steps, limit)`` steps (longer runs keep their first records). ``runner`` (a
     jitted :func:`make_member_runner`, or the native one) is built when not given."""
@@ -582,8 +582,7 @@ def member_fn(
         lam, vec = _sharpness_jit(o.state.cores, cs, v0, iters=iters, last_trained=last_trained)
         return float(lam), vec
 
-    member.sharpness = member_sharpness  # type: ignore[attr-defined]
-    return member
+    return Member(member, member_sharpness)
 
 
 # ----------------------------------------------------------------------------------------
@@ -613,7 +612,8 @@ def sharpness(cores: Cores, cs: CStats, v0: Cores | None = None, iters: int = 40
     width adds (directions outside the cores' spans). ``v0`` warm-starts the iteration (the
     previous snapshot's eigenvector along a trajectory). Power iteration converges to the
     eigenvalue of largest magnitude; along a training run from a small start the top positive
-    one dominates. Jit it (``iters`` and ``last_trained`` static)."""
+    one dominates. The iteration is :func:`dlnjax.networks.curvature.top_eigenpair`, with this
+    parameter layout's inner product and scaling. Jit it (``iters`` and ``last_trained`` static)."""
     dt = cores.first.dtype
     if v0 is None:
         v0 = _random_direction(cores)
@@ -631,16 +631,10 @@ def sharpness(cores: Cores, cs: CStats, v0: Cores | None = None, iters: int = 40
         out = jax.jvp(g, (prim,), (tang,))[1]
         return _mask_hidden(out._replace(n_hidden=cores.n_hidden), cores.n_hidden)
 
-    def body(_, carry):
-        v, lam = carry
-        v = jax.tree_util.tree_map(lambda x: x / jnp.sqrt(_dot(v, v)), v._replace(n_hidden=None))._replace(n_hidden=cores.n_hidden)
-        hv = hvp(v)
-        return hv, _dot(v, hv)
+    def scale(v: Cores, c: Array) -> Cores:
+        return jax.tree_util.tree_map(lambda x: x / c, v._replace(n_hidden=None))._replace(n_hidden=cores.n_hidden)
 
-    hv, lam = jax.lax.fori_loop(0, iters, body, (v0, jnp.asarray(0.0, dt)))
-    norm = jnp.sqrt(_dot(hv, hv))
-    vec = jax.tree_util.tree_map(lambda x: x / norm, hv._replace(n_hidden=None))._replace(n_hidden=cores.n_hidden)
-    return lam, vec
+    return curvature.top_eigenpair(hvp, v0, iters, dtype=dt, dot=_dot, scale=scale)
 
 
 def _random_direction(cores: Cores) -> Cores:

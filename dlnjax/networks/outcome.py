@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-__all__ = ["MemberOutcome", "MemberFn"]
+__all__ = ["Member", "MemberOutcome", "MemberFn"]
 
 
 @dataclass
@@ -40,3 +40,20 @@ class MemberOutcome:
 
 
 MemberFn = Callable[[float, int, Any], MemberOutcome]
+
+
+@dataclass(frozen=True)
+class Member:
+    """One engine's member: called as a :data:`MemberFn`, ``member(lr, limit, resume)``, it
+    runs one network at one rate; ``sharpness(outcome, v0) -> (lambda, vector)`` is the top
+    Hessian eigenvalue at an outcome's weights (:mod:`dlnjax.networks.curvature`). Every engine
+    starts that iteration from a fixed direction (``v0`` is accepted and ignored), so the value
+    depends on the weights alone and a resumed sweep recomputes it bit for bit. Made by
+    :meth:`dlnjax.networks.engines.base.FullWidthBase.member` and
+    :meth:`dlnjax.networks.engines.compressed.Compressed.member`."""
+
+    run: MemberFn
+    sharpness: Callable[[MemberOutcome, Any], tuple[float, Any]]
+
+    def __call__(self, lr: float, limit: int, resume: Any = None) -> MemberOutcome:
+        return self.run(lr, limit, resume)

@@ -57,7 +57,6 @@ import jax
 import jax.numpy as jnp
 
 from dlnjax.theory.closed_form import _float, _n_weights
-from dlnjax.data.statistics import best_error
 
 Array = Any
 

@@ -153,7 +153,8 @@ def check_full_width_fits(depths: Sequence[int], n_in: int, n_out: int, hidden: 
 class DepthEngine:
     """What one depth sweep runs on (compressed or full width, and which kernels), with its
     rotated statistics and jitted runners, made once per sweep (:func:`make_engine`); not a
-    :class:`dlnjax.networks.engines.base.Engine` (that is a step's implementation)."""
+    :class:`dlnjax.networks.engines.base.Engine` (that is a step's implementation). The depth loop
+    asks it for each depth's member (:meth:`member`) and never branches on which it is."""
 
     name: str  # what actually ran: 'compressed-xla', 'compressed-native', or the full-width engine
     compress: bool
@@ -162,6 +163,59 @@ class DepthEngine:
     rot: Any = None
     runners: dict = field(default_factory=dict)
 
+    def member(self, cfg: DictConfig, problem: Problem, depth: int, widths: Sequence[int], l_cap: int,
+               threshold_of: Any) -> tuple[Any, float, float]:
+        """``(member, threshold, loss0)`` for the decoupled start at ``depth``: the engine's
+        :class:`~dlnjax.networks.outcome.Member`, with the threshold ``threshold_of(loss0)``."""
+        raise NotImplementedError
+
+
+@dataclass
+class CompressedDepths(DepthEngine):
+    """The exact compressed network (the hidden width drops out), one runner per shape for every depth."""
+
+    def member(self, cfg: DictConfig, problem: Problem, depth: int, widths: Sequence[int], l_cap: int,
+               threshold_of: Any) -> tuple[Any, float, float]:
+        import jax.numpy as jnp
+
+        from dlnjax.networks import compressed
+        from dlnjax.networks.engines.compressed import COMPRESSED
+
+        task, dtype, r = problem.task, problem.task.stats.sigma11.dtype, min(widths)
+        cores = compressed.decoupled_cores(widths, float(cfg.u0), task.u, task.v, self.rot, l_cap=l_cap, dtype=dtype)
+        loss0 = float(compressed._loss_jit(cores, self.cs))
+        readout = (jnp.asarray(np.asarray(task.u, np.float64)[:, :r], dtype),
+                   jnp.asarray(self.rot.q.T @ np.asarray(task.v, np.float64)[:, :r], dtype))
+        thr = threshold_of(loss0)
+        member = COMPRESSED.member(self.cs, cores, thr, record_every=int(cfg.record_every), max_steps=int(cfg.max_steps),
+                                   readout=readout, last_trained=depth > 2,
+                                   runner=_compressed_runner(self, cfg, depth > 2, readout))
+        return member, thr, loss0
+
+
+@dataclass
+class FullWidthDepths(DepthEngine):
+    """The full-width network on the config's ``engine`` (xla, native, pallas), for checking."""
+
+    def member(self, cfg: DictConfig, problem: Problem, depth: int, widths: Sequence[int], l_cap: int,
+               threshold_of: Any) -> tuple[Any, float, float]:
+        import jax
+        import jax.numpy as jnp
+
+        from dlnjax.init import functions as init_fns
+        from dlnjax.networks import engines, linear
+
+        task, dtype, r = problem.task, problem.task.stats.sigma11.dtype, min(widths)
+        key = jax.random.fold_in(jax.random.PRNGKey(int(cfg.seed)), depth)  # the hidden bases of the full-width start
+        w0 = init_fns.decoupled(key, widths, float(cfg.u0), task.u, task.v, hidden_basis=cfg.hidden_basis, dtype=dtype)
+        loss0 = float(linear.loss_from_stats(w0, task.stats))
+        thr = threshold_of(loss0)
+        member = engines.get(cfg.engine.value).member(
+            task.stats, w0, thr, record_every=int(cfg.record_every), chunk_steps=int(cfg.chunk_steps),
+            u=jnp.asarray(np.asarray(task.u, np.float64)[:, :r], dtype), v=jnp.asarray(np.asarray(task.v, np.float64)[:, :r], dtype),
+        )
+        return member, thr, loss0
+
 
 def make_engine(cfg: DictConfig, problem: Problem, depths: Sequence[int]) -> DepthEngine:
     """The engine the depths run on: compressed (exact for decoupled starts; native kernels when
@@ -169,14 +223,14 @@ def make_engine(cfg: DictConfig, problem: Problem, depths: Sequence[int]) -> Dep
     ``compress=false``, the full-width ``engine``."""
     import jax.numpy as jnp
 
-    from dlnjax.networks import compressed, engines, linear
+    from dlnjax.networks import compressed, engines
     from dlnjax.networks.engines.compressed import COMPRESSED
 
     dtype = problem.task.stats.sigma11.dtype
     if not bool(cfg.compress):
         full = engines.resolve(cfg.engine.value)
         check_full_width_fits(depths, problem.task.stats.n_in, problem.task.stats.n_out, int(cfg.hidden), jnp.dtype(dtype).itemsize)
-        return DepthEngine(name=f"full-{full}", compress=False)
+        return FullWidthDepths(name=f"full-{full}", compress=False)
     rot = compressed.rotate_inputs(problem.stats64.sigma11)
     cs = compressed.compress_stats(problem.stats64, rot, dtype)
     kernels = COMPRESSED.kernels_for(cfg.engine.value)
@@ -186,7 +240,7 @@ def make_engine(cfg: DictConfig, problem: Problem, depths: Sequence[int]) -> Dep
         rot.n_kept, rot.n_dropped, rot.gap, int(cfg.hidden),
         min(problem.task.stats.n_in, int(cfg.hidden), problem.task.stats.n_out),
     )
-    return DepthEngine(name=f"compressed-{kernels}", compress=True, kernels=kernels, cs=cs, rot=rot)
+    return CompressedDepths(name=f"compressed-{kernels}", compress=True, kernels=kernels, cs=cs, rot=rot)
 
 
 def _compressed_runner(engine: DepthEngine, cfg: DictConfig, last_trained: bool, readout: Any) -> Any:
@@ -216,44 +270,16 @@ def _threshold(cfg: DictConfig, loss0: float, e_star: float, e_zero: float) -> f
 def run_depth(cfg: DictConfig, problem: Problem, engine: DepthEngine, depth: int, rates: np.ndarray, l_cap: int,
               progress: Any = None) -> DepthRecord:
     from dlnjax.data.statistics import best_error
-    import jax
-    import jax.numpy as jnp
-
-    from dlnjax.networks import compressed, linear
-    from dlnjax.init import functions as init_fns
     from dlnjax.measure import robust, sweep
 
     t0 = time.time()
     out = run_dir()
-    task = problem.task
-    stats = task.stats
-    dtype = stats.sigma11.dtype
+    stats = problem.task.stats
     widths = sweep.widths_for(stats.n_in, stats.n_out, depth, int(cfg.hidden))
     r = min(widths)
     e_star = float(best_error(problem.stats64, rank=r))
-    u_r = np.asarray(task.u, np.float64)[:, :r]
-    v_r = np.asarray(task.v, np.float64)[:, :r]
-    if engine.compress:
-        cores = compressed.decoupled_cores(widths, float(cfg.u0), task.u, task.v, engine.rot, l_cap=l_cap, dtype=dtype)
-        loss0 = float(compressed._loss_jit(cores, engine.cs))
-        readout = (jnp.asarray(u_r, dtype), jnp.asarray(engine.rot.q.T @ v_r, dtype))
-        thr = _threshold(cfg, loss0, e_star, 0.5 * float(problem.stats64.tr33))
-        member = compressed.member_fn(
-            engine.cs, cores, thr, record_every=int(cfg.record_every), max_steps=int(cfg.max_steps), readout=readout,
-            last_trained=depth > 2, runner=_compressed_runner(engine, cfg, depth > 2, readout),
-        )
-        sharp_fn = member.sharpness
-    else:
-        key = jax.random.fold_in(jax.random.PRNGKey(int(cfg.seed)), depth)  # the hidden bases of the full-width start
-        w0 = init_fns.decoupled(key, widths, float(cfg.u0), task.u, task.v, hidden_basis=cfg.hidden_basis, dtype=dtype)
-        loss0 = float(linear.loss_from_stats(w0, stats))
-        thr = _threshold(cfg, loss0, e_star, 0.5 * float(problem.stats64.tr33))
-        member = robust.full_width_member(
-            stats, w0, thr, record_every=int(cfg.record_every), chunk_steps=int(cfg.chunk_steps),
-            engine=cfg.engine.value, u=jnp.asarray(u_r, dtype), v=jnp.asarray(v_r, dtype),
-        )
-        full_sharp = robust.full_width_sharpness(stats, iters=60)
-        sharp_fn = lambda o, v0: full_sharp(o, None)  # noqa: E731  (fixed start: resumable bit for bit)
+    member, thr, loss0 = engine.member(
+        cfg, problem, depth, widths, l_cap, lambda loss0: _threshold(cfg, loss0, e_star, 0.5 * float(problem.stats64.tr33)))
 
     # checkpoint: every finished run and every sharpness value, tagged with the config
     ckpt = out / "partial" / f"depth{depth}.runs.npz"
@@ -279,7 +305,7 @@ def run_depth(cfg: DictConfig, problem: Problem, engine: DepthEngine, depth: int
             return sharp_cache[k], None
         if o.state is None:  # restored from a checkpoint without its state: recompute it exactly
             o = member(o.lr, o.limit, None)
-        lam, vec = sharp_fn(o, v0)
+        lam, vec = member.sharpness(o, v0)
         sharp_cache[k] = lam
         return lam, vec
 

@@ -50,8 +50,6 @@ def prepare(cfg: DictConfig) -> Problem:
     import jax
     import jax.numpy as jnp
 
-    from dlnjax.networks import linear
-    from dlnjax.measure import sweep
 
     dtype = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
     from dlnjax.data import registry as data_registry

@@ -93,6 +93,59 @@ class FullWidthBase:
 
         return linear.make_runner(stats, record_every=record_every, kernels=self.kernels, **options)
 
+    def member(self, stats: Any, weights: Sequence[Array], threshold: float, *, record_every: int, chunk_steps: int,
+               u: Array | None = None, v: Array | None = None, diverge_factor: float = 1e4,
+               sharpness_iters: int = 60) -> Any:
+        """This engine's :class:`~dlnjax.networks.outcome.Member` on the full-width network from
+        ``weights``: steps in jitted chunks of ``chunk_steps``; a crossing or divergence after
+        ``limit`` (inside the last chunk) counts as not reached, so the outcome is the same as a
+        run stopped at ``limit``. Loss spikes are not detected at full width (``spikes`` is
+        None). Its ``sharpness`` is :func:`dlnjax.networks.curvature.full_width_top_eigenpair`
+        from the fixed start :func:`~dlnjax.networks.curvature.random_start`."""
+        import jax
+        import jax.numpy as jnp
+        import numpy as np
+
+        from dlnjax.networks import curvature, linear
+        from dlnjax.networks.outcome import Member, MemberOutcome
+
+        dtype = stats.sigma11.dtype
+        runner = jax.jit(self.make_runner(stats, record_every=record_every, n_records=chunk_steps // record_every,
+                                          u=u, v=v, diverge_factor=diverge_factor))
+        w0 = tuple(jnp.asarray(w, dtype) for w in weights)
+        thr = jnp.asarray(threshold, dtype)
+        power = curvature.full_width_top_eigenpair(stats, iters=sharpness_iters)
+
+        def run(lr: float, limit: int, resume: Any = None) -> MemberOutcome:
+            if resume is None or resume.state is None:  # a replayed outcome keeps no state: run again
+                st, steps, losses, modes = linear.init_state(w0, stats), [], [], []
+            else:
+                st, steps, losses, modes = resume.state
+                steps, losses, modes = list(steps), list(losses), list(modes)
+            lr_a = jnp.asarray(lr, dtype)
+            while not (int(st.cross_step) >= 0 or bool(st.diverged) or int(st.step) >= limit):
+                st, rec = runner(st, lr_a, thr)
+                steps.append(np.asarray(rec.step))
+                losses.append(np.asarray(rec.loss))
+                modes.append(np.asarray(rec.modes))
+            cross = int(st.cross_step)
+            div = int(st.diverge_step) if bool(st.diverged) else -1
+            cross = cross if 0 <= cross < limit else -1
+            div = div if 0 <= div < limit else -1
+            taken = cross if cross >= 0 else (div if div >= 0 else min(int(st.step), limit))
+            rs = np.concatenate(steps) if steps else np.zeros((0,), np.int64)
+            ls = np.concatenate(losses) if losses else np.zeros((0,))
+            ms = np.concatenate(modes) if modes else np.zeros((0, 0))
+            return MemberOutcome(float(lr), int(limit), int(taken), cross, div, None, None, None, rs, ls, ms,
+                                 state=(st, steps, losses, modes))
+
+        def sharpness(o: MemberOutcome, v0: Any = None) -> tuple[float, Any]:
+            ws = tuple(o.state[0].weights)
+            lam, vec = power(ws, curvature.random_start(ws))
+            return float(lam), vec
+
+        return Member(run, sharpness)
+
     def __repr__(self) -> str:
         return f"<engine {self.name}>"
 

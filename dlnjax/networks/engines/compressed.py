@@ -51,6 +51,23 @@ class Compressed:
 
         return compressed.make_member_runner(stats, record_every=record_every, **options)
 
+    def member(self, cs: Any, cores: Any, threshold: float, *, record_every: int, max_steps: int,
+               readout: Any = None, last_trained: bool = True, runner: Any = None, kernels: str = "xla",
+               **options: Any) -> Any:
+        """This engine's :class:`~dlnjax.networks.outcome.Member` from ``cores``
+        (:func:`dlnjax.networks.compressed.member_fn`). ``runner``: a jitted runner of
+        :meth:`make_runner` to share across members of the same shapes (one compilation for every
+        depth of a sweep); built on ``kernels`` when not given."""
+        import jax
+
+        from dlnjax.networks import compressed
+
+        if runner is None:
+            runner = jax.jit(self.make_runner(cs, record_every=record_every, kernels=kernels, last_trained=last_trained,
+                                              readout=readout, **options))
+        return compressed.member_fn(cs, cores, threshold, record_every=record_every, max_steps=max_steps,
+                                    readout=readout, last_trained=last_trained, runner=runner)
+
     def __repr__(self) -> str:
         return "<engine compressed>"
 
