@@ -115,7 +115,7 @@ def check_engine() -> None:
         name = engines.resolve(None)
     except ValueError as e:
         raise ConfigError(f"invalid environment: {e}") from None
-    problem = engines.ENGINES[name].problem()
+    problem = engines.ENGINES[name].unavailable()
     if problem is not None:
         raise ConfigError(f"DLNJAX_ENGINE={name} {problem[1]}")
 

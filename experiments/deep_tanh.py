@@ -15,83 +15,123 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 import numpy as np
 from omegaconf import DictConfig
 
 from . import schemas
-from .common import Progress, entry, resolved_config, run_dir, save_figure, write_results
+from ._shared.plots.deep_tanh import DeepTanhResult, figure
+from .common import Progress, entry, resolved_config, run_dir, write_results
 
 log = logging.getLogger("dlnjax")
 
 
-def run(cfg: DictConfig) -> dict:
-    import jax
+def load_data(cfg: DictConfig, dtype: Any) -> tuple[Any, Any, Any, Any, Any]:
+    """The data set (it must have a test split) and its inputs and integer labels as JAX arrays."""
     import jax.numpy as jnp
-    import matplotlib
-    import optax
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from dlnjax.measure import devices, sweep
-    from dlnjax.nonlinear import networks as nonlinear
     from dlnjax.data import registry as data_registry
 
-    out = run_dir()
-    t0 = time.time()
-    dtype = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
     ds = data_registry.load(cfg.data)
     if ds.x_test is None:
         raise schemas.ConfigError(f"invalid config: data={cfg.data.name.value} (allowed: a data set with a test split: embedded, mnist, fashion_mnist)")
     x, xt = jnp.asarray(ds.x, dtype), jnp.asarray(ds.x_test, dtype)
     lab, labt = jnp.asarray(np.argmax(ds.y, 1)), jnp.asarray(np.argmax(ds.y_test, 1))
-    widths = sweep.widths_for(ds.n_in, ds.n_out, int(cfg.depth), int(cfg.width))
+    return ds, x, xt, lab, labt
+
+
+def initialisations(cfg: DictConfig) -> tuple[list[tuple[str, float]], list[str]]:
+    """The (kind, gain) of each initialisation (orthogonal per gain, then the scaled Gaussian) and its label."""
     runs = [("orthogonal", float(g)) for g in cfg.gains] + ([("gaussian", 1.0)] if cfg.gaussian else [])
     labels = [f"orthogonal g={g:g}" if k == "orthogonal" else "scaled Gaussian" for k, g in runs]
-    key = jax.random.PRNGKey(cfg.seed)
-    k_init, k_data = jax.random.split(key)
+    return runs, labels
+
+
+def initial_params(k_init: Any, widths: tuple[int, ...], runs: list[tuple[str, float]], seeds: int, dtype: Any) -> tuple[Any, int]:
+    """Every (initialisation, seed) member's parameters stacked on a leading axis, and the member count."""
+    import jax
+    import jax.numpy as jnp
+
+    from dlnjax.nonlinear import networks as nonlinear
+
     params = []
     for i, (kind, g) in enumerate(runs):
-        for s in range(int(cfg.seeds)):
+        for s in range(seeds):
             w = nonlinear.deep_tanh_weights(jax.random.fold_in(k_init, s), widths, kind, g, dtype)
             params.append(nonlinear.params_from_weights(w))
     stacked = jax.tree_util.tree_map(lambda *a: jnp.stack(a), *params)
+    return stacked, len(params)
+
+
+def make_train(cfg: DictConfig, widths: tuple[int, ...], data: tuple[Any, Any, Any, Any], k_data: Any) -> Any:
+    """The per-member training function: minibatch SGD with momentum on the softmax cross-entropy."""
+    import optax
+
+    from dlnjax.nonlinear import networks as nonlinear
+
+    x, lab, xt, labt = data
     model = nonlinear.MLP(tuple(widths[1:]), activation="tanh")
     opt = optax.sgd(float(cfg.lr), momentum=float(cfg.momentum))
-    train = nonlinear.make_classifier_train(model, opt, x, lab, xt, labt, batch_size=int(cfg.batch_size), epochs=int(cfg.epochs), key=k_data)
-    prog = Progress("deep_tanh", 1)
-    log.info("training %d networks (%d inits x %d seeds) of depth %d, width %d on %s (%d examples) for %d epochs",
-             len(params), len(runs), cfg.seeds, cfg.depth, cfg.width, ds.name, ds.n_train, cfg.epochs)
-    _, metrics = devices.sharded_vmap(train)(stacked)  # the batch spread over all local devices
-    metrics = {k: np.asarray(v, np.float64).reshape(len(runs), int(cfg.seeds), -1) for k, v in metrics.items()}
-    prog.update(1, f"{time.time() - t0:.0f}s")
+    return nonlinear.make_classifier_train(model, opt, x, lab, xt, labt, batch_size=int(cfg.batch_size), epochs=int(cfg.epochs), key=k_data)
+
+
+def reshape_metrics(metrics: dict, n_runs: int, seeds: int) -> dict[str, np.ndarray]:
+    """Each metric as float64 numpy of shape (initialisations, seeds, epochs + 1)."""
+    return {k: np.asarray(v, np.float64).reshape(n_runs, seeds, -1) for k, v in metrics.items()}
+
+
+def finite_means(metrics: dict[str, np.ndarray], n_runs: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Which members ended with a finite loss, and each metric's mean over those members per initialisation."""
     # a member whose loss is not finite diverged: report it, keep it out of the means
     finite = np.isfinite(metrics["train_loss"][..., -1])
-    mean = {k: np.array([np.nanmean(np.where(finite[i][:, None], v[i], np.nan), axis=0) for i in range(len(runs))]) for k, v in metrics.items()}
+    mean = {k: np.array([np.nanmean(np.where(finite[i][:, None], v[i], np.nan), axis=0) for i in range(n_runs)]) for k, v in metrics.items()}
+    return finite, mean
+
+
+def epochs_to_threshold(train_error: np.ndarray, epochs: np.ndarray, thr: float) -> list[int | None]:
+    """Per initialisation, the first epoch whose mean training error is below ``thr`` (None if never)."""
+    to_thr = []
+    for i in range(len(train_error)):
+        hit = np.nonzero(train_error[i] < thr)[0]
+        to_thr.append(int(epochs[hit[0]]) if len(hit) else None)
+    return to_thr
+
+
+def run(cfg: DictConfig) -> dict:
+    """Train every initialisation and seed in one batch, draw the figure and write the results."""
+    import jax
+    import jax.numpy as jnp
+    import matplotlib
+
+    matplotlib.use("Agg")
+
+    from dlnjax.measure import devices, sweep
+
+    out = run_dir()
+    t0 = time.time()
+    dtype = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
+    ds, x, xt, lab, labt = load_data(cfg, dtype)
+    widths = sweep.widths_for(ds.n_in, ds.n_out, int(cfg.depth), int(cfg.width))
+    runs, labels = initialisations(cfg)
+    key = jax.random.PRNGKey(cfg.seed)
+    k_init, k_data = jax.random.split(key)
+    stacked, n_members = initial_params(k_init, widths, runs, int(cfg.seeds), dtype)
+    train = make_train(cfg, widths, (x, lab, xt, labt), k_data)
+    prog = Progress("deep_tanh", 1)
+    log.info("training %d networks (%d inits x %d seeds) of depth %d, width %d on %s (%d examples) for %d epochs",
+             n_members, len(runs), cfg.seeds, cfg.depth, cfg.width, ds.name, ds.n_train, cfg.epochs)
+    _, metrics = devices.sharded_vmap(train)(stacked)  # the batch spread over all local devices
+    metrics = reshape_metrics(metrics, len(runs), int(cfg.seeds))
+    prog.update(1, f"{time.time() - t0:.0f}s")
+    finite, mean = finite_means(metrics, len(runs))
     epochs = np.arange(int(cfg.epochs) + 1)
     thr = float(cfg.error_threshold)
-    to_thr = []
-    for i in range(len(runs)):
-        hit = np.nonzero(mean["train_error"][i] < thr)[0]
-        to_thr.append(int(epochs[hit[0]]) if len(hit) else None)
+    to_thr = epochs_to_threshold(mean["train_error"], epochs, thr)
 
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.2))
-    cols = plt.get_cmap("viridis")(np.linspace(0, 0.9, len(runs)))
-    for i, lab_ in enumerate(labels):
-        ls = ":" if runs[i][0] == "gaussian" else "-"
-        c = "k" if runs[i][0] == "gaussian" else cols[i]
-        a1.plot(epochs, mean["train_error"][i], ls, color=c, marker="o", ms=3, label=lab_)
-        a2.plot(epochs, mean["test_error"][i], ls, color=c, marker="o", ms=3, label=lab_)
-    for ax, name in ((a1, "training"), (a2, "test")):
-        ax.set_yscale("log")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(f"{name} error (fraction misclassified)")
-        ax.set_title(f"{name.capitalize()} error, {cfg.depth}-layer tanh, width {cfg.width} ({ds.name})")
-    a1.axhline(thr, color="0.6", lw=0.8, ls="--")
-    a1.legend(fontsize=7)
-    fig.tight_layout()
-    save_figure(fig, out / "deep_tanh")
+    figure(out, DeepTanhResult(dataset=ds.name, depth=int(cfg.depth), width=int(cfg.width), labels=labels,
+                               gaussian=[k == "gaussian" for k, _ in runs], epochs=epochs,
+                               train_error=mean["train_error"], test_error=mean["test_error"], threshold=thr))
 
     summary = dict(
         experiment="deep_tanh",

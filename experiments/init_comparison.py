@@ -71,39 +71,45 @@ def initial_weights(kind: str, key, widths, n_seeds: int, cfg: DictConfig, task,
 @dataclass
 class CompressedSetup:
     """The compressed engine's inputs for a run (made once by :func:`compressed_setup`): the input
-    rotation, the rotated statistics, and the jitted runners by ``last_trained``."""
+    rotation, the rotated statistics, the kernels ``engine`` picks for it
+    (:meth:`dlnjax.networks.engines.compressed.Compressed.kernels_for`: native on a CPU for
+    ``auto`` and ``native``), and the jitted runners by ``last_trained``."""
 
     rot: Any
     cs: Any
+    kernels: str = "xla"
     runners: dict = field(default_factory=dict)
 
 
-def compressed_setup(problem) -> CompressedSetup:
+def compressed_setup(problem, engine: str) -> CompressedSetup:
     from dlnjax.networks import compressed
+    from dlnjax.networks.engines.compressed import COMPRESSED
 
     rot = compressed.rotate_inputs(problem.stats64.sigma11)
-    return CompressedSetup(rot, compressed.compress_stats(problem.stats64, rot, problem.task.stats.sigma11.dtype))
+    return CompressedSetup(rot, compressed.compress_stats(problem.stats64, rot, problem.task.stats.sigma11.dtype),
+                           COMPRESSED.kernels_for(engine))
 
 
 def run_compressed(kind: str, key, cfg: DictConfig, problem, setup: CompressedSetup, widths, rates, thr: float) -> dict:
     """An aligned init (one draw: the decoupled reference is deterministic up to its hidden
     bases) on the exact compressed engine, in its own batch apart from the random starts, which
-    cannot be compressed: one member per rate to ``max_steps``."""
+    cannot be compressed: one member per rate to ``max_steps`` (the engine's member, on the
+    kernels of ``setup``; one compilation per ``last_trained`` for every depth)."""
     import jax
 
     from dlnjax.networks import compressed
+    from dlnjax.networks.engines.compressed import COMPRESSED
     from dlnjax.init.registry import INITS
 
-    rot, cs, runners = setup.rot, setup.cs, setup.runners
     dtype = problem.task.stats.sigma11.dtype
-    depth = len(widths)
-    cores = INITS[kind].cores(key, widths, rot, l_cap=compressed.capacity(cfg.depths), dtype=dtype,
+    cores = INITS[kind].cores(key, widths, setup.rot, l_cap=compressed.capacity(cfg.depths), dtype=dtype,
                               **init_hyperparameters(cfg, problem.task))
-    trained_last = depth > 2
-    if trained_last not in runners:
-        runners[trained_last] = jax.jit(compressed.make_member_runner(cs, record_every=int(cfg.record_every), last_trained=trained_last))
-    member = compressed.member_fn(cs, cores, thr, record_every=int(cfg.record_every), max_steps=int(cfg.max_steps),
-                                  last_trained=trained_last, runner=runners[trained_last])
+    trained_last = len(widths) > 2
+    if trained_last not in setup.runners:
+        setup.runners[trained_last] = jax.jit(COMPRESSED.make_runner(setup.cs, record_every=int(cfg.record_every),
+                                                                     kernels=setup.kernels, last_trained=trained_last))
+    member = COMPRESSED.member(setup.cs, cores, thr, record_every=int(cfg.record_every), max_steps=int(cfg.max_steps),
+                               last_trained=trained_last, runner=setup.runners[trained_last])
     outs = [member(float(lr), int(cfg.max_steps), None) for lr in rates]
     return dict(
         learning_time=np.asarray([o.cross_step if o.crossed else np.nan for o in outs], np.float64),
@@ -113,35 +119,42 @@ def run_compressed(kind: str, key, cfg: DictConfig, problem, setup: CompressedSe
     )
 
 
-def run(cfg: DictConfig) -> dict:
-    import jax
-    import jax.numpy as jnp
-    import matplotlib
+@dataclass
+class Sweep:
+    """What every depth of a run shares: the config, the problem, the inits and their prepared
+    stacks, the grid, the keys, the threshold, the progress bar; and what the depths fill in:
+    learning times and divergence per init (D, R, seeds), the curves, thresholds and E*."""
 
-    matplotlib.use("Agg")
-
-    from dlnjax.init import functions as init_fns
-    from dlnjax.measure import headline, robust, sweep
-    from dlnjax.init.registry import INITS
-    from dlnjax.measure.thresholds import Threshold
-
-    out = run_dir()
-    t_start = time.time()
-    problem = prepare(cfg)
-    ds, task = problem.ds, problem.task
+    cfg: DictConfig
+    problem: Any
+    kinds: list
+    depths: list
+    rates: np.ndarray
+    stacks: dict
+    k_init: Any
+    threshold: Any
+    prog: Any
+    max_chunks: int
+    lt: dict = field(default_factory=dict)
+    div: dict = field(default_factory=dict)
+    curves: dict = field(default_factory=dict)
+    thresholds: list = field(default_factory=list)
+    e_stars: list = field(default_factory=list)
     setup: CompressedSetup | None = None  # made at the first depth with an aligned init
-    stats = task.stats
-    dtype = stats.sigma11.dtype
-    depths = sorted(int(d) for d in cfg.depths)
-    kinds = list(dict.fromkeys(k.value for k in cfg.inits))
-    rates = learning_rate_grid(cfg)
-    n_r, n_seeds = len(rates), int(cfg.seeds)
-    key = jax.random.PRNGKey(cfg.seed)
-    k_pre, k_init, k_example = jax.random.split(key, 3)
 
-    # work an init does once before any network is drawn (greedy pretraining: one stack per seed,
-    # for the deepest network); stacks[kind] is passed back to that init's weights
-    stacks, pre_steps = {}, 0
+    def init_key(self, depth: int, kind: str):
+        import jax
+
+        return jax.random.fold_in(jax.random.fold_in(self.k_init, depth), self.kinds.index(kind))
+
+
+def prepare_inits(cfg: DictConfig, stats, kinds: list, n_seeds: int, k_pre, depths: list) -> tuple[dict, int]:
+    """Work an init does once before any network is drawn (greedy pretraining: one stack per
+    seed, for the deepest network): ``(stacks, pretraining steps per layer)``; ``stacks[kind]``
+    is passed back to that init's weights."""
+    from dlnjax.init.registry import INITS
+
+    stacks = {}
     p = cfg.pretrain
     n_layers = max(depths) - 2
     prep = dict(hidden_layers=[int(cfg.hidden)] * n_layers, std=float(p.std), lr_scale=float(p.lr_scale),
@@ -151,114 +164,134 @@ def run(cfg: DictConfig) -> dict:
         prepared = INITS[kind].prepare(k_pre, stats, n_seeds=n_seeds, **prep)
         if prepared is not None:
             stacks[kind] = prepared
-    if "pretrained" in stacks:
-        pre_steps = int(cfg.pretrain.steps)  # per layer: a depth-N_l network used N_l - 2 of them
+    # per layer: a depth-N_l network used N_l - 2 of them
+    return stacks, (int(cfg.pretrain.steps) if "pretrained" in stacks else 0)
 
-    def init_key(depth: int, kind: str):
-        return jax.random.fold_in(jax.random.fold_in(k_init, depth), kinds.index(kind))
 
-    # one threshold for every start (threshold.reference; zero_map by default here)
-    threshold = Threshold.from_config(cfg.threshold)
-    max_chunks = -(-int(cfg.max_steps) // int(cfg.chunk_steps))
-    prog = Progress("init_comparison", len(depths) * max_chunks)
-    # lt[kind]: (D, R, seeds); diverged[kind]: (D, R, seeds)
-    lt = {k: np.full((len(depths), n_r, n_seeds), np.nan) for k in kinds}
-    div = {k: np.zeros((len(depths), n_r, n_seeds), bool) for k in kinds}
-    curves = {}
-    thresholds, e_stars = [], []
-    for di, depth in enumerate(depths):
-        t0 = time.time()
-        widths = sweep.widths_for(stats.n_in, stats.n_out, depth, int(cfg.hidden))
-        done_file = out / "partial" / f"depth{depth}.npz"
-        saved = load_tagged(done_file, cfg)
-        if saved is not None:  # finished in an earlier run of this very config
-            for kind in kinds:
-                lt[kind][di], div[kind][di] = saved[f"lt_{kind}"], saved[f"div_{kind}"]
-            curves.update({k: saved[k] for k in saved if k.startswith(("loss_", "steps_"))})
-            thresholds.append(float(saved["threshold"]))
-            e_stars.append(float(saved["e_star"]))
-            prog.update((di + 1) * max_chunks)
-            log.info("depth %d: finished in an earlier run of this config, loaded from %s", depth, done_file)
-            continue
-        thr, e_star = threshold.resolve_for(task, widths)
-        # aligned starts run compressed (exact), each in its own batch; the others at full width
-        compressed_kinds = [k for k in kinds if bool(cfg.compress) and INITS[k].aligned]
-        if compressed_kinds and setup is None:
-            setup = compressed_setup(problem)
-        dec = {k: run_compressed(k, init_key(depth, k), cfg, problem, setup, widths, rates, thr) for k in compressed_kinds}
-        members, index = [], []
-        for kind in kinds:
-            if kind in compressed_kinds:
-                continue
-            nets = initial_weights(kind, init_key(depth, kind), widths, n_seeds, cfg, task, stacks, dtype)
-            for si, net in enumerate(nets):
-                for ri in range(n_r):
-                    members.append(net)
-                    index.append((kind, ri, si))
-        batch = tuple(jnp.stack([m[l] for m in members]) for l in range(len(widths) - 1)) if members else None
-        lrs = np.asarray([rates[ri] for _, ri, _ in index])
-        thresholds.append(thr)
-        e_stars.append(e_star)
+def load_depth(sw: Sweep, di: int, depth: int) -> bool:
+    """Fill depth ``di`` from ``partial/depth<N>.npz`` when an earlier run of this very config
+    finished it; False when there is none."""
+    done_file = run_dir() / "partial" / f"depth{depth}.npz"
+    saved = load_tagged(done_file, sw.cfg)
+    if saved is None:
+        return False
+    for kind in sw.kinds:
+        sw.lt[kind][di], sw.div[kind][di] = saved[f"lt_{kind}"], saved[f"div_{kind}"]
+    sw.curves.update({k: saved[k] for k in saved if k.startswith(("loss_", "steps_"))})
+    sw.thresholds.append(float(saved["threshold"]))
+    sw.e_stars.append(float(saved["e_star"]))
+    sw.prog.update((di + 1) * sw.max_chunks)
+    log.info("depth %d: finished in an earlier run of this config, loaded from %s", depth, done_file)
+    return True
 
-        def cb(steps, done, total, di=di, depth=depth):
-            prog.update(di * max_chunks + steps // int(cfg.chunk_steps), f"depth {depth}: step {steps}, {done}/{total} crossed or diverged")
 
-        state_file = out / "partial" / f"depth{depth}.state.npz"
-        resume = load_tagged(state_file, cfg)
-        if resume is not None:
-            log.info("depth %d: continuing from step %d (%s)", depth, int(resume["done_steps"]), state_file)
-        every = int(cfg.checkpoint_every)
+def full_width_batch(sw: Sweep, di: int, depth: int, widths, kinds: list, thr: float):
+    """The random (unaligned) starts of one depth, every init x seed x rate in one vmapped batch
+    (:func:`dlnjax.measure.sweep.run_batch`, checkpointed every ``checkpoint_every`` steps):
+    ``(result or None, index of (kind, rate, seed) per member)``."""
+    import jax.numpy as jnp
 
-        def on_chunk(snap, state_file=state_file):
-            done = int(snap["done_steps"])
-            if done % every < int(cfg.chunk_steps) and done < int(cfg.max_steps):
-                save_tagged(state_file, cfg, **snap)
+    from dlnjax.measure import sweep
 
-        res = sweep.run_batch(
-            stats, batch, lrs, threshold=thr, max_steps=int(cfg.max_steps), chunk_steps=int(cfg.chunk_steps),
-            record_every=int(cfg.record_every), progress=cb, on_chunk=on_chunk if every > 0 else None, resume=resume,
-            engine=cfg.engine.value,
-        ) if members else None
-        prog.update((di + 1) * max_chunks)
-        for m, (kind, ri, si) in enumerate(index):
-            lt[kind][di, ri, si] = res.learning_time[m]
-            div[kind][di, ri, si] = res.diverged[m]
-        for k, c in dec.items():
-            lt[k][di, :, 0], div[k][di, :, 0] = c["learning_time"], c["diverged"]
-        rec_steps = res.record_steps if res is not None else next(iter(dec.values()))["steps"]
-        for kind in kinds:
-            med = seed_median(lt[kind][di])
-            j = None if np.all(np.isnan(med)) else int(np.nanargmin(med))
-            if j is not None and kind in compressed_kinds:
-                c = np.full(len(rec_steps), np.nan)
-                k = min(len(rec_steps), dec[kind]["loss"].shape[1])
-                c[:k] = dec[kind]["loss"][j, :k]
-                curves[f"loss_{kind}_depth{depth}"] = c
-            elif j is not None:
-                m = index.index((kind, j, 0))
-                curves[f"loss_{kind}_depth{depth}"] = res.loss[m]
-        curves[f"steps_depth{depth}"] = rec_steps
-        mine = {k: v for k, v in curves.items() if k.endswith(f"_depth{depth}")}
-        save_tagged(done_file, cfg, threshold=np.asarray(thr), e_star=np.asarray(e_star),
-                 **{f"lt_{k}": lt[k][di] for k in kinds}, **{f"div_{k}": div[k][di] for k in kinds}, **mine)
-        state_file.unlink(missing_ok=True)
-        log.info(
-            "depth %d: %s (%.1fs)", depth,
-            ", ".join(f"{k} {np.nanmin(seed_median(lt[k][di])) if not np.all(np.isnan(seed_median(lt[k][di]))) else None}" for k in kinds),
-            time.time() - t0,
-        )
-
-    per_init = {}
+    cfg, task = sw.cfg, sw.problem.task
+    dtype = task.stats.sigma11.dtype
+    members, index = [], []
     for kind in kinds:
-        med = seed_median(lt[kind])  # (D, R)
+        nets = initial_weights(kind, sw.init_key(depth, kind), widths, int(cfg.seeds), cfg, task, sw.stacks, dtype)
+        for si, net in enumerate(nets):
+            for ri in range(len(sw.rates)):
+                members.append(net)
+                index.append((kind, ri, si))
+    if not members:
+        return None, index
+    batch = tuple(jnp.stack([m[l] for m in members]) for l in range(len(widths) - 1))
+    lrs = np.asarray([sw.rates[ri] for _, ri, _ in index])
+
+    def cb(steps, done, total):
+        sw.prog.update(di * sw.max_chunks + steps // int(cfg.chunk_steps), f"depth {depth}: step {steps}, {done}/{total} crossed or diverged")
+
+    state_file = run_dir() / "partial" / f"depth{depth}.state.npz"
+    resume = load_tagged(state_file, cfg)
+    if resume is not None:
+        log.info("depth %d: continuing from step %d (%s)", depth, int(resume["done_steps"]), state_file)
+    every = int(cfg.checkpoint_every)
+
+    def on_chunk(snap):
+        done = int(snap["done_steps"])
+        if done % every < int(cfg.chunk_steps) and done < int(cfg.max_steps):
+            save_tagged(state_file, cfg, **snap)
+
+    res = sweep.run_batch(
+        task.stats, batch, lrs, threshold=thr, max_steps=int(cfg.max_steps), chunk_steps=int(cfg.chunk_steps),
+        record_every=int(cfg.record_every), progress=cb, on_chunk=on_chunk if every > 0 else None, resume=resume,
+        engine=cfg.engine.value,
+    )
+    return res, index
+
+
+def run_depth(sw: Sweep, di: int, depth: int) -> None:
+    """One depth: aligned starts on the compressed engine, the others at full width; the
+    learning times, the best rate's curve per init, and the depth's checkpoint."""
+    from dlnjax.init.registry import INITS
+    from dlnjax.measure import sweep
+
+    cfg, stats = sw.cfg, sw.problem.task.stats
+    t0 = time.time()
+    widths = sweep.widths_for(stats.n_in, stats.n_out, depth, int(cfg.hidden))
+    thr, e_star = sw.threshold.resolve_for(sw.problem.task, widths)
+    # aligned starts run compressed (exact), each in its own batch; the others at full width
+    compressed_kinds = [k for k in sw.kinds if bool(cfg.compress) and INITS[k].aligned]
+    if compressed_kinds and sw.setup is None:
+        sw.setup = compressed_setup(sw.problem, cfg.engine.value)
+    dec = {k: run_compressed(k, sw.init_key(depth, k), cfg, sw.problem, sw.setup, widths, sw.rates, thr) for k in compressed_kinds}
+    sw.thresholds.append(thr)
+    sw.e_stars.append(e_star)
+    res, index = full_width_batch(sw, di, depth, widths, [k for k in sw.kinds if k not in compressed_kinds], thr)
+    sw.prog.update((di + 1) * sw.max_chunks)
+    for m, (kind, ri, si) in enumerate(index):
+        sw.lt[kind][di, ri, si] = res.learning_time[m]
+        sw.div[kind][di, ri, si] = res.diverged[m]
+    for k, c in dec.items():
+        sw.lt[k][di, :, 0], sw.div[k][di, :, 0] = c["learning_time"], c["diverged"]
+    rec_steps = res.record_steps if res is not None else next(iter(dec.values()))["steps"]
+    for kind in sw.kinds:
+        med = seed_median(sw.lt[kind][di])
+        j = None if np.all(np.isnan(med)) else int(np.nanargmin(med))
+        if j is not None and kind in compressed_kinds:
+            c = np.full(len(rec_steps), np.nan)
+            k = min(len(rec_steps), dec[kind]["loss"].shape[1])
+            c[:k] = dec[kind]["loss"][j, :k]
+            sw.curves[f"loss_{kind}_depth{depth}"] = c
+        elif j is not None:
+            sw.curves[f"loss_{kind}_depth{depth}"] = res.loss[index.index((kind, j, 0))]
+    sw.curves[f"steps_depth{depth}"] = rec_steps
+    mine = {k: v for k, v in sw.curves.items() if k.endswith(f"_depth{depth}")}
+    save_tagged(run_dir() / "partial" / f"depth{depth}.npz", cfg, threshold=np.asarray(thr), e_star=np.asarray(e_star),
+                **{f"lt_{k}": sw.lt[k][di] for k in sw.kinds}, **{f"div_{k}": sw.div[k][di] for k in sw.kinds}, **mine)
+    (run_dir() / "partial" / f"depth{depth}.state.npz").unlink(missing_ok=True)
+    log.info(
+        "depth %d: %s (%.1fs)", depth,
+        ", ".join(f"{k} {np.nanmin(seed_median(sw.lt[k][di])) if not np.all(np.isnan(seed_median(sw.lt[k][di]))) else None}" for k in sw.kinds),
+        time.time() - t0,
+    )
+
+
+def per_init_statistics(sw: Sweep) -> dict:
+    """Per init: the same statistics as Fig. 4 (:func:`dlnjax.measure.robust.band_of`) on the
+    seed-median curve of each depth: the learning time is the fastest, the best rate the centre
+    of the 10% band; with the growth, the slope of the best rate and the failure counts."""
+    from dlnjax.measure import headline, robust
+
+    rates, depths, cfg = sw.rates, sw.depths, sw.cfg
+    per_init = {}
+    for kind in sw.kinds:
+        med = seed_median(sw.lt[kind])  # (D, R)
         best_t, fast_lr, best_lr, bands = [], [], [], []
         for di in range(len(depths)):
             ok = np.isfinite(med[di])
             if not ok.any():
                 best_t.append(None), fast_lr.append(None), best_lr.append(None), bands.append(None)
                 continue
-            # the same statistics as Fig. 4 (dlnjax.measure.robust.band_of) on the seed-median curve: the
-            # learning time is the fastest, the best rate the centre of the 10% band
             t_min, fastest, lo, hi = robust.band_of(rates[ok], med[di][ok], robust.BAND)
             best_t.append(t_min), fast_lr.append(fastest), best_lr.append(float(np.sqrt(lo * hi))), bands.append([lo, hi])
         growth = best_t[-1] / best_t[0] if (best_t[0] and best_t[-1]) else None
@@ -270,59 +303,93 @@ def run(cfg: DictConfig) -> dict:
             fastest_rate=fast_lr,
             learning_time_growth=growth,
             lr_exponent=headline.loglog_slope([d for d, _ in fit], [b for _, b in fit]),
-            diverged=[int(x) for x in div[kind].any(axis=2).sum(axis=1)],
-            not_learned=[int(x) for x in (np.isnan(med) & ~div[kind].any(axis=2)).sum(axis=1)],
+            diverged=[int(x) for x in sw.div[kind].any(axis=2).sum(axis=1)],
+            not_learned=[int(x) for x in (np.isnan(med) & ~sw.div[kind].any(axis=2)).sum(axis=1)],
             best_rate_at_grid_edge=[b is not None and (b == rates[0] or b == rates[-1]) for b in fast_lr],
         )
-    theory_t = None
-    if "decoupled" in kinds:
-        theory_t = []
-        for d, lr in zip(depths, per_init["decoupled"]["fastest_rate"]):
-            if lr is None:
-                theory_t.append(None)
-                continue
-            rank = min(sweep.widths_for(stats.n_in, stats.n_out, d, int(cfg.hidden)))
-            v = sweep.theory_learning_time(task, lr, d, float(cfg.u0), rank, float(cfg.threshold.eps), t_max=20.0 * int(cfg.max_steps))
-            theory_t.append(v if np.isfinite(v) else None)
-    opt = [theory_optimal_rate(task, d) for d in depths]
+    return per_init
 
+
+def decoupled_theory(sw: Sweep, per_init: dict) -> list | None:
+    """Eq. 15's learning time of the decoupled start at its fastest rate, per depth (None
+    without a decoupled start)."""
+    from dlnjax.measure import sweep
+
+    cfg, task = sw.cfg, sw.problem.task
+    if "decoupled" not in sw.kinds:
+        return None
+    theory_t = []
+    for d, lr in zip(sw.depths, per_init["decoupled"]["fastest_rate"]):
+        if lr is None:
+            theory_t.append(None)
+            continue
+        rank = min(sweep.widths_for(task.stats.n_in, task.stats.n_out, d, int(cfg.hidden)))
+        v = sweep.theory_learning_time(task, lr, d, float(cfg.u0), rank, float(cfg.threshold.eps), t_max=20.0 * int(cfg.max_steps))
+        theory_t.append(v if np.isfinite(v) else None)
+    return theory_t
+
+
+def run(cfg: DictConfig) -> dict:
+    import jax
+    import jax.numpy as jnp
+    import matplotlib
+
+    matplotlib.use("Agg")
+
+    from dlnjax.init import functions as init_fns
+    from dlnjax.measure.thresholds import Threshold
+
+    out = run_dir()
+    t_start = time.time()
+    problem = prepare(cfg)
+    ds, task = problem.ds, problem.task
+    stats = task.stats
+    depths = sorted(int(d) for d in cfg.depths)
+    kinds = list(dict.fromkeys(k.value for k in cfg.inits))
+    rates = learning_rate_grid(cfg)
+    n_r, n_seeds = len(rates), int(cfg.seeds)
+    k_pre, k_init, k_example = jax.random.split(jax.random.PRNGKey(cfg.seed), 3)
+    stacks, pre_steps = prepare_inits(cfg, stats, kinds, n_seeds, k_pre, depths)
+    # one threshold for every start (threshold.reference; zero_map by default here)
+    max_chunks = -(-int(cfg.max_steps) // int(cfg.chunk_steps))
+    sw = Sweep(cfg, problem, kinds, depths, rates, stacks, k_init, Threshold.from_config(cfg.threshold),
+               Progress("init_comparison", len(depths) * max_chunks), max_chunks,
+               lt={k: np.full((len(depths), n_r, n_seeds), np.nan) for k in kinds},
+               div={k: np.zeros((len(depths), n_r, n_seeds), bool) for k in kinds})
+    for di, depth in enumerate(depths):
+        if not load_depth(sw, di, depth):
+            run_depth(sw, di, depth)
+    per_init = per_init_statistics(sw)
+    theory_t = decoupled_theory(sw, per_init)
+    opt = [theory_optimal_rate(task, d) for d in depths]
     q = np.asarray(init_fns.haar_orthogonal(k_example, int(cfg.orthogonal_example), dtype=jnp.float32), np.float64)
     eig = np.linalg.eigvals(q)
     figure(out, InitComparisonResult(
         dataset=ds.name, depths=depths, learning_rates=rates, kinds=kinds, per_init=per_init, theory_learning_time=theory_t,
         theory_optimal_rate=opt, orthogonal_eigenvalues=eig, max_steps=int(cfg.max_steps), whitened=problem.whitened,
     ))
-
+    pre = "pretrained" in stacks
     summary = dict(
-        experiment="init_comparison",
-        dataset=ds.name,
-        n_train=ds.n_train,
-        preprocessing=ds.info.get("preprocessing", "none"),
-        depths=depths,
-        hidden=int(cfg.hidden),
-        inits=kinds,
-        seeds=n_seeds,
-        learning_rates=rates,
-        **per_init,
-        pretraining_steps_per_layer=pre_steps if "pretrained" in stacks else None,
-        pretraining_steps=[pre_steps * (d - 2) for d in depths] if "pretrained" in stacks else None,
-        pretraining_learning_rates=stacks["pretrained"][0].learning_rates if "pretrained" in stacks else None,
+        experiment="init_comparison", dataset=ds.name, n_train=ds.n_train,
+        preprocessing=ds.info.get("preprocessing", "none"), depths=depths, hidden=int(cfg.hidden), inits=kinds,
+        seeds=n_seeds, learning_rates=rates, **per_init,
+        pretraining_steps_per_layer=pre_steps if pre else None,
+        pretraining_steps=[pre_steps * (d - 2) for d in depths] if pre else None,
+        pretraining_learning_rates=stacks["pretrained"][0].learning_rates if pre else None,
         theory_learning_time_decoupled=theory_t,
         theory_optimal_learning_rate_decoupled=opt,
         orthogonal_example_max_abs_eigenvalue_deviation=float(np.max(np.abs(np.abs(eig) - 1.0))),
-        threshold=dict(kind=cfg.threshold.kind.value, eps=float(cfg.threshold.eps), value_per_depth=thresholds, best_error_per_depth=e_stars, zero_map_error=0.5 * float(stats.tr33)),
+        threshold=dict(kind=cfg.threshold.kind.value, eps=float(cfg.threshold.eps), value_per_depth=sw.thresholds,
+                       best_error_per_depth=sw.e_stars, zero_map_error=0.5 * float(stats.tr33)),
         seconds_total=time.time() - t_start,
         config=resolved_config(cfg),
     )
-    arrays = dict(depths=np.asarray(depths), learning_rates=rates, orthogonal_eigenvalues=eig, **curves)
+    arrays = dict(depths=np.asarray(depths), learning_rates=rates, orthogonal_eigenvalues=eig, **sw.curves)
     for kind in kinds:
-        arrays[f"learning_time_{kind}"] = lt[kind]
-        arrays[f"diverged_{kind}"] = div[kind]
+        arrays[f"learning_time_{kind}"] = sw.lt[kind]
+        arrays[f"diverged_{kind}"] = sw.div[kind]
     write_results(out, summary, **arrays)
-    log.info(
-        "learning_time_growth: %s; wrote %s",
-        ", ".join(f"{k} {per_init[k]['learning_time_growth']}" for k in kinds), out,
-    )
+    log.info("learning_time_growth: %s; wrote %s", ", ".join(f"{k} {per_init[k]['learning_time_growth']}" for k in kinds), out)
     return summary
 
 

@@ -19,14 +19,42 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from omegaconf import DictConfig
 
 from . import schemas
-from .common import Progress, entry, resolved_config, run_dir, save_figure, write_results
+from .common import Progress, entry, resolved_config, run_dir, write_results
+from ._shared.plots.mode_dynamics import ModeDynamicsResult, figure
 
 log = logging.getLogger("dlnjax")
+
+
+@dataclass(frozen=True)
+class ModeProblem:
+    """The data set's SVD basis, the plotted modes and the reduced training problem."""
+
+    ds: Any  # the loaded data set (x, y, name, n_in, n_out)
+    dtype: Any
+    u_full: Any
+    v_full: Any
+    u_r: Any  # u_full's first ``rank`` columns
+    s_np: np.ndarray  # singular values of Sigma31 (float64)
+    rank: int
+    n_modes: int  # learnable modes, min(rank, hidden)
+    modes: list[int]  # plotted mode numbers (1-based)
+    mi: np.ndarray  # their 0-based indices
+    hidden: int
+    widths: tuple[int, int, int]
+    prob: Any  # reduced.make_problem's problem
+    lr: float
+    u0: float
+    tau: float
+    num_steps: int
+    rec: int  # record_every
+    t: np.ndarray  # recorded steps
 
 
 def half_times(t: np.ndarray, u: np.ndarray, s: np.ndarray) -> np.ndarray:
@@ -47,23 +75,25 @@ def half_times(t: np.ndarray, u: np.ndarray, s: np.ndarray) -> np.ndarray:
     return np.where(hit, th, np.nan)
 
 
-def run(cfg: DictConfig) -> dict:
+def select_modes(requested: list[int], n_modes: int) -> list[int]:
+    """The requested mode numbers that are learnable (warns about the rest; ConfigError if none)."""
+    modes = [m for m in requested if m <= n_modes]
+    if len(modes) < len(requested):
+        log.warning("modes %s exceed the %d learnable modes and are left out", [m for m in requested if m > n_modes], n_modes)
+    if not modes:
+        raise schemas.ConfigError(f"invalid config: modes={list(requested)} (allowed: mode numbers <= {n_modes})")
+    return modes
+
+
+def mode_problem(cfg: DictConfig) -> ModeProblem:
+    """Load the data, take Sigma31's SVD, pick the modes and build the reduced problem."""
     from dlnjax.data.statistics import full_svd_basis, stats_from_examples
     import jax
     import jax.numpy as jnp
-    import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from dlnjax.init import functions as init_fns
-    from dlnjax.measure import devices
     from dlnjax.nonlinear import reduced
-    from dlnjax.theory import closed_form as theory
     from dlnjax.data import registry as data_registry
 
-    out = run_dir()
-    t_start = time.time()
     dtype = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
     ds = data_registry.load(cfg.data)
     stats = stats_from_examples(ds.x, ds.y).astype(dtype)
@@ -72,11 +102,7 @@ def run(cfg: DictConfig) -> dict:
     rank = int(np.sum(s_np > s_np[0] * 1e-6))
     n_in, n_out, hidden = ds.n_in, ds.n_out, int(cfg.hidden)
     n_modes = min(rank, hidden)
-    modes = [m for m in cfg.modes if m <= n_modes]
-    if len(modes) < len(cfg.modes):
-        log.warning("modes %s exceed the %d learnable modes and are left out", [m for m in cfg.modes if m > n_modes], n_modes)
-    if not modes:
-        raise schemas.ConfigError(f"invalid config: modes={list(cfg.modes)} (allowed: mode numbers <= {n_modes})")
+    modes = select_modes(list(cfg.modes), n_modes)
     mi = np.asarray(modes) - 1
     lr, u0 = float(cfg.lr), float(cfg.u0)
     tau = 1.0 / lr
@@ -85,35 +111,68 @@ def run(cfg: DictConfig) -> dict:
     num_steps, rec = int(cfg.num_steps), int(cfg.record_every)
     t = np.arange(num_steps // rec + 1) * rec
     widths = (n_in, hidden, n_out)
+    return ModeProblem(ds=ds, dtype=dtype, u_full=u_full, v_full=v_full, u_r=u_r, s_np=s_np, rank=rank,
+                       n_modes=n_modes, modes=modes, mi=mi, hidden=hidden, widths=widths, prob=prob,
+                       lr=lr, u0=u0, tau=tau, num_steps=num_steps, rec=rec, t=t)
 
-    # ---- analytic (Eq. 12)
-    u_an = np.asarray(theory.mode_strength(t[:, None], s_np[None, :n_modes], u0, tau, 3), np.float64)
-    th_an = np.asarray(theory.half_learning_time(s_np[:n_modes], u0, tau, 3), np.float64)
 
-    # ---- decoupled starts at lr * f for each factor f (same continuous time)
+def analytic_curves(p: ModeProblem) -> tuple[np.ndarray, np.ndarray]:
+    """Eq. 12's mode strengths on ``p.t`` (T, n_modes) and half-learning times (n_modes,)."""
+    from dlnjax.theory import closed_form as theory
+
+    u_an = np.asarray(theory.mode_strength(p.t[:, None], p.s_np[None, :p.n_modes], p.u0, p.tau, 3), np.float64)
+    th_an = np.asarray(theory.half_learning_time(p.s_np[:p.n_modes], p.u0, p.tau, 3), np.float64)
+    return u_an, th_an
+
+
+def decoupled_run(p: ModeProblem, w_dec: Any, f: float) -> dict:
+    """Train from the decoupled start at rate ``lr * f`` over the same continuous time; its t, u, error."""
+    import jax
+
+    from dlnjax.nonlinear import reduced
+    from dlnjax.theory import closed_form as theory
+
+    lr, prob, s_np, n_modes = p.lr, p.prob, p.s_np, p.n_modes
+    steps_f = int(round(p.num_steps / f))
+    rec_f = max(int(round(p.rec / f)), 1)
+    steps_f -= steps_f % rec_f
+    st0 = reduced.reduce_weights(w_dec[0], w_dec[1], p.u_r)
+    fn = jax.jit(lambda st, lr_=lr * f, n=steps_f, r=rec_f: reduced.train(st, prob, lr_, activation="linear", num_steps=n, record_every=r))
+    _, _, md = fn(st0)
+    t_f = np.arange(steps_f // rec_f + 1) * rec_f * f  # in units of the base lr's steps
+    u_th = np.asarray(theory.mode_strength(t_f[:, None], s_np[None, :n_modes], p.u0, p.tau, 3), np.float64)
+    err = np.abs(np.asarray(md, np.float64) - u_th) / s_np[None, :n_modes]
+    return dict(t=t_f, u=np.asarray(md, np.float64), max_abs_error=float(np.max(err)))
+
+
+def decoupled_runs(p: ModeProblem, k_dec: Any, factors: list[float]) -> dict[float, dict]:
+    """One decoupled start, trained at ``lr`` times each factor (logs each run's max error)."""
+    from dlnjax.init import functions as init_fns
+
     dec = {}
-    key = jax.random.PRNGKey(cfg.seed)
-    k_dec, k_rand = jax.random.split(key)
-    w_dec = init_fns.decoupled(k_dec, widths, u0, u_full, v_full, n_modes=n_modes, dtype=dtype)
-    for f in cfg.decoupled_lr_factors:
-        steps_f = int(round(num_steps / f))
-        rec_f = max(int(round(rec / f)), 1)
-        steps_f -= steps_f % rec_f
-        st0 = reduced.reduce_weights(w_dec[0], w_dec[1], u_r)
-        fn = jax.jit(lambda st, lr_=lr * f, n=steps_f, r=rec_f: reduced.train(st, prob, lr_, activation="linear", num_steps=n, record_every=r))
-        _, _, md = fn(st0)
-        t_f = np.arange(steps_f // rec_f + 1) * rec_f * f  # in units of the base lr's steps
-        u_th = np.asarray(theory.mode_strength(t_f[:, None], s_np[None, :n_modes], u0, tau, 3), np.float64)
-        err = np.abs(np.asarray(md, np.float64) - u_th) / s_np[None, :n_modes]
-        dec[float(f)] = dict(t=t_f, u=np.asarray(md, np.float64), max_abs_error=float(np.max(err)))
+    w_dec = init_fns.decoupled(k_dec, p.widths, p.u0, p.u_full, p.v_full, n_modes=p.n_modes, dtype=p.dtype)
+    for f in factors:
+        dec[float(f)] = decoupled_run(p, w_dec, f)
         log.info("decoupled start, lr x %g: max |u_sim - u_an| / s = %.4g", f, dec[float(f)]["max_abs_error"])
-    base_f = min(dec, key=lambda f: abs(f - 1.0))
+    return dec
 
-    # ---- random starts: linear and tanh, one vmapped batch each
-    n_init = int(cfg.n_init)
-    std = float(cfg.init_std) if cfg.init_std is not None else float(np.sqrt(u0 / hidden))
+
+def random_init_std(cfg: DictConfig, p: ModeProblem) -> float:
+    """``cfg.init_std``, else sqrt(u0 / N2) (random modes start at the analytic strength)."""
+    return float(cfg.init_std) if cfg.init_std is not None else float(np.sqrt(p.u0 / p.hidden))
+
+
+def random_starts(p: ModeProblem, k_rand: Any, n_init: int, std: float) -> dict[str, dict]:
+    """Linear and tanh networks from ``n_init`` small Gaussian starts, one vmapped batch each."""
+    import jax
+
+    from dlnjax.init import functions as init_fns
+    from dlnjax.measure import devices
+    from dlnjax.nonlinear import reduced
+
     keys = jax.random.split(k_rand, n_init)
-    ws = jax.vmap(lambda k: init_fns.small_gaussian(k, widths, std, dtype))(keys)
+    ws = jax.vmap(lambda k: init_fns.small_gaussian(k, p.widths, std, p.dtype))(keys)
+    u_r, prob, lr, num_steps, rec = p.u_r, p.prob, p.lr, p.num_steps, p.rec
     sims = {}
     prog = Progress("mode_dynamics", 2)
     for j, act in enumerate(("linear", "tanh")):
@@ -125,50 +184,45 @@ def run(cfg: DictConfig) -> dict:
         md = np.asarray(md, np.float64)
         sims[act] = dict(loss=np.asarray(losses, np.float64), u=md, seconds=time.time() - t0)
         prog.update(j + 1, f"{act}: {n_init} networks x {num_steps} steps in {sims[act]['seconds']:.1f}s")
+    return sims
+
+
+def half_time_delays(p: ModeProblem, sims: dict[str, dict], th_an: np.ndarray) -> dict[str, dict]:
+    """Per activation: mean, std and not-reached count of the relative half-learning delay per mode."""
     delays = {}
     for act in sims:
-        th_sim = half_times(t, sims[act]["u"], s_np[:n_modes])  # (n_init, M)
+        th_sim = half_times(p.t, sims[act]["u"], p.s_np[:p.n_modes])  # (n_init, M)
         rel = (th_sim - th_an[None, :]) / th_an[None, :]
         delays[act] = dict(
             mean=np.nanmean(rel, axis=0),
             std=np.nanstd(rel, axis=0),
             not_reached=np.sum(np.isnan(rel), axis=0),
         )
+    return delays
 
-    # ---- figure
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(12, 4.6), gridspec_kw=dict(width_ratios=[1.6, 1]))
-    for k, m in enumerate(mi):
-        ax.plot(t, sims["linear"]["u"][0, :, m], color="tab:blue", lw=1.6, label="linear network" if k == 0 else None)
-        ax.plot(t, sims["tanh"]["u"][0, :, m], color="tab:green", lw=1.6, label="tanh network" if k == 0 else None)
-        ax.plot(t, u_an[:, m], color="tab:red", lw=1.3, ls="--", label="analytic (Eq. 12)" if k == 0 else None)
-        ax.text(t[-1] * 1.01, u_an[-1, m], str(m + 1), fontsize=7, va="center")
-    dd = dec[base_f]
-    ax.plot(dd["t"], dd["u"][:, mi[0]], color="k", lw=0.8, ls=":", label=f"decoupled start (lr × {base_f:g})")
-    for m in mi[1:]:
-        ax.plot(dd["t"], dd["u"][:, m], color="k", lw=0.8, ls=":")
-    ax.set_xlabel("t (full-batch steps)")
-    ax.set_ylabel("mode strength  u_α")
-    ax.set_title(f"Mode strengths (λ = {lr:g}, N2 = {hidden}, u0 = {u0:g})")
-    ax.legend(fontsize=8, loc="lower right")
-    x = np.arange(len(mi))
-    for off, act, col in ((-0.12, "linear", "tab:blue"), (0.12, "tanh", "tab:green")):
-        ax2.errorbar(x + off, delays[act]["mean"][mi], yerr=delays[act]["std"][mi], fmt="o", color=col, capsize=3, label=act)
-    ax2.axhline(0.0, color="tab:red", lw=1, ls="--")
-    ax2.set_xticks(x, [str(m + 1) for m in mi])
-    ax2.set_xlabel("mode α")
-    ax2.set_ylabel("(t½ simulated − t½ analytic) / t½ analytic")
-    ax2.set_title(f"Half-learning delay, mean ± std over {n_init} inits")
-    ax2.legend(fontsize=8)
-    fig.tight_layout()
-    save_figure(fig, out / "mode_dynamics")
 
-    summary = dict(
+def figure_result(p: ModeProblem, u_an: np.ndarray, dec: dict, base_f: float, sims: dict, delays: dict, n_init: int) -> ModeDynamicsResult:
+    """The figure's plain inputs: the first random start's curves, Eq. 12, the base decoupled run, the delays."""
+    return ModeDynamicsResult(
+        t=p.t, mode_index=p.mi, u_linear=sims["linear"]["u"][0], u_tanh=sims["tanh"]["u"][0], u_analytic=u_an,
+        t_decoupled=dec[base_f]["t"], u_decoupled=dec[base_f]["u"], decoupled_factor=base_f,
+        delay_linear_mean=delays["linear"]["mean"], delay_linear_std=delays["linear"]["std"],
+        delay_tanh_mean=delays["tanh"]["mean"], delay_tanh_std=delays["tanh"]["std"],
+        lr=p.lr, hidden=p.hidden, u0=p.u0, n_init=n_init,
+    )
+
+
+def summarise(cfg: DictConfig, p: ModeProblem, std: float, n_init: int, th_an: np.ndarray, dec: dict,
+              base_f: float, sims: dict, delays: dict, t_start: float) -> dict:
+    """The run's summary dict (the plotted modes' half-time delays, decoupled errors, timings)."""
+    mi = p.mi
+    return dict(
         experiment="mode_dynamics",
-        dataset=ds.name,
-        singular_values=s_np[:rank],
-        modes_plotted=modes,
-        lr=lr,
-        u0=u0,
+        dataset=p.ds.name,
+        singular_values=p.s_np[:p.rank],
+        modes_plotted=p.modes,
+        lr=p.lr,
+        u0=p.u0,
         init_std=std,
         n_init=n_init,
         decoupled_max_abs_error=dec[base_f]["max_abs_error"],
@@ -185,9 +239,32 @@ def run(cfg: DictConfig) -> dict:
         seconds_total=time.time() - t_start,
         config=resolved_config(cfg),
     )
+
+
+def run(cfg: DictConfig) -> dict:
+    """Fig. 3: analytic, decoupled and random-start mode dynamics; writes the figure and results."""
+    import jax
+    import matplotlib
+
+    matplotlib.use("Agg")
+
+    out = run_dir()
+    t_start = time.time()
+    p = mode_problem(cfg)
+    u_an, th_an = analytic_curves(p)  # Eq. 12
+    key = jax.random.PRNGKey(cfg.seed)
+    k_dec, k_rand = jax.random.split(key)
+    dec = decoupled_runs(p, k_dec, cfg.decoupled_lr_factors)
+    base_f = min(dec, key=lambda f: abs(f - 1.0))
+    n_init = int(cfg.n_init)
+    std = random_init_std(cfg, p)
+    sims = random_starts(p, k_rand, n_init, std)
+    delays = half_time_delays(p, sims, th_an)
+    figure(out, figure_result(p, u_an, dec, base_f, sims, delays, n_init))
+    summary = summarise(cfg, p, std, n_init, th_an, dec, base_f, sims, delays, t_start)
     write_results(out, summary,
-        t=t,
-        singular_values=s_np[:rank],
+        t=p.t,
+        singular_values=p.s_np[:p.rank],
         u_analytic=u_an,
         u_linear=sims["linear"]["u"],
         u_tanh=sims["tanh"]["u"],

@@ -12,13 +12,26 @@ and drawn again from the analytic solution (supplement Eqs. 1-4, both branches; 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import numpy as np
 from omegaconf import DictConfig
 
-from .common import entry, resolved_config, run_dir, save_figure, write_results
+from .common import entry, resolved_config, run_dir, write_results
+from ._shared.plots.phase_portrait import PhasePortraitResult, figure
 
 log = logging.getLogger("dlnjax")
+
+
+@dataclass(frozen=True)
+class StartRun:
+    """One start's simulated and analytic trajectories and what the summary reports about them."""
+
+    sim: np.ndarray  # (T, 2) gradient descent
+    ana: np.ndarray  # (T, 2) supplement Eqs. 1-4
+    drift: float  # max |c(t) - c(0)| of the conserved a^2 - b^2 along the simulation
+    time_err: float | None  # relative error of the simulated time to reach uf (None if not measured)
+    row: dict  # the summary's entry for this start
 
 
 def simulate(a0: float, b0: float, s: float, tau: float, dt: float, n_steps: int) -> np.ndarray:
@@ -42,68 +55,44 @@ def analytic(t: np.ndarray, a0: float, b0: float, s: float, tau: float) -> np.nd
     return sign * np.stack([np.asarray(a), np.asarray(b)], axis=1)
 
 
-def run(cfg: DictConfig) -> dict:
-    import matplotlib
+def crossing_time(sim: np.ndarray, t: np.ndarray, uf: float, dt: float) -> float:
+    """When the simulated u = ab first reaches uf (linear interpolation); nan if never or at t = 0."""
+    u = sim[:, 0] * sim[:, 1]
+    t_sim = float("nan")
+    idx = np.nonzero(u >= uf)[0]
+    if len(idx) and idx[0] > 0:
+        i = idx[0]
+        t_sim = t[i - 1] + (uf - u[i - 1]) / (u[i] - u[i - 1]) * dt
+    return t_sim
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
+def run_start(a0: float, b0: float, s: float, tau: float, dt: float, n_steps: int, t: np.ndarray, uf: float) -> StartRun:
+    """Simulate and solve one start; compare their times to reach uf when it starts below uf (logged)."""
     from dlnjax.theory import closed_form as theory
 
-    out = run_dir()
-    s, tau, dt = float(cfg.s), float(cfg.tau), float(cfg.dt)
-    n_steps = int(round(cfg.t_max / dt))
-    t = np.arange(n_steps + 1) * dt
-    uf = cfg.uf_fraction * s
-    sims, anas, drifts, time_errs, rows = [], [], [], [], []
-    for a0, b0 in cfg.starts:
-        sim = simulate(a0, b0, s, tau, dt, n_steps)
-        ana = analytic(t, a0, b0, s, tau)
-        sims.append(sim)
-        anas.append(ana)
-        c = sim[:, 0] ** 2 - sim[:, 1] ** 2
-        drifts.append(float(np.max(np.abs(c - c[0]))))
-        sign = 1.0 if a0 + b0 >= 0 else -1.0
-        u = sim[:, 0] * sim[:, 1]
-        t_an = t_sim = float("nan")
-        if a0 * b0 < uf and a0 + b0 != 0:
-            t_an = float(theory.hyperbolic_learning_time(s, sign * a0, sign * b0, uf, tau))
-            idx = np.nonzero(u >= uf)[0]
-            if len(idx) and idx[0] > 0:
-                i = idx[0]
-                t_sim = t[i - 1] + (uf - u[i - 1]) / (u[i] - u[i - 1]) * dt
-            time_errs.append(abs(t_sim - t_an) / t_an)
-        rows.append(dict(a0=a0, b0=b0, c=a0 * a0 - b0 * b0, t_analytic=t_an, t_simulated=t_sim,
-                         max_traj_diff=float(np.max(np.abs(sim - ana)))))
-        log.info("start (%.2f, %.2f): t(u=%.2f) analytic %.4f simulated %.4f", a0, b0, uf, t_an, t_sim)
+    sim = simulate(a0, b0, s, tau, dt, n_steps)
+    ana = analytic(t, a0, b0, s, tau)
+    c = sim[:, 0] ** 2 - sim[:, 1] ** 2
+    drift = float(np.max(np.abs(c - c[0])))
+    sign = 1.0 if a0 + b0 >= 0 else -1.0
+    t_an = t_sim = float("nan")
+    time_err = None
+    if a0 * b0 < uf and a0 + b0 != 0:
+        t_an = float(theory.hyperbolic_learning_time(s, sign * a0, sign * b0, uf, tau))
+        t_sim = crossing_time(sim, t, uf, dt)
+        time_err = abs(t_sim - t_an) / t_an
+    row = dict(a0=a0, b0=b0, c=a0 * a0 - b0 * b0, t_analytic=t_an, t_simulated=t_sim,
+               max_traj_diff=float(np.max(np.abs(sim - ana))))
+    log.info("start (%.2f, %.2f): t(u=%.2f) analytic %.4f simulated %.4f", a0, b0, uf, t_an, t_sim)
+    return StartRun(sim=sim, ana=ana, drift=drift, time_err=time_err, row=row)
 
-    # ---- figure
-    ext = float(cfg.extent)
-    fig, ax = plt.subplots(figsize=(6.2, 6))
-    g = np.linspace(-ext, ext, int(cfg.grid))
-    A, B = np.meshgrid(g, g)
-    E = s - A * B
-    ax.quiver(A, B, B * E / tau, A * E / tau, color="tab:blue", alpha=0.55, angles="xy", width=0.003)
-    fine = np.linspace(-ext, ext, 400)
-    AA, BB = np.meshgrid(fine, fine)
-    ax.contour(AA, BB, AA**2 - BB**2, levels=np.linspace(-3, 3, 13), colors="0.75", linewidths=0.6, linestyles="-")
-    ax.contour(AA, BB, AA * BB - s, levels=[0.0], colors="tab:red", linewidths=2.0)
-    for k, (sim, ana) in enumerate(zip(sims, anas)):
-        ax.plot(sim[:, 0], sim[:, 1], color="tab:green", lw=2.4, alpha=0.8, label="gradient descent" if k == 0 else None)
-        ax.plot(ana[:, 0], ana[:, 1], color="k", lw=1.0, ls="--", label="analytic (supp. Eq. 1-4)" if k == 0 else None)
-        ax.plot(sim[0, 0], sim[0, 1], "o", color="tab:green", ms=5)
-    ax.plot([], [], color="tab:red", lw=2, label="fixed points ab = s")
-    ax.plot([], [], color="0.75", lw=0.8, label="invariant a² − b² = c")
-    ax.set_xlim(-ext, ext)
-    ax.set_ylim(-ext, ext)
-    ax.set_aspect("equal")
-    ax.set_xlabel("a")
-    ax.set_ylabel("b")
-    ax.set_title(f"Phase portrait of Eq. 8 (τ = {tau:g}, s = {s:g})")
-    ax.legend(loc="lower right", fontsize=8, framealpha=0.9)
-    save_figure(fig, out / "phase_portrait")
 
-    summary = dict(
+def summarise(cfg: DictConfig, s: float, tau: float, dt: float, runs: list[StartRun]) -> dict:
+    """The run's summary dict: the worst conserved drift, time error and trajectory difference, per-start rows."""
+    drifts = [r.drift for r in runs]
+    time_errs = [r.time_err for r in runs if r.time_err is not None]
+    rows = [r.row for r in runs]
+    return dict(
         experiment="phase_portrait",
         s=s,
         tau=tau,
@@ -114,7 +103,24 @@ def run(cfg: DictConfig) -> dict:
         starts=rows,
         config=resolved_config(cfg),
     )
-    write_results(out, summary, t=t, simulated=np.stack(sims), analytic=np.stack(anas), starts=np.asarray(cfg.starts))
+
+
+def run(cfg: DictConfig) -> dict:
+    """Fig. 2: simulate and solve each start, draw the phase portrait, write the results."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+
+    out = run_dir()
+    s, tau, dt = float(cfg.s), float(cfg.tau), float(cfg.dt)
+    n_steps = int(round(cfg.t_max / dt))
+    t = np.arange(n_steps + 1) * dt
+    uf = cfg.uf_fraction * s
+    runs = [run_start(a0, b0, s, tau, dt, n_steps, t, uf) for a0, b0 in cfg.starts]
+    sims, anas = np.stack([r.sim for r in runs]), np.stack([r.ana for r in runs])
+    figure(out, PhasePortraitResult(s=s, tau=tau, extent=float(cfg.extent), grid=int(cfg.grid), simulated=sims, analytic=anas))
+    summary = summarise(cfg, s, tau, dt, runs)
+    write_results(out, summary, t=t, simulated=sims, analytic=anas, starts=np.asarray(cfg.starts))
     log.info("max conserved drift %.3g, max analytic time error %.3g", summary["max_conserved_drift"], summary["max_analytic_time_error"] or float("nan"))
     return summary
 

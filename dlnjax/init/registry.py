@@ -217,7 +217,12 @@ class Pretrained(InitBase):
 
         if prepared is None:
             raise ValueError("init 'pretrained' needs its prepared stacks (call INITS['pretrained'].prepare first)")
-        return pretrain.pretrained_network(key, prepared[seed], len(widths), widths[-1], _need(self.name, hp, "top_std"))
+        ws = pretrain.pretrained_network(key, prepared[seed], len(widths), widths[-1], _need(self.name, hp, "top_std"))
+        if dtype is None:
+            return ws
+        import jax.numpy as jnp
+
+        return tuple(jnp.asarray(w, dtype) for w in ws)
 
 
 INITS: Registry[Init] = Registry(

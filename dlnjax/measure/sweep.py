@@ -162,34 +162,22 @@ def run_batch(
     fused = engines.fused(engine, member_shapes(weights))
     step_fn = batched(runner, member_bytes=sum(int(w[0].nbytes) for w in weights), fused=fused, donate=True)
     thr_arr = jnp.asarray(threshold, dtype)
-    steps, losses = [], []
-    done_steps = 0
-    leaves, treedef = jax.tree_util.tree_flatten(states)
+    steps, losses, done_steps = [], [], 0
     if resume is not None:
-        saved = [resume[f"state_{i}"] for i in range(len(leaves))]
-        if any(np.shape(a) != np.shape(b) for a, b in zip(saved, leaves)) or len(resume["steps"]) != len(resume["losses"]):
-            raise ValueError("run_batch: the snapshot to resume from does not match this batch")
-        states = devices.shard_batch(jax.tree_util.tree_unflatten(treedef, [jnp.asarray(a, b.dtype) for a, b in zip(saved, leaves)]))
-        steps, losses = list(resume["steps"]), list(resume["losses"])
-        done_steps = int(resume["done_steps"])
+        states, steps, losses, done_steps = _restore(resume, states)
     while done_steps < max_steps:
-        crossed = np.asarray(states.cross_step)[:n] >= 0
-        diverged = np.asarray(states.diverged)[:n]
-        if done_steps > 0 and np.all(crossed | diverged):
+        if done_steps > 0 and _finished(states, n).all():
             break
         states, rec = step_fn(states, lrs, thr_arr)
         steps.append(np.asarray(rec.step[0]))
         losses.append(np.asarray(rec.loss)[:n])
         done_steps += chunk_steps
-        crossed = np.asarray(states.cross_step)[:n] >= 0
-        diverged = np.asarray(states.diverged)[:n]
+        finished = _finished(states, n)
         if progress is not None:
-            progress(done_steps, int(np.sum(crossed | diverged)), n)
+            progress(done_steps, int(np.sum(finished)), n)
         if on_chunk is not None:
-            snap = {f"state_{i}": np.asarray(x) for i, x in enumerate(jax.tree_util.tree_leaves(states))}
-            snap.update(steps=np.stack(steps), losses=np.stack(losses), done_steps=np.asarray(done_steps))
-            on_chunk(snap)
-        if np.all(crossed | diverged):
+            on_chunk(_snapshot(states, steps, losses, done_steps))
+        if finished.all():
             break
     cross = np.asarray(states.cross_step)[:n].astype(np.float64)
     diverged = np.asarray(states.diverged)[:n]
@@ -202,6 +190,29 @@ def run_batch(
         loss=np.concatenate(losses, axis=1),
         loss0=loss0,
     )
+
+
+def _finished(states: Any, n: int) -> np.ndarray:
+    """Which of the first ``n`` members have crossed or diverged."""
+    return (np.asarray(states.cross_step)[:n] >= 0) | np.asarray(states.diverged)[:n]
+
+
+def _snapshot(states: Any, steps: list, losses: list, done_steps: int) -> dict:
+    """The checkpoint :func:`run_batch` hands to ``on_chunk``: the whole state as numpy arrays,
+    the records so far and the steps done."""
+    snap = {f"state_{i}": np.asarray(x) for i, x in enumerate(jax.tree_util.tree_leaves(states))}
+    snap.update(steps=np.stack(steps), losses=np.stack(losses), done_steps=np.asarray(done_steps))
+    return snap
+
+
+def _restore(resume: dict, states: Any) -> tuple[Any, list, list, int]:
+    """``(states, steps, losses, done_steps)`` from a :func:`_snapshot` of this very batch."""
+    leaves, treedef = jax.tree_util.tree_flatten(states)
+    saved = [resume[f"state_{i}"] for i in range(len(leaves))]
+    if any(np.shape(a) != np.shape(b) for a, b in zip(saved, leaves)) or len(resume["steps"]) != len(resume["losses"]):
+        raise ValueError("run_batch: the snapshot to resume from does not match this batch")
+    states = devices.shard_batch(jax.tree_util.tree_unflatten(treedef, [jnp.asarray(a, b.dtype) for a, b in zip(saved, leaves)]))
+    return states, list(resume["steps"]), list(resume["losses"]), int(resume["done_steps"])
 
 
 def theory_t_ct(task: Task, depth: int, u0: float, rank: int, eps: float, n_grid: int = 4000) -> float:

@@ -634,7 +634,10 @@ def sharpness(cores: Cores, cs: CStats, v0: Cores | None = None, iters: int = 40
     def scale(v: Cores, c: Array) -> Cores:
         return jax.tree_util.tree_map(lambda x: x / c, v._replace(n_hidden=None))._replace(n_hidden=cores.n_hidden)
 
-    return curvature.top_eigenpair(hvp, v0, iters, dtype=dt, dot=_dot, scale=scale)
+    def normalize(v: Cores) -> Cores:  # the norm inside the map: XLA fuses it per leaf (kept as written)
+        return jax.tree_util.tree_map(lambda x: x / jnp.sqrt(_dot(v, v)), v._replace(n_hidden=None))._replace(n_hidden=cores.n_hidden)
+
+    return curvature.top_eigenpair(hvp, v0, iters, dtype=dt, dot=_dot, scale=scale, normalize=normalize)
 
 
 def _random_direction(cores: Cores) -> Cores:

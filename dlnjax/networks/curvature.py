@@ -33,15 +33,20 @@ def tree_scale(v: Any, c: Array) -> Any:
 
 
 def top_eigenpair(hvp: Callable[[Any], Any], v0: Any, iters: int, *, dtype: Any,
-                  dot: Callable[[Any, Any], Array] = tree_dot, scale: Callable[[Any, Array], Any] = tree_scale) -> tuple[Array, Any]:
+                  dot: Callable[[Any, Any], Array] = tree_dot, scale: Callable[[Any, Array], Any] = tree_scale,
+                  normalize: Callable[[Any], Any] | None = None) -> tuple[Array, Any]:
     """``(lambda, v)``: the Rayleigh quotient after ``iters`` power steps ``v <- H v / ||v||``
     from ``v0``, and the unit vector of the last product. ``hvp``, ``dot`` and ``scale`` act on
-    one pytree layout (the parameters'); ``dtype`` is the eigenvalue's. Traceable (``iters``
-    static)."""
+    one pytree layout (the parameters'); ``normalize(v)`` (default ``scale(v, sqrt(dot(v, v)))``)
+    is the step's normalisation, which a layout may write its own way; ``dtype`` is the
+    eigenvalue's. Traceable (``iters`` static)."""
+    if normalize is None:
+        def normalize(v: Any) -> Any:
+            return scale(v, jnp.sqrt(dot(v, v)))
 
     def body(_, carry):
         v, _lam = carry
-        v = scale(v, jnp.sqrt(dot(v, v)))
+        v = normalize(v)
         hv = hvp(v)
         return hv, dot(v, hv)
 

@@ -195,62 +195,67 @@ def make_runner(
     """
     record_every = int(record_every)
     n_records = int(n_records)
-    has_modes = u is not None
     pick = kernels if kernels is not None else (lambda w: None)
-
-    def one_step(carry, lr, threshold):
-        st: TrainState = carry
-        fused = pick(st.weights)
-        if fused is not None:
-            loss, ps, g = _fused_factors(fused, st.weights, stats)
-        else:
-            loss, left, right = _factors(st.weights, stats)
-        bad = (~jnp.isfinite(loss)) | (loss > diverge_factor * jnp.abs(st.loss_ref) + 1e-30)
-        newly_bad = bad & ~st.diverged
-        diverged = st.diverged | bad
-        crossed = (loss < threshold) & (st.cross_step < 0) & ~diverged
-        cross_step = jnp.where(crossed, st.step, st.cross_step)
-        # a diverged member gets a zero rate: the update stays a plain ``w - lr g`` (which XLA can
-        # fold into the matrix product's epilogue) and its weights stop changing (or turn nan if
-        # its gradient is no longer finite; its records are masked either way)
-        eff_lr = jnp.where(diverged, jnp.zeros_like(lr), lr)
-        if fused is not None:
-            new_w = fused.bottom_up(eff_lr, g, ps, st.weights)
-        else:
-            new_w = tuple(_update(w, eff_lr, a, b) for w, a, b in zip(st.weights, left, right))
-        return TrainState(
-            new_w,
-            st.step + jnp.where(diverged, 0, 1).astype(st.step.dtype),
-            cross_step,
-            diverged,
-            jnp.where(newly_bad, st.step, st.diverge_step),
-            st.loss_ref,
-        ), loss
-
-    def block(st: TrainState, lr, threshold):
-        w_tot = product(st.weights)
-        modes = mode_strengths(w_tot, u, v) if has_modes else jnp.zeros((0,), w_tot.dtype)
-        step0 = st.step
-
-        def body(i, carry):
-            s, first = carry
-            s, loss = one_step(s, lr, threshold)
-            return s, jnp.where(i == 0, loss, first)
-
-        # the block's first loss is carried through the loop (a first step outside the loop
-        # would make XLA keep a second copy of every weight: 2x instead of ~1.3x peak memory)
-        st, first_loss = jax.lax.fori_loop(0, record_every, body, (st, jnp.zeros_like(st.loss_ref)))
-        nan = jnp.asarray(jnp.nan, first_loss.dtype)
-        dead = st.diverged & (st.diverge_step <= step0)
-        rec = Records(step0, jnp.where(dead, nan, first_loss), jnp.where(dead, nan, modes))
-        return st, rec
 
     def run(state: TrainState, lr: Array, threshold: Array = -jnp.inf) -> tuple[TrainState, Records]:
         lr = jnp.asarray(lr, state.loss_ref.dtype)
         threshold = jnp.asarray(threshold, state.loss_ref.dtype)
-        return jax.lax.scan(lambda st, _: block(st, lr, threshold), state, None, length=n_records)
+        return jax.lax.scan(lambda st, _: _block(st, lr, threshold, stats, pick, diverge_factor, record_every, u, v),
+                            state, None, length=n_records)
 
     return run
+
+
+def _step(st: TrainState, lr: Array, threshold: Array, stats: Stats, pick: Callable[[Sequence[Array]], Any],
+          diverge_factor: float) -> tuple[TrainState, Array]:
+    """One gradient step with the threshold and divergence checks of :func:`make_runner`."""
+    fused = pick(st.weights)
+    if fused is not None:
+        loss, ps, g = _fused_factors(fused, st.weights, stats)
+    else:
+        loss, left, right = _factors(st.weights, stats)
+    bad = (~jnp.isfinite(loss)) | (loss > diverge_factor * jnp.abs(st.loss_ref) + 1e-30)
+    newly_bad = bad & ~st.diverged
+    diverged = st.diverged | bad
+    crossed = (loss < threshold) & (st.cross_step < 0) & ~diverged
+    cross_step = jnp.where(crossed, st.step, st.cross_step)
+    # a diverged member gets a zero rate: the update stays a plain ``w - lr g`` (which XLA can
+    # fold into the matrix product's epilogue) and its weights stop changing (or turn nan if
+    # its gradient is no longer finite; its records are masked either way)
+    eff_lr = jnp.where(diverged, jnp.zeros_like(lr), lr)
+    if fused is not None:
+        new_w = fused.bottom_up(eff_lr, g, ps, st.weights)
+    else:
+        new_w = tuple(_update(w, eff_lr, a, b) for w, a, b in zip(st.weights, left, right))
+    return TrainState(
+        new_w,
+        st.step + jnp.where(diverged, 0, 1).astype(st.step.dtype),
+        cross_step,
+        diverged,
+        jnp.where(newly_bad, st.step, st.diverge_step),
+        st.loss_ref,
+    ), loss
+
+
+def _block(st: TrainState, lr: Array, threshold: Array, stats: Stats, pick: Callable[[Sequence[Array]], Any],
+           diverge_factor: float, record_every: int, u: Array | None, v: Array | None) -> tuple[TrainState, Records]:
+    """``record_every`` steps and the record at their start (loss, mode strengths)."""
+    w_tot = product(st.weights)
+    modes = mode_strengths(w_tot, u, v) if u is not None else jnp.zeros((0,), w_tot.dtype)
+    step0 = st.step
+
+    def body(i, carry):
+        s, first = carry
+        s, loss = _step(s, lr, threshold, stats, pick, diverge_factor)
+        return s, jnp.where(i == 0, loss, first)
+
+    # the block's first loss is carried through the loop (a first step outside the loop
+    # would make XLA keep a second copy of every weight: 2x instead of ~1.3x peak memory)
+    st, first_loss = jax.lax.fori_loop(0, record_every, body, (st, jnp.zeros_like(st.loss_ref)))
+    nan = jnp.asarray(jnp.nan, first_loss.dtype)
+    dead = st.diverged & (st.diverge_step <= step0)
+    rec = Records(step0, jnp.where(dead, nan, first_loss), jnp.where(dead, nan, modes))
+    return st, rec
 
 
 def evaluate(state: TrainState, stats: Stats, u: Array | None = None, v: Array | None = None) -> Records:

@@ -179,6 +179,8 @@ def balanced_minimum_spectrum(
     ``s_k^{(2n-2)/n} +- s_beta s_k^{(n-2)/n}`` (and ``+- s_beta`` per idle hidden unit when n = 2).
     NumPy, float64 (a reference, not a traced function).
     """
+    if int(depth) != len(widths):
+        raise ValueError(f"depth {depth} does not match the {len(widths)} widths {tuple(widths)}")
     n = len(widths) - 1
     s = np.asarray(s, float)
     r = len(s)

@@ -267,56 +267,87 @@ def _threshold(cfg: DictConfig, loss0: float, e_star: float, e_zero: float) -> f
     return Threshold.from_config(cfg.threshold).resolve(e_star, loss0=loss0, e_zero=e_zero)
 
 
+class _DepthCheckpoint:
+    """Every finished run and every sharpness value of one depth, tagged with the config, in
+    ``partial/depth<N>.runs.npz`` (with the diffrax flow's T_ct, so a resumed sweep does not
+    integrate it again); saved at most every 2 s unless forced."""
+
+    def __init__(self, cfg: DictConfig, depth: int):
+        self.cfg, self.path = cfg, run_dir() / "partial" / f"depth{depth}.runs.npz"
+        saved = load_tagged(self.path, cfg)
+        self.cache, self.sharp = _unpack(saved) if saved is not None else ({}, {})
+        if saved is not None:
+            log.info("depth %d: %d finished runs loaded from %s", depth, len(self.cache), self.path)
+        self.flow = {k: saved[k] for k in FLOW_KEYS if saved is not None and k in saved}
+        self.last = time.time()
+
+    def save(self, force: bool = False) -> None:
+        if force or time.time() - self.last > 2.0:
+            save_tagged(self.path, self.cfg, **_pack(self.cache, self.sharp), **self.flow)
+            self.last = time.time()
+
+    def sharpness(self, member: Any) -> Any:
+        """``member.sharpness`` remembered by (rate, steps): a resumed sweep recomputes nothing."""
+
+        def sharpness(o: Any, v0: Any) -> tuple[float, Any]:
+            k = (float(o.lr).hex(), int(o.steps))
+            if k in self.sharp:
+                return self.sharp[k], None
+            if o.state is None:  # restored from a checkpoint without its state: recompute it exactly
+                o = member(o.lr, o.limit, None)
+            lam, vec = member.sharpness(o, v0)
+            self.sharp[k] = lam
+            return lam, vec
+
+        return sharpness
+
+
 def run_depth(cfg: DictConfig, problem: Problem, engine: DepthEngine, depth: int, rates: np.ndarray, l_cap: int,
               progress: Any = None) -> DepthRecord:
+    """Fig. 4's statistics at one depth (:func:`dlnjax.measure.robust.rate_statistics` on the
+    engine's member), checkpointed run by run."""
     from dlnjax.data.statistics import best_error
     from dlnjax.measure import robust, sweep
 
     t0 = time.time()
-    out = run_dir()
     stats = problem.task.stats
     widths = sweep.widths_for(stats.n_in, stats.n_out, depth, int(cfg.hidden))
     r = min(widths)
     e_star = float(best_error(problem.stats64, rank=r))
     member, thr, loss0 = engine.member(
         cfg, problem, depth, widths, l_cap, lambda loss0: _threshold(cfg, loss0, e_star, 0.5 * float(problem.stats64.tr33)))
-
-    # checkpoint: every finished run and every sharpness value, tagged with the config
-    ckpt = out / "partial" / f"depth{depth}.runs.npz"
-    saved = load_tagged(ckpt, cfg)
-    cache, sharp_cache = _unpack(saved) if saved is not None else ({}, {})
-    if saved is not None:
-        log.info("depth %d: %d finished runs loaded from %s", depth, len(cache), ckpt)
-    last_save = [time.time()]
-
-    # the diffrax flow's T_ct (kept beside the runs: a resumed sweep does not integrate it again)
-    flow_saved = {k: saved[k] for k in FLOW_KEYS if saved is not None and k in saved}
-
-    def save(force: bool = False) -> None:
-        if force or time.time() - last_save[0] > 2.0:
-            save_tagged(ckpt, cfg, **_pack(cache, sharp_cache), **flow_saved)
-            last_save[0] = time.time()
-
-    mem = robust.memoised(member, cache, on_new=lambda c: save())
-
-    def sharpness(o: Any, v0: Any) -> tuple[float, Any]:
-        k = (float(o.lr).hex(), int(o.steps))
-        if k in sharp_cache:
-            return sharp_cache[k], None
-        if o.state is None:  # restored from a checkpoint without its state: recompute it exactly
-            o = member(o.lr, o.limit, None)
-        lam, vec = member.sharpness(o, v0)
-        sharp_cache[k] = lam
-        return lam, vec
-
+    ck = _DepthCheckpoint(cfg, depth)
     sc = cfg.stats
     rs = robust.rate_statistics(
-        mem, rates, max_steps=int(cfg.max_steps), stop_factor=float(sc.stop_factor), probe_steps=int(sc.probe_steps),
+        robust.memoised(member, ck.cache, on_new=lambda c: ck.save()), rates, max_steps=int(cfg.max_steps),
+        stop_factor=float(sc.stop_factor), probe_steps=int(sc.probe_steps),
         edge_bisections=int(sc.edge_bisections), edge_patience=float(sc.edge_patience),
-        small_rate_factor=float(sc.small_rate_factor), band=float(sc.band), extend_max=int(sc.extend_max), sharpness=sharpness,
-        snapshots=int(sc.snapshots), progress=(lambda m: progress(f"depth {depth}: {m}")) if progress else None,
+        small_rate_factor=float(sc.small_rate_factor), band=float(sc.band), extend_max=int(sc.extend_max),
+        sharpness=ck.sharpness(member), snapshots=int(sc.snapshots),
+        progress=(lambda m: progress(f"depth {depth}: {m}")) if progress else None,
     )
-    save(force=True)
+    ck.save(force=True)
+    steps, main_rates, grid_loss, small_loss, small_modes = _depth_curves(cfg, rs, r)
+    flow = _diffrax_fields(cfg, problem, engine, ck, depth, widths, thr, l_cap, rs)
+    stats_d = dict(
+        t_min=rs.t_min, fastest_rate=rs.fastest_rate, edge=rs.edge, edge_hi=rs.edge_hi, band_lo=rs.band_lo,
+        band_hi=rs.band_hi, band_centre=rs.band_centre, t_ct=rs.t_ct, t_ct_rate=rs.t_ct_rate, lam_star=rs.lam_star,
+        inv_lambda_star=rs.inv_lambda_star, steps_at_inv_lambda_star=rs.steps_at_inv_lambda_star,
+        bracketed=rs.bracketed, extended_up=rs.extended_up, extended_down=rs.extended_down,
+        spikes_before_crossing=rs.spikes_before_crossing, member_steps=rs.member_steps, **rs.extra, **flow,
+    )
+    runs = [dict(lr=x.lr, role=x.role, status=x.status, learning_time=x.learning_time, steps=x.steps, spikes=x.spikes,
+                 first_spike=x.first_spike, max_rise=x.max_rise) for x in rs.runs]
+    rec = DepthRecord(depth, list(widths), thr, e_star, loss0, runs, stats_d, steps, main_rates, grid_loss, small_loss,
+                      small_modes, seconds=time.time() - t0)
+    _log_depth(cfg, depth, rs, rec.seconds)
+    return rec
+
+
+def _depth_curves(cfg: DictConfig, rs: Any, r: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(record steps, main rates, their loss curves, the small-rate run's curve, its modes)`` of
+    one depth's runs, on the records of ``max_steps`` (nan where not run or not reached)."""
+    from dlnjax.measure import robust
 
     n_rec = int(cfg.max_steps) // int(cfg.record_every) + 1
     steps = np.arange(n_rec) * int(cfg.record_every)
@@ -347,28 +378,26 @@ def run_depth(cfg: DictConfig, problem: Problem, engine: DepthEngine, depth: int
         m = np.asarray(small_o.modes, np.float64)
         k = min(len(m), n_rec)
         small_modes[:k, : m.shape[1]] = m[:k]
+    return steps, main_rates, grid_loss, small_loss, small_modes
 
-    flow = {}
-    if engine.compress and bool(cfg.stats.gradient_flow):
-        if not flow_saved:
-            flow_saved.update(flow_t_ct(problem, engine, widths, float(cfg.u0), thr, l_cap, rs, depth > 2))
-            save(force=True)
-            log.info("depth %d: T_ct by diffrax on the compressed flow %s (%d solver steps, %.1fs)", depth,
-                     _g(_none_if_nan(flow_saved["flow_t_ct"])), int(flow_saved["flow_steps"]), float(flow_saved["flow_seconds"]))
-        flow = dict(t_ct_diffrax=_none_if_nan(flow_saved["flow_t_ct"]), diffrax_steps=int(flow_saved["flow_steps"]),
-                    diffrax_seconds=float(flow_saved["flow_seconds"]))
 
-    stats_d = dict(
-        t_min=rs.t_min, fastest_rate=rs.fastest_rate, edge=rs.edge, edge_hi=rs.edge_hi, band_lo=rs.band_lo,
-        band_hi=rs.band_hi, band_centre=rs.band_centre, t_ct=rs.t_ct, t_ct_rate=rs.t_ct_rate, lam_star=rs.lam_star,
-        inv_lambda_star=rs.inv_lambda_star, steps_at_inv_lambda_star=rs.steps_at_inv_lambda_star,
-        bracketed=rs.bracketed, extended_up=rs.extended_up, extended_down=rs.extended_down,
-        spikes_before_crossing=rs.spikes_before_crossing, member_steps=rs.member_steps, **rs.extra, **flow,
-    )
-    runs = [dict(lr=x.lr, role=x.role, status=x.status, learning_time=x.learning_time, steps=x.steps, spikes=x.spikes,
-                 first_spike=x.first_spike, max_rise=x.max_rise) for x in rs.runs]
-    rec = DepthRecord(depth, list(widths), thr, e_star, loss0, runs, stats_d, steps, main_rates, grid_loss, small_loss,
-                      small_modes, seconds=time.time() - t0)
+def _diffrax_fields(cfg: DictConfig, problem: Problem, engine: DepthEngine, ck: _DepthCheckpoint, depth: int,
+                    widths: Sequence[int], thr: float, l_cap: int, rs: Any) -> dict:
+    """``t_ct_diffrax`` and its cost when ``stats.gradient_flow`` asks for it (compressed runs
+    only), integrated once and kept in the depth's checkpoint."""
+    if not (engine.compress and bool(cfg.stats.gradient_flow)):
+        return {}
+    if not ck.flow:
+        ck.flow.update(flow_t_ct(problem, engine, widths, float(cfg.u0), thr, l_cap, rs, depth > 2))
+        ck.save(force=True)
+        log.info("depth %d: T_ct by diffrax on the compressed flow %s (%d solver steps, %.1fs)", depth,
+                 _g(_none_if_nan(ck.flow["flow_t_ct"])), int(ck.flow["flow_steps"]), float(ck.flow["flow_seconds"]))
+    return dict(t_ct_diffrax=_none_if_nan(ck.flow["flow_t_ct"]), diffrax_steps=int(ck.flow["flow_steps"]),
+                diffrax_seconds=float(ck.flow["flow_seconds"]))
+
+
+def _log_depth(cfg: DictConfig, depth: int, rs: Any, seconds: float) -> None:
+    """The depth's log lines: a warning when nothing crossed or the optimum is not bracketed."""
     if rs.t_min is None:
         log.warning("depth %d: no rate crossed the threshold within max_steps=%d (every rate diverged or was still "
                     "above it): raise max_steps, or move the grid (learning_rates); flagged as not bracketed",
@@ -376,14 +405,13 @@ def run_depth(cfg: DictConfig, problem: Problem, engine: DepthEngine, depth: int
     elif not rs.bracketed:
         log.warning("depth %d: the optimum is not bracketed after %d extra rates above and %d below the grid "
                     "(stats.extend_max=%d): flagged in the summary and the figure", depth, rs.extended_up,
-                    rs.extended_down, int(sc.extend_max))
+                    rs.extended_down, int(cfg.stats.extend_max))
     log.info(
         "depth %d: best rate %s (10%% band %s-%s), learning time %s steps (fastest crossing, at %s); measured edge %s; "
         "predictions 1/lambda* %s, T_ct %s (%d member-steps, %d rates added, %.1fs)", depth, _g(rs.best_rate),
         _g(rs.band_lo), _g(rs.band_hi), _g(rs.learning_time), _g(rs.fastest_rate), _g(rs.edge), _g(rs.inv_lambda_star),
-        _g(rs.t_ct), rs.member_steps, rs.extended_up + rs.extended_down, rec.seconds,
+        _g(rs.t_ct), rs.member_steps, rs.extended_up + rs.extended_down, seconds,
     )
-    return rec
 
 
 # ----------------------------------------------------------------------------------------

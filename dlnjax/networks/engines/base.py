@@ -28,7 +28,7 @@ divergence (the member stops). Two families share this protocol:
   :attr:`dlnjax.init.registry.Init.aligned`), and with it ``engine`` still picks XLA or native kernels.
 
 To add a full-width engine: a module in this package with a class on :class:`FullWidthBase`
-(its ``name``, ``kernels`` and ``problem``) and one entry in :data:`dlnjax.networks.engines.ENGINES`.
+(its ``name``, ``kernels`` and ``unavailable``) and one entry in :data:`dlnjax.networks.engines.ENGINES`.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ class Engine(Protocol):
 
     name: str
 
-    def problem(self) -> tuple[type[Exception], str] | None:
+    def unavailable(self) -> tuple[type[Exception], str] | None:
         """Why this engine cannot run on this machine whatever the shapes: the exception to raise
         and a phrase that follows the engine's name; None when it can."""
         ...
@@ -75,7 +75,7 @@ class FullWidthBase:
 
     name: str = ""
 
-    def problem(self) -> tuple[type[Exception], str] | None:
+    def unavailable(self) -> tuple[type[Exception], str] | None:
         return None
 
     def kernels(self, weights: Sequence[Array]) -> Any:
@@ -156,7 +156,7 @@ def shapes(weights: Sequence[Array]) -> str:
 
 def fused_kernels_for(engine: Engine, module: Any, weights: Sequence[Array]) -> Any:
     """``module`` after the checks every fused engine makes: shapes the kernels take, then the
-    machine (``engine.problem()``)."""
+    machine (``engine.unavailable()``)."""
     from dlnjax.networks.kernels import native
 
     if not native.fused_shapes_ok(weights):
@@ -164,7 +164,7 @@ def fused_kernels_for(engine: Engine, module: Any, weights: Sequence[Array]) -> 
             f"engine={engine.name!r} needs float32/float64 weights, at least two layers and 1..16 output units "
             f"(no wider than the input); got shapes {shapes(weights)}"
         )
-    problem = engine.problem()
-    if problem is not None:
-        raise problem[0](f"engine={engine.name!r} {problem[1]}")
+    why = engine.unavailable()
+    if why is not None:
+        raise why[0](f"engine={engine.name!r} {why[1]}")
     return module

@@ -17,7 +17,7 @@ from typing import Any
 class Compressed:
     name = "compressed"
 
-    def problem(self) -> tuple[type[Exception], str] | None:
+    def unavailable(self) -> tuple[type[Exception], str] | None:
         return None  # plain XLA operations: runs anywhere
 
     def init_state(self, start: Any, stats: Any, *, n_records: int, n_modes: int = 0, **options: Any) -> Any:

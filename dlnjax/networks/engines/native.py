@@ -12,7 +12,7 @@ from dlnjax.networks.engines.base import FullWidthBase, fused_kernels_for
 class Native(FullWidthBase):
     name = "native"
 
-    def problem(self):
+    def unavailable(self):
         if jax.default_backend() != "cpu":
             return ValueError, f"needs a CPU backend (here: {jax.default_backend()!r})"
         if not _native.available():

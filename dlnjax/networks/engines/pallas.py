@@ -10,7 +10,7 @@ from dlnjax.networks.engines.base import FullWidthBase, fused_kernels_for
 class Pallas(FullWidthBase):
     name = "pallas"
 
-    def problem(self):
+    def unavailable(self):
         if not _pallas.available():
             return RuntimeError, f"is not available here: {_pallas.reason()}"
         problem = _pallas.off_gpu_problem()
