@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -162,6 +163,7 @@ class DepthEngine:
     cs: Any = None
     rot: Any = None
     runners: dict = field(default_factory=dict)
+    lock: Any = field(default_factory=threading.Lock)  # the runners are shared by the depths' threads
 
     def member(self, cfg: DictConfig, problem: Problem, depth: int, widths: Sequence[int], l_cap: int,
                threshold_of: Any) -> tuple[Any, float, float]:
@@ -249,11 +251,12 @@ def _compressed_runner(engine: DepthEngine, cfg: DictConfig, last_trained: bool,
     from dlnjax.networks.engines.compressed import COMPRESSED
 
     key = ("c", last_trained)
-    if key not in engine.runners:
-        kw = dict(record_every=int(cfg.record_every), last_trained=last_trained, readout=readout,
-                  spike_rtol=float(cfg.stats.spike_rtol))
-        engine.runners[key] = jax.jit(COMPRESSED.make_runner(engine.cs, kernels=engine.kernels, **kw))
-    return engine.runners[key]
+    with engine.lock:
+        if key not in engine.runners:
+            kw = dict(record_every=int(cfg.record_every), last_trained=last_trained, readout=readout,
+                      spike_rtol=float(cfg.stats.spike_rtol))
+            engine.runners[key] = jax.jit(COMPRESSED.make_runner(engine.cs, kernels=engine.kernels, **kw))
+        return engine.runners[key]
 
 
 # ----------------------------------------------------------------------------------------
@@ -446,9 +449,10 @@ def flow_t_ct(problem: Problem, engine: DepthEngine, widths: Sequence[int], u0: 
     if not horizon:
         return dict(flow_t_ct=np.asarray(np.nan), flow_steps=np.asarray(0), flow_seconds=np.asarray(0.0))
     with jax.enable_x64(True):
-        if "flow_cs64" not in engine.runners:
-            engine.runners["flow_cs64"] = compressed.compress_stats(problem.stats64, engine.rot, jnp.float64)
-        cs = engine.runners["flow_cs64"]
+        with engine.lock:
+            if "flow_cs64" not in engine.runners:
+                engine.runners["flow_cs64"] = compressed.compress_stats(problem.stats64, engine.rot, jnp.float64)
+            cs = engine.runners["flow_cs64"]
         task = problem.task
         cores = compressed.decoupled_cores(widths, u0, np.asarray(task.u, np.float64), np.asarray(task.v, np.float64),
                                            engine.rot, l_cap=l_cap, dtype=jnp.float64)
@@ -463,17 +467,43 @@ def _g(x: Any) -> str:
     return "None" if x is None else f"{x:.4g}"
 
 
+def workers_for(cfg: DictConfig, n_depths: int) -> int:
+    """Depths run at once: ``workers`` (0: one per CPU core), at most one per depth."""
+    w = int(cfg.get("workers", 1) or 0) or (os.cpu_count() or 1)
+    return max(1, min(w, n_depths))
+
+
 def run_depths(cfg: DictConfig, problem: Problem, depths: Sequence[int], rates: np.ndarray, label: str) -> tuple[list[DepthRecord], DepthEngine]:
+    """Every depth, ``workers`` at a time in threads (the deepest first: they take longest), each
+    depth on its own member and checkpoint. A depth's numbers do not depend on which thread runs
+    it, or when: the same config gives the same summary for any ``workers``
+    (``tests/test_experiments.py``). XLA and the native kernels release the GIL while they run,
+    so two threads keep two cores busy."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from dlnjax.networks import compressed
 
     depths = [int(d) for d in depths]
     engine = make_engine(cfg, problem, depths)
     l_cap = compressed.capacity(depths)
     prog = Progress(label, len(depths))
-    recs = []
-    for i, d in enumerate(depths):
-        prog.update(i, f"depth {d}")
-        recs.append(run_depth(cfg, problem, engine, d, rates, l_cap, progress=lambda m, i=i: prog.update(i, m)))
+    done = [0]
+
+    def one(d: int) -> DepthRecord:
+        rec = run_depth(cfg, problem, engine, d, rates, l_cap, progress=lambda m: prog.update(done[0], m))
+        with engine.lock:
+            done[0] += 1
+            prog.update(done[0], f"depth {d} done")
+        return rec
+
+    workers = workers_for(cfg, len(depths))
+    if workers == 1:
+        recs = [one(d) for d in depths]
+    else:
+        log.info("%s: %d depths, %d at a time", label, len(depths), workers)
+        with ThreadPoolExecutor(workers) as ex:
+            futures = {d: ex.submit(one, d) for d in sorted(depths, reverse=True)}
+            recs = [futures[d].result() for d in depths]
     prog.update(len(depths), "done")
     return recs, engine
 

@@ -50,6 +50,8 @@ class Fig4Protocol(AppConfig):
     stats: RateStatsConfig = field(default_factory=RateStatsConfig)
     # the late depths: lr_exponent and learning_time_late_slope are fitted over depths >= this
     fit_min_depth: int = 20
+    # depths run at once, in threads (0: one per CPU core); the numbers do not depend on it
+    workers: int = 0
 
 
 def check_protocol(cfg: DictConfig) -> None:
@@ -59,6 +61,7 @@ def check_protocol(cfg: DictConfig) -> None:
     multiple_of(cfg, "chunk_steps", "record_every")
     check_learning_rates(cfg)
     check_threshold(cfg)
+    require(int(cfg.workers) >= 0, "workers", cfg.workers, "an integer >= 0 (0: one per CPU core)")
     require(cfg.hidden_basis in ("random", "identity"), "hidden_basis", cfg.hidden_basis, "random, identity")
     st = cfg.stats
     require(st.stop_factor > 1.0, "stats.stop_factor", st.stop_factor, "a number > 1")
