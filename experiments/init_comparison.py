@@ -137,6 +137,7 @@ class Sweep:
     max_chunks: int
     lt: dict = field(default_factory=dict)
     div: dict = field(default_factory=dict)
+    stop: dict = field(default_factory=dict)  # (D, R, seeds): stopped by stop_rule (no longer able to matter)
     curves: dict = field(default_factory=dict)
     thresholds: list = field(default_factory=list)
     e_stars: list = field(default_factory=list)
@@ -177,6 +178,7 @@ def load_depth(sw: Sweep, di: int, depth: int) -> bool:
         return False
     for kind in sw.kinds:
         sw.lt[kind][di], sw.div[kind][di] = saved[f"lt_{kind}"], saved[f"div_{kind}"]
+        sw.stop[kind][di] = saved[f"stop_{kind}"] if f"stop_{kind}" in saved else False
     sw.curves.update({k: saved[k] for k in saved if k.startswith(("loss_", "steps_"))})
     sw.thresholds.append(float(saved["threshold"]))
     sw.e_stars.append(float(saved["e_star"]))
@@ -185,13 +187,54 @@ def load_depth(sw: Sweep, di: int, depth: int) -> bool:
     return True
 
 
+def stop_rule(index: list, n_rates: int, n_seeds: int, band: float):
+    """``stop(t, cross, diverged, running)`` for :func:`dlnjax.measure.sweep.run_batch`: the
+    running members that can no longer change their init's statistics (:func:`per_init_statistics`:
+    :func:`dlnjax.measure.robust.band_of` on the seed-median curve). Per init, with each member's
+    time known (crossed), infinite (diverged, stopped) or at least ``t`` (running), each rate's
+    seed median lies between two bounds. Once every rate whose median is still open is above
+    ``(1 + band) x`` the fastest known median, the fastest and the band are final; a rate then
+    still matters only as the band's interpolation neighbour (the nearest rate on each side whose
+    median is finite), so the running seeds of every other rate stop, and so do the running
+    seeds of a rate whose median is already fixed."""
+    ids: dict = {}
+    for m, (kind, ri, si) in enumerate(index):
+        ids.setdefault(kind, np.full((n_rates, n_seeds), -1, np.int64))[ri, si] = m
+
+    def stop(t: int, cross: np.ndarray, div: np.ndarray, running: np.ndarray) -> np.ndarray:
+        halt = np.zeros_like(running)
+        for m_ids in ids.values():
+            c, run = cross[m_ids].astype(np.float64), running[m_ids]
+            known = np.where(c >= 0, c, np.inf)
+            lo = np.median(np.where(run, float(t), known), axis=1)
+            hi = np.median(np.where(run, np.inf, known), axis=1)
+            fixed = lo == hi
+            finite = fixed & np.isfinite(hi)
+            if not finite.any():
+                continue
+            cut = (1.0 + band) * hi[finite].min()
+            if (lo[~fixed] <= cut).any():
+                continue
+            inside = np.nonzero(finite & (hi <= cut))[0]
+            j, k = inside.min(), inside.max()
+            for r in range(n_rates):
+                if not run[r].any():
+                    continue
+                needed = not fixed[r] and ((r > k and not finite[k + 1:r].any()) or (r < j and not finite[r + 1:j].any()))
+                if not needed:
+                    halt[m_ids[r][run[r]]] = True
+        return halt
+
+    return stop
+
+
 def full_width_batch(sw: Sweep, di: int, depth: int, widths, kinds: list, thr: float):
     """The random (unaligned) starts of one depth, every init x seed x rate in one vmapped batch
     (:func:`dlnjax.measure.sweep.run_batch`, checkpointed every ``checkpoint_every`` steps):
     ``(result or None, index of (kind, rate, seed) per member)``."""
     import jax.numpy as jnp
 
-    from dlnjax.measure import sweep
+    from dlnjax.measure import robust, sweep
 
     cfg, task = sw.cfg, sw.problem.task
     dtype = task.stats.sigma11.dtype
@@ -224,8 +267,10 @@ def full_width_batch(sw: Sweep, di: int, depth: int, widths, kinds: list, thr: f
     res = sweep.run_batch(
         task.stats, batch, lrs, threshold=thr, max_steps=int(cfg.max_steps), chunk_steps=int(cfg.chunk_steps),
         record_every=int(cfg.record_every), progress=cb, on_chunk=on_chunk if every > 0 else None, resume=resume,
-        engine=cfg.engine.value,
+        engine=cfg.engine.value, stop=stop_rule(index, len(sw.rates), int(cfg.seeds), robust.BAND),
     )
+    log.info("depth %d: %d of %d member-steps run (finished members leave the batch; %d members stopped)", depth,
+             res.member_steps, len(index) * res.steps_run, int(res.stopped.sum()))
     return res, index
 
 
@@ -251,6 +296,7 @@ def run_depth(sw: Sweep, di: int, depth: int) -> None:
     for m, (kind, ri, si) in enumerate(index):
         sw.lt[kind][di, ri, si] = res.learning_time[m]
         sw.div[kind][di, ri, si] = res.diverged[m]
+        sw.stop[kind][di, ri, si] = res.stopped[m]
     for k, c in dec.items():
         sw.lt[k][di, :, 0], sw.div[k][di, :, 0] = c["learning_time"], c["diverged"]
     rec_steps = res.record_steps if res is not None else next(iter(dec.values()))["steps"]
@@ -267,7 +313,8 @@ def run_depth(sw: Sweep, di: int, depth: int) -> None:
     sw.curves[f"steps_depth{depth}"] = rec_steps
     mine = {k: v for k, v in sw.curves.items() if k.endswith(f"_depth{depth}")}
     save_tagged(run_dir() / "partial" / f"depth{depth}.npz", cfg, threshold=np.asarray(thr), e_star=np.asarray(e_star),
-                **{f"lt_{k}": sw.lt[k][di] for k in sw.kinds}, **{f"div_{k}": sw.div[k][di] for k in sw.kinds}, **mine)
+                **{f"lt_{k}": sw.lt[k][di] for k in sw.kinds}, **{f"div_{k}": sw.div[k][di] for k in sw.kinds},
+                **{f"stop_{k}": sw.stop[k][di] for k in sw.kinds}, **mine)
     (run_dir() / "partial" / f"depth{depth}.state.npz").unlink(missing_ok=True)
     log.info(
         "depth %d: %s (%.1fs)", depth,
@@ -304,7 +351,9 @@ def per_init_statistics(sw: Sweep) -> dict:
             learning_time_growth=growth,
             lr_exponent=headline.loglog_slope([d for d, _ in fit], [b for _, b in fit]),
             diverged=[int(x) for x in sw.div[kind].any(axis=2).sum(axis=1)],
-            not_learned=[int(x) for x in (np.isnan(med) & ~sw.div[kind].any(axis=2)).sum(axis=1)],
+            not_learned=[int(x) for x in (np.isnan(med) & ~sw.div[kind].any(axis=2) & ~sw.stop[kind].any(axis=2)).sum(axis=1)],
+            # rates with a seed stopped once it could no longer change this init's statistics (stop_rule)
+            stopped=[int(x) for x in sw.stop[kind].any(axis=2).sum(axis=1)],
             best_rate_at_grid_edge=[b is not None and (b == rates[0] or b == rates[-1]) for b in fast_lr],
         )
     return per_init
@@ -355,7 +404,8 @@ def run(cfg: DictConfig) -> dict:
     sw = Sweep(cfg, problem, kinds, depths, rates, stacks, k_init, Threshold.from_config(cfg.threshold),
                Progress("init_comparison", len(depths) * max_chunks), max_chunks,
                lt={k: np.full((len(depths), n_r, n_seeds), np.nan) for k in kinds},
-               div={k: np.zeros((len(depths), n_r, n_seeds), bool) for k in kinds})
+               div={k: np.zeros((len(depths), n_r, n_seeds), bool) for k in kinds},
+               stop={k: np.zeros((len(depths), n_r, n_seeds), bool) for k in kinds})
     for di, depth in enumerate(depths):
         if not load_depth(sw, di, depth):
             run_depth(sw, di, depth)
@@ -367,6 +417,7 @@ def run(cfg: DictConfig) -> dict:
     figure(out, InitComparisonResult(
         dataset=ds.name, depths=depths, learning_rates=rates, kinds=kinds, per_init=per_init, theory_learning_time=theory_t,
         theory_optimal_rate=opt, orthogonal_eigenvalues=eig, max_steps=int(cfg.max_steps), whitened=problem.whitened,
+        stopped={k: sw.stop[k].any(axis=2) for k in kinds},
     ))
     pre = "pretrained" in stacks
     summary = dict(
@@ -388,6 +439,7 @@ def run(cfg: DictConfig) -> dict:
     for kind in kinds:
         arrays[f"learning_time_{kind}"] = sw.lt[kind]
         arrays[f"diverged_{kind}"] = sw.div[kind]
+        arrays[f"stopped_{kind}"] = sw.stop[kind]
     write_results(out, summary, **arrays)
     log.info("learning_time_growth: %s; wrote %s", ", ".join(f"{k} {per_init[k]['learning_time_growth']}" for k in kinds), out)
     return summary

@@ -2,7 +2,7 @@
 ``assert_close``, the NumPy/SciPy oracles the library is checked against, and ``run_py`` (an
 app or script run in the clone's root, as a user runs it).
 
-    from helpers import TOL, assert_close, numpy_solve_deep, run_py
+    from helpers import TOL, TOL_ULPS, approx, assert_close, numpy_solve_deep, run_py
 """
 
 from __future__ import annotations
@@ -21,6 +21,13 @@ import numpy as np
 TOL = {
     "float32": dict(rtol=2e-4, atol=2e-6),
     "float64": dict(rtol=1e-10, atol=1e-12),
+}
+
+# Tighter, for the same few operations done twice in one dtype (a vmap lane against the lone run,
+# one evaluation against its rotated or rewritten twin, an identity of a handful of terms): no long
+# sums and no steps to compound rounding, so a few hundred ulps. Only float64 needs one so far.
+TOL_ULPS = {
+    "float64": dict(rtol=1e-12, atol=1e-14),
 }
 
 # np.testing.assert_allclose's own defaults, used when no dtype is named
@@ -46,6 +53,16 @@ def assert_close(actual: Any, expected: Any, dtype: Any = None, *, rtol: float |
     if atol is not None:
         tol["atol"] = atol
     np.testing.assert_allclose(np.asarray(actual), np.asarray(expected), err_msg=err_msg, equal_nan=equal_nan, **tol)
+
+
+def approx(expected: Any, dtype: Any, *, rel: float | None = None, abs: float | None = None, table: dict = TOL) -> Any:
+    """``pytest.approx(expected)`` with ``rel`` and ``abs`` from ``table[dtype]`` (its ``rtol`` and
+    ``atol``; :data:`TOL` unless another dtype-keyed table such as :data:`TOL_ULPS` is given); an
+    explicit ``rel`` or ``abs`` replaces that one. A value passes within the larger of the two."""
+    import pytest
+
+    tol = table[_dtype_name(dtype)]
+    return pytest.approx(expected, rel=tol["rtol"] if rel is None else rel, abs=tol["atol"] if abs is None else abs)
 
 
 def numpy_solve_deep(s: float, u0: float, t: np.ndarray, tau: float, depth: int) -> np.ndarray:

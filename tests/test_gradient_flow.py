@@ -16,6 +16,9 @@ from dlnjax.data.statistics import full_svd_basis, stats_from_examples
 # the event time is located on Tsit5's dense output with rtol 1e-10: ~1e-8 relative, well inside
 # the 1e-6 the comparison asks for
 RTOL_TIME = {"float64": 1e-6}
+# the saved losses of Tsit5 at rtol 1e-10 (a tolerance float64 allows) against the closed form:
+# ~1e-8 relative; atol (times E0) for the late losses, which fall towards 0
+CURVE_TOL = {"float64": dict(rtol=1e-7, atol=1e-10)}
 
 
 def _setup(depth, sv, n_modes, u0, width=4):
@@ -62,7 +65,8 @@ def test_two_mode_learning_time_and_trajectory(depth):
     ts = np.linspace(0.0, 2 * t_exact, 9)
     sol = gf.solve(w, stats, ts, rtol=1e-10, atol=1e-12)
     want = np.array([exact_loss(t) for t in ts])
-    np.testing.assert_allclose(np.asarray(sol.loss), want, rtol=1e-7, atol=1e-10 * e0)
+    tol = CURVE_TOL["float64"]
+    np.testing.assert_allclose(np.asarray(sol.loss), want, rtol=tol["rtol"], atol=tol["atol"] * e0)
 
 
 def test_threshold_never_reached_is_inf():
@@ -88,5 +92,5 @@ def test_small_rate_gradient_descent_converges_to_the_flow_at_first_order():
         n = int(round(T / lr))
         _, rec = engines.train(w, stats, lr, num_steps=n, record_every=n // 10)
         devs.append(np.max(np.abs(np.asarray(rec.loss) - flow)))
-    assert devs[0] < 1e-2 * flow[0]
-    assert devs[0] / devs[1] == pytest.approx(2.0, rel=0.1)
+    assert devs[0] < 1e-2 * flow[0]  # C lr at lr = 2e-3: the discretisation, not rounding
+    assert devs[0] / devs[1] == pytest.approx(2.0, rel=0.1)  # first order in lr, to O(lr^2)

@@ -17,6 +17,11 @@ from dlnjax.data import teacher
 from helpers import TOL, assert_close
 from dlnjax.data.statistics import stats_from_examples
 
+F64 = "float64"
+# one device vs four, float64, 200 steps per member: rounding compounded over a run (as for the
+# apps in test_devices), kept at its size since the slow tier alone runs it
+SHARDED_RTOL = {"float64": 1e-9}
+
 needs_native = pytest.mark.skipif(
     jax.default_backend() != "cpu" or not native.available(),
     reason=f"fused native kernels not available here: {native.reason() if jax.default_backend() == 'cpu' else 'not a CPU backend'}",
@@ -89,9 +94,9 @@ def test_native_training_equals_xla_training(widths):
     (sx, rx), (sn, rn) = out["xla"], out["native"]
     assert np.all(np.isfinite(rx.loss)) and float(rx.loss[-1]) < 0.9 * float(rx.loss[0])  # it learned something
     # E is formed as 1/2 tr S33 - tr(W S31^T) + 1/2 tr(W S11 W^T): absolute rounding ~ eps * E(0)
-    assert_close(rn.loss, rx.loss, rtol=1e-9, atol=1e-12 * float(rx.loss[0]))
+    assert_close(rn.loss, rx.loss, F64, atol=TOL[F64]["atol"] * float(rx.loss[0]))
     for a, b in zip(sn.weights, sx.weights):
-        assert_close(a, b, rtol=1e-8, atol=1e-10)
+        assert_close(a, b, F64)
 
 
 @needs_native
@@ -125,7 +130,7 @@ def test_vmapped_native_equals_a_loop_and_is_deterministic(members):
         stacked, lrs
     )
     for a, b in zip(batched, xla):
-        assert_close(a, b, rtol=1e-9, atol=1e-12)
+        assert_close(a, b, F64)
 
 
 @needs_native
@@ -217,4 +222,4 @@ def test_native_batch_sharded_over_four_devices_equals_one_device(monkeypatch):
     assert r.returncode == 0, r.stderr[-2000:]
     four = json.loads(r.stdout.strip().splitlines()[-1])
     assert four["devices"] == 4
-    assert_close(np.asarray(four["loss"]), np.asarray(one["loss"]), rtol=1e-9)
+    assert_close(np.asarray(four["loss"]), np.asarray(one["loss"]), rtol=SHARDED_RTOL[F64])

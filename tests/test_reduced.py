@@ -10,8 +10,10 @@ from dlnjax.init import functions as init_fns
 from dlnjax.networks import engines
 from dlnjax.nonlinear import networks as nonlinear, reduced
 from dlnjax.data import hierarchy
-from helpers import assert_close
+from helpers import TOL, TOL_ULPS, assert_close
 from dlnjax.data.statistics import full_svd_basis, stats_from_examples
+
+F64 = "float64"  # the statistics and weights here are float64
 
 
 @pytest.fixture(scope="module")
@@ -33,11 +35,11 @@ def test_reduced_equals_flax_optax_full_network(small, act):
     train = nonlinear.make_train_examples(model, optax.sgd(0.01), jnp.asarray(ds.x), jnp.asarray(ds.y), num_steps=200, record_every=10)
     params, losses_full = train(nonlinear.params_from_weights(w))
     w1, w2 = nonlinear.weights_from_params(params)
-    assert_close(np.asarray(losses), np.asarray(losses_full), rtol=1e-10)
-    assert_close(np.asarray(sf.w1), np.asarray(w1), atol=1e-12)
-    assert_close(np.asarray(sf.b), np.asarray(u[:, :r].T @ w2), atol=1e-12)
+    assert_close(losses, losses_full, rtol=TOL[F64]["rtol"])
+    assert_close(sf.w1, w1, F64)
+    assert_close(sf.b, u[:, :r].T @ w2, F64)
     g_full = w2.T @ w2 - (u[:, :r].T @ w2).T @ (u[:, :r].T @ w2)
-    assert_close(np.asarray(sf.g), np.asarray(g_full), atol=1e-12)
+    assert_close(sf.g, g_full, F64)
 
 
 def test_reduced_linear_modes_equal_engine(small):
@@ -46,8 +48,8 @@ def test_reduced_linear_modes_equal_engine(small):
     prob = reduced.make_problem(jnp.asarray(ds.x), ds.y, u[:, :r], v, r)
     _, losses, md = reduced.train(reduced.reduce_weights(w[0], w[1], u[:, :r]), prob, 0.01, activation="linear", num_steps=100, record_every=10)
     _, rec = engines.train(w, st, 0.01, num_steps=100, record_every=10, u=u[:, :r], v=v[:, :r])
-    assert_close(np.asarray(losses), np.asarray(rec.loss), rtol=1e-10)
-    assert_close(np.asarray(md), np.asarray(rec.modes), atol=1e-10)
+    assert_close(losses, rec.loss, rtol=TOL[F64]["rtol"])
+    assert_close(md, rec.modes, F64)
 
 
 @pytest.mark.slow
@@ -60,5 +62,5 @@ def test_vmap_over_inits_equals_loop(small):
     _, lb, mb = jax.vmap(f)(ws)
     for i in range(3):
         _, l1, m1 = f(jax.tree_util.tree_map(lambda a: a[i], ws))
-        assert_close(np.asarray(lb[i]), np.asarray(l1), rtol=1e-12)
-        assert_close(np.asarray(mb[i]), np.asarray(m1), rtol=1e-12, atol=1e-14)
+        assert_close(lb[i], l1, rtol=TOL_ULPS[F64]["rtol"])
+        assert_close(mb[i], m1, F64, **TOL_ULPS[F64])

@@ -76,13 +76,14 @@ class BatchResult:
     """A vmapped batch of networks trained to a threshold (one member per rate / seed / init)."""
 
     learning_rates: np.ndarray  # (M,)
-    learning_time: np.ndarray  # (M,) first step with E < threshold; nan if never (or diverged)
+    learning_time: np.ndarray  # (M,) first step with E < threshold; nan if never (or diverged, or stopped)
     diverged: np.ndarray  # (M,) bool
     steps_run: int
     record_steps: np.ndarray  # (T,)
-    loss: np.ndarray  # (M, T) nan after divergence
+    loss: np.ndarray  # (M, T) nan after divergence, and after the member left the batch
     loss0: np.ndarray  # (M,) error at step 0
-
+    stopped: np.ndarray | None = None  # (M,) bool: stopped by the caller's rule before crossing or diverging
+    member_steps: int = 0  # steps taken by all members together (padding included): the cost
 
 # on a CPU, networks with at least this many bytes of weights run one after another (see batched)
 MAP_MIN_BYTES_CPU = 8_000_000
@@ -133,15 +134,28 @@ def run_batch(
     on_chunk: Callable[[dict], None] | None = None,
     resume: dict | None = None,
     engine: str | None = None,
+    stop: Callable[[int, np.ndarray, np.ndarray, np.ndarray], np.ndarray] | None = None,
+    shrink: bool = True,
 ) -> BatchResult:
     """Train a batch of networks (``weights``: every array with a leading member axis M, one
     learning rate per member) in chunks of ``chunk_steps`` until every member has crossed
     ``threshold`` or diverged (or ``max_steps``). The batch is spread over all local devices
     (padded to a multiple of their count by repeating the last member; padding dropped).
 
+    No wasted steps: a member that has crossed or diverged leaves the batch. Whenever the members
+    still running fill at most half of it, they are gathered into a batch of the next power of two
+    (one compilation per size, at most log2 M). A member's steps do not depend on its
+    neighbours: its learning time is that of the full batch, and its records agree to rounding
+    (XLA may order a batched product's sums differently for another batch size; tested against
+    ``shrink=False``, which keeps every member in the batch to the end, as before). ``stop(done_steps,
+    cross_step, diverged, running)`` (arrays over the M members: ``cross_step`` -1 until crossed)
+    may return a mask of running members to stop now (a caller's rule that they can no longer
+    matter); they are reported in ``stopped``, with no learning time.
+
     Checkpoints without I/O here: after every chunk ``on_chunk(snapshot)`` receives a dict of
-    numpy arrays (the whole training state, the records so far, the steps done) that the caller
-    may save; passing such a snapshot back as ``resume`` continues exactly where it stopped.
+    numpy arrays (the running members' state, which members they are, the outcomes of those
+    that left, the records so far, the steps done) that the caller may save; passing such a
+    snapshot back as ``resume`` continues exactly where it stopped.
 
     ``engine`` names the full-width engine of :data:`dlnjax.networks.engines.ENGINES` (None:
     ``$DLNJAX_ENGINE``, else ``'auto'``; see :func:`dlnjax.networks.linear.make_runner`)."""
@@ -153,66 +167,127 @@ def run_batch(
     # a copy: the chunks below consume (donate) the state, never the caller's weights
     states = jax.tree_util.tree_map(jnp.copy, jax.vmap(lambda w: linear.init_state(w, stats))(weights))
     loss0 = np.asarray(states.loss_ref, np.float64)
-    size = devices.padded_size(n)
-    lrs = devices.pad_batch(jnp.asarray(np.asarray(learning_rates, np.float64), dtype), size)
-    states = jax.tree_util.tree_map(lambda x: devices.pad_batch(x, size), states)
-    lrs, states = devices.shard_batch((lrs, states))
+    lr_all = jnp.asarray(np.asarray(learning_rates, np.float64), dtype)
     engine = engines.resolve(engine)
     runner = engines.make_runner(stats, record_every=record_every, n_records=chunk_steps // record_every, engine=engine)
     fused = engines.fused(engine, member_shapes(weights))
     step_fn = batched(runner, member_bytes=sum(int(w[0].nbytes) for w in weights), fused=fused, donate=True)
     thr_arr = jnp.asarray(threshold, dtype)
-    steps, losses, done_steps = [], [], 0
+    b = _Batch(n, lr_all)
     if resume is not None:
-        states, steps, losses, done_steps = _restore(resume, states)
-    while done_steps < max_steps:
-        if done_steps > 0 and _finished(states, n).all():
-            break
-        states, rec = step_fn(states, lrs, thr_arr)
-        steps.append(np.asarray(rec.step[0]))
-        losses.append(np.asarray(rec.loss)[:n])
-        done_steps += chunk_steps
-        finished = _finished(states, n)
+        b.restore(resume, states)
+    else:
+        b.place(states, np.arange(n), devices.padded_size(n))
+    n_rec = chunk_steps // record_every
+    while b.done_steps < max_steps and b.keep.any():
+        b.states, rec = step_fn(b.states, b.lrs, thr_arr)
+        b.record(np.asarray(rec.loss), n_rec, record_every)
+        b.done_steps += chunk_steps
+        b.member_steps += chunk_steps * int(b.lrs.shape[0])
+        b.retire(stop)
         if progress is not None:
-            progress(done_steps, int(np.sum(finished)), n)
+            progress(b.done_steps, n - int(b.keep.sum()), n)
+        if shrink and b.keep.any() and 2 * int(b.keep.sum()) <= b.lrs.shape[0]:
+            b.compact()
         if on_chunk is not None:
-            on_chunk(_snapshot(states, steps, losses, done_steps))
-        if finished.all():
-            break
-    cross = np.asarray(states.cross_step)[:n].astype(np.float64)
-    diverged = np.asarray(states.diverged)[:n]
-    return BatchResult(
-        learning_rates=np.asarray(learning_rates, np.float64),
-        learning_time=np.where((cross >= 0) & ~diverged, cross, np.nan),
-        diverged=diverged,
-        steps_run=done_steps,
-        record_steps=np.concatenate(steps),
-        loss=np.concatenate(losses, axis=1),
-        loss0=loss0,
-    )
+            on_chunk(b.snapshot())
+    return b.result(learning_rates, loss0)
 
 
-def _finished(states: Any, n: int) -> np.ndarray:
-    """Which of the first ``n`` members have crossed or diverged."""
-    return (np.asarray(states.cross_step)[:n] >= 0) | np.asarray(states.diverged)[:n]
+class _Batch:
+    """The running part of :func:`run_batch`'s batch. Its rows are the members ``active`` (padded
+    rows repeat the last); ``keep`` marks the rows still running. A member's outcome is fixed
+    when it leaves (crossed, diverged or stopped): ``cross``, ``div``, ``stopped`` over all M."""
 
+    def __init__(self, n: int, lr_all: Array):
+        self.n, self.lr_all = n, lr_all
+        self.cross = np.full(n, -1, np.int64)
+        self.div = np.zeros(n, bool)
+        self.stopped = np.zeros(n, bool)
+        self.steps: list = []
+        self.losses: list = []
+        self.done_steps = self.member_steps = 0
+        self.active = np.arange(n)
+        self.keep = np.ones(n, bool)
+        self.states = self.lrs = None
 
-def _snapshot(states: Any, steps: list, losses: list, done_steps: int) -> dict:
-    """The checkpoint :func:`run_batch` hands to ``on_chunk``: the whole state as numpy arrays,
-    the records so far and the steps done."""
-    snap = {f"state_{i}": np.asarray(x) for i, x in enumerate(jax.tree_util.tree_leaves(states))}
-    snap.update(steps=np.stack(steps), losses=np.stack(losses), done_steps=np.asarray(done_steps))
-    return snap
+    def place(self, states: Any, active: np.ndarray, size: int) -> None:
+        """Rows for the members ``active`` (``states``' rows), padded to ``size`` and sharded."""
+        self.active = np.asarray(active, np.int64)
+        self.keep = np.ones(len(self.active), bool)
+        self.lrs, self.states = devices.shard_batch((devices.pad_batch(self.lr_all[self.active], size),
+                                                     jax.tree_util.tree_map(lambda x: devices.pad_batch(x, size), states)))
 
+    def record(self, loss: np.ndarray, n_rec: int, record_every: int) -> None:
+        """One chunk's records: the loss of every member that ran it (nan for those that left)."""
+        full = np.full((self.n, n_rec), np.nan, loss.dtype)
+        rows = np.nonzero(self.keep)[0]
+        full[self.active[rows]] = loss[rows]
+        self.losses.append(full)
+        self.steps.append(self.done_steps + np.arange(n_rec, dtype=np.int64) * record_every)
 
-def _restore(resume: dict, states: Any) -> tuple[Any, list, list, int]:
-    """``(states, steps, losses, done_steps)`` from a :func:`_snapshot` of this very batch."""
-    leaves, treedef = jax.tree_util.tree_flatten(states)
-    saved = [resume[f"state_{i}"] for i in range(len(leaves))]
-    if any(np.shape(a) != np.shape(b) for a, b in zip(saved, leaves)) or len(resume["steps"]) != len(resume["losses"]):
-        raise ValueError("run_batch: the snapshot to resume from does not match this batch")
-    states = devices.shard_batch(jax.tree_util.tree_unflatten(treedef, [jnp.asarray(a, b.dtype) for a, b in zip(saved, leaves)]))
-    return states, list(resume["steps"]), list(resume["losses"]), int(resume["done_steps"])
+    def retire(self, stop: Callable | None) -> None:
+        """The outcomes of the running rows; those that crossed, diverged or are stopped leave."""
+        rows = np.nonzero(self.keep)[0]
+        k = len(self.active)
+        cross = np.asarray(self.states.cross_step)[:k][rows]
+        div = np.asarray(self.states.diverged)[:k][rows]
+        who = self.active[rows]
+        self.cross[who], self.div[who] = cross, div
+        left = (cross >= 0) | div
+        if stop is not None:
+            running = np.zeros(self.n, bool)
+            running[who[~left]] = True
+            halt = np.asarray(stop(self.done_steps, self.cross.copy(), self.div.copy(), running.copy()), bool) & running
+            self.stopped |= halt
+            left |= halt[who]
+        self.keep[rows[left]] = False
+
+    def compact(self) -> None:
+        """Gather the running members into a batch of the next power of two (device multiple)."""
+        rows = np.nonzero(self.keep)[0]
+        size = devices.padded_size(1 << int(np.ceil(np.log2(len(rows)))))
+        states = jax.tree_util.tree_map(lambda x: x[rows], self.states)
+        self.place(states, self.active[rows], size)
+
+    def result(self, learning_rates: Sequence[float], loss0: np.ndarray) -> BatchResult:
+        cross = self.cross.astype(np.float64)
+        return BatchResult(
+            learning_rates=np.asarray(learning_rates, np.float64),
+            learning_time=np.where((cross >= 0) & ~self.div, cross, np.nan),
+            diverged=self.div.copy(),
+            steps_run=self.done_steps,
+            record_steps=np.concatenate(self.steps) if self.steps else np.zeros((0,), np.int64),
+            loss=np.concatenate(self.losses, axis=1) if self.losses else np.zeros((self.n, 0)),
+            loss0=loss0,
+            stopped=self.stopped.copy(),
+            member_steps=self.member_steps,
+        )
+
+    def snapshot(self) -> dict:
+        """The checkpoint :func:`run_batch` hands to ``on_chunk``."""
+        snap = {f"state_{i}": np.asarray(x) for i, x in enumerate(jax.tree_util.tree_leaves(self.states))}
+        snap.update(steps=np.stack(self.steps), losses=np.stack(self.losses), done_steps=np.asarray(self.done_steps),
+                    active=self.active.copy(), keep=self.keep.copy(), cross=self.cross.copy(), div=self.div.copy(),
+                    stopped=self.stopped.copy(),
+                    member_steps=np.asarray(self.member_steps))
+        return snap
+
+    def restore(self, resume: dict, fresh: Any) -> None:
+        """Continue from a :meth:`snapshot` of a batch of the same members."""
+        leaves, treedef = jax.tree_util.tree_flatten(fresh)
+        saved = [resume.get(f"state_{i}") for i in range(len(leaves))]
+        if ("active" not in resume or len(resume["cross"]) != self.n or len(resume["steps"]) != len(resume["losses"])
+                or any(a is None or np.shape(a)[1:] != np.shape(b)[1:] for a, b in zip(saved, leaves))):
+            raise ValueError("run_batch: the snapshot to resume from does not match this batch")
+        self.active, keep = np.asarray(resume["active"], np.int64), np.asarray(resume["keep"], bool)
+        states = jax.tree_util.tree_unflatten(treedef, [jnp.asarray(a, b.dtype) for a, b in zip(saved, leaves)])
+        self.place(jax.tree_util.tree_map(lambda x: x[: len(self.active)], states), self.active, int(np.shape(saved[0])[0]))
+        self.keep = keep
+        self.steps, self.losses = list(resume["steps"]), list(resume["losses"])
+        self.done_steps, self.member_steps = int(resume["done_steps"]), int(resume["member_steps"])
+        self.cross, self.div = np.asarray(resume["cross"], np.int64), np.asarray(resume["div"], bool)
+        self.stopped = np.asarray(resume["stopped"], bool)
 
 
 def theory_t_ct(task: Task, depth: int, u0: float, rank: int, eps: float, n_grid: int = 4000) -> float:

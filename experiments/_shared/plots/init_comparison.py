@@ -38,6 +38,7 @@ class InitComparisonResult:
     orthogonal_eigenvalues: np.ndarray
     max_steps: int
     whitened: bool
+    stopped: dict[str, np.ndarray] | None = None  # per init, (D, R): a seed stopped once it could no longer matter
 
 
 def figure(out: Path, r: InitComparisonResult) -> None:
@@ -76,6 +77,7 @@ def figure(out: Path, r: InitComparisonResult) -> None:
     a1.set_ylabel("learning time (fine-tuning steps)")
     a1.set_title(f"Learning time vs depth ({r.dataset}); × not learned in {r.max_steps}")
     a1.legend(fontsize=7, loc="lower right")
+    _stopped_marks(a2, r)
     if "decoupled" in r.kinds:
         a2.plot(d, r.theory_optimal_rate, ":", color="0.4", label="decoupled: supplement 1/λ₁(a_opt)")
     a2.axhline(r.learning_rates[0], color="0.8", lw=0.8)
@@ -96,3 +98,18 @@ def figure(out: Path, r: InitComparisonResult) -> None:
     a3.set_title(f"Eigenvalues of one random {len(eig)} x {len(eig)} orthogonal matrix")
     fig.tight_layout()
     save_figure(fig, out / "init_comparison")
+
+
+def _stopped_marks(ax, r: InitComparisonResult) -> None:
+    """The grid rates each init stopped (a seed halted once it could no longer change the init's
+    fastest time or band; ``init_comparison.stop_rule``), as small crosses at (depth, rate)."""
+    labelled = False
+    for kind in r.kinds:
+        m = None if r.stopped is None else r.stopped.get(kind)
+        if m is None or not np.asarray(m).any():
+            continue
+        di, ri = np.nonzero(np.asarray(m))
+        off = 1.0 + 0.04 * r.kinds.index(kind)  # side by side when two inits stopped the same rate
+        ax.plot(np.asarray(r.depths, float)[di] * off, np.asarray(r.learning_rates)[ri], "x", ms=3, alpha=0.5,
+                color=COLOURS.get(kind), label=None if labelled else "stopped (could no longer matter)")
+        labelled = True
