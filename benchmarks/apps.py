@@ -87,8 +87,8 @@ def main(argv: list[str] | None = None) -> None:
             rows.append(run_one(name, args.tiny, Path(tmp)))
             r = rows[-1]
             print(f"{name}: {r['seconds']:.1f} s (exit {r['returncode']})", flush=True)
-    payload = dict(tiny=args.tiny, cpu_count=os.cpu_count(), runs=rows)
-    p = write("apps_tiny" if args.tiny else "apps", payload)
+            # written after every run (atomically): a long session stopped half way keeps what it measured
+            p = write("apps_tiny" if args.tiny else "apps", dict(tiny=args.tiny, cpu_count=os.cpu_count(), runs=rows))
     print(table([(r["name"], f"{r['seconds']:.1f}", r["target_s"] or "", r["returncode"]) for r in rows],
                 ("run", "seconds", "target", "exit")))
     print(f"wrote {p}")

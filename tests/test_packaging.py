@@ -125,7 +125,8 @@ def test_site_packages_holds_the_library_only(installed):
         p.name for p in (ROOT / "dlnjax" / "data" / "embedded").glob("*.gz"))
     assert len(list(embedded.glob("*.gz"))) == 4
     assert (embedded / "README.md").is_file()
-    assert (purelib / "dlnjax" / "native" / "linear_step.cc").is_file()
+    native = purelib / "dlnjax" / "networks" / "kernels" / "native"
+    assert (native / "linear_step.cc").is_file() and (native / "compressed_run.cc").is_file()
 
 
 def test_installed_library_finds_its_embedded_digits_outside_the_clone(installed, tmp_path):
