@@ -190,6 +190,8 @@ def _render_apps(d: dict, lines: list) -> str:
         if r.get("returncode"):
             verdict = f"failed (exit {r['returncode']})"
         lines.append(f"| {r['name']} ({r['what']}) | `{r['command']}` | {r['seconds']:.0f} | {'' if not t else f'{t:.0f}'} | {verdict} |")
+        for app, sec in (r.get("apps") or {}).items():
+            lines.append(f"| &nbsp;&nbsp;{app} (inside the report) | | {sec:.0f} | | |")
     return "\n".join(lines) + "\n"
 
 
