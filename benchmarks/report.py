@@ -186,7 +186,9 @@ def _render_apps(d: dict, lines: list) -> str:
               "| run | command | seconds | target | |", "| --- | --- | --- | --- | --- |"]
     for r in d["runs"]:
         t = r.get("target_s")
-        verdict = "" if not t else ("met" if r["seconds"] <= t else f"missed by {r['seconds'] / t:.1f}x")
+        ratio = r["seconds"] / t if t else None
+        verdict = "" if not t else ("met" if ratio <= 1 else f"missed by {100 * (ratio - 1):.0f}%" if ratio < 1.5
+                                    else f"missed by {ratio:.1f}x")
         if r.get("returncode"):
             verdict = f"failed (exit {r['returncode']})"
         lines.append(f"| {r['name']} ({r['what']}) | `{r['command']}` | {r['seconds']:.0f} | {'' if not t else f'{t:.0f}'} | {verdict} |")
