@@ -1,7 +1,7 @@
-// A fused CPU runner for the compressed engine (dlnjax.compressed.make_member_runner): one XLA
+// A fused CPU runner for the compressed engine (dlnjax.networks.compressed.make_member_runner): one XLA
 // FFI call runs a member's whole training loop, step after step, until it crosses its threshold,
 // diverges or reaches its step limit, with the same checks, spike detection and records as the
-// lax.while_loop of dlnjax/compressed.py.
+// lax.while_loop of dlnjax/networks/compressed.py.
 //
 // The step on the cores (first F: r x n, hidden H_0..H_{L-1}: r x r, last T: N_out x r), with
 // Lambda = diag(lam) and S31 = Sigma31 Q (N_out x n):
