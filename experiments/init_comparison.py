@@ -5,6 +5,9 @@ of learning rates (times ``seeds`` random draws) trained by full-batch gradient 
 statistics, all initialisations of a depth in one jitted, vmapped batch, run in chunks until
 every member has crossed the threshold or diverged. Per depth and initialisation the fastest
 rate is kept (learning time: the median over seeds; a rate counts only if most seeds learned).
+No wasted steps: a member that crossed or diverged leaves the batch, and the seeds of a rate that
+can no longer change its init's statistics are stopped (:func:`stop_rule`; recorded as
+``stopped``, drawn as small crosses).
 
 Initialisations (``inits``):
   scaled_gaussian  i.i.d. N(0, gain^2 / N_in): norm-preserving on average (Glorot-style);
