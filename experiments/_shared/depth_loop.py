@@ -326,7 +326,7 @@ def run_depth(cfg: DictConfig, problem: Problem, engine: DepthEngine, depth: int
         stop_factor=float(sc.stop_factor), probe_steps=int(sc.probe_steps),
         edge_bisections=int(sc.edge_bisections), edge_patience=float(sc.edge_patience),
         small_rate_factor=float(sc.small_rate_factor), band=float(sc.band), extend_max=int(sc.extend_max),
-        sharpness=ck.sharpness(member), snapshots=int(sc.snapshots),
+        sharpness=ck.sharpness(member), snapshots=int(sc.snapshots), flow_run=bool(sc.flow_run),
         progress=(lambda m: progress(f"depth {depth}: {m}")) if progress else None,
     )
     ck.save(force=True)

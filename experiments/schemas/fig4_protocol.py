@@ -26,6 +26,11 @@ class RateStatsConfig:
     # rate on each side; at most this many rates per side (a depth that reaches it is flagged)
     extend_max: int = 16
     snapshots: int = 16  # Hessian top-eigenvalue evaluations along the gradient-flow path
+    # the small-rate run along the gradient-flow path (T_ct and lambda*, predictions drawn over the
+    # measurement). false skips it: on whitened inputs it needs T_ct lambda* steps (over 1e7 at
+    # depth 100 on Fashion-MNIST) and Eq. 15 is exact there; T_ct then comes from diffrax
+    # (gradient_flow=true) or Eq. 15 alone, and 1/lambda* is not drawn
+    flow_run: bool = True
     spike_rtol: float = 1e-3  # a loss rise E_t > (1 + spike_rtol) E_(t-1) before the crossing is a spike
     # T_ct per depth also by diffrax on the compressed network's gradient flow (compress=true only;
     # Fig. 4 left's flow overlay). Off by default: it adds ~40-50 s to the ~70 s main job
