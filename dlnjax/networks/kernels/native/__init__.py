@@ -12,7 +12,9 @@ The library is compiled once per machine with the system C++ compiler against th
 that ship with jaxlib (``c++ -O3 -march=native``), into ``$DLNJAX_CACHE`` (default
 ``~/.cache/dlnjax``), under a name that hashes the source, the jaxlib version, the compiler
 flags and the CPU's instruction-set flags (a cache shared by different cluster nodes never
-hands a node code it cannot run). The build is written atomically. When there is no compiler
+hands a node code it cannot run). One library is built per (precision, output width) on first
+use, a few seconds each (all 32 template instantiations in one library took ~20-40 s);
+:func:`available` builds (float32, 10 outputs) to check the toolchain. The build is written atomically. When there is no compiler
 or the build fails, :func:`available` is False, :func:`reason` says why, and
 :mod:`dlnjax.networks.linear` uses its XLA path (``engine='auto'``) or raises (``engine='native'``).
 """
@@ -27,6 +29,7 @@ import platform
 import shutil
 import subprocess
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -71,22 +74,24 @@ def _compiler() -> str | None:
     return None
 
 
-def library_path(compiler: str, source: Path = SOURCE) -> Path:
+def library_path(compiler: str, source: Path = SOURCE, defines: Sequence[str] = ()) -> Path:
     h = hashlib.sha256()
     for part in (source.read_bytes(), jaxlib.__version__.encode(), " ".join(FLAGS).encode(), compiler.encode(),
-                 _cpu_flags().encode(), platform.machine().encode()):
+                 _cpu_flags().encode(), platform.machine().encode(), " ".join(defines).encode()):
         h.update(part)
         h.update(b"\0")
-    return cache_dir() / f"{source.stem}-{h.hexdigest()[:16]}.so"
+    tag = "".join("-" + d.split("=")[-1] for d in defines)
+    return cache_dir() / f"{source.stem}{tag}-{h.hexdigest()[:16]}.so"
 
 
-def build(source: Path = SOURCE) -> Path:
+def build(source: Path = SOURCE, defines: Sequence[str] = ()) -> Path:
     """Compile the kernels of ``source`` (default ``linear_step.cc``; also ``compressed_run.cc``,
-    see :mod:`dlnjax.networks.kernels.native.compressed`) if not cached and return the shared library's path."""
+    see :mod:`dlnjax.networks.kernels.native.compressed`) if not cached and return the shared library's path.
+    ``defines`` (``NAME=VALUE``, passed as ``-D``) select a variant; each has its own cached library."""
     compiler = _compiler()
     if compiler is None:
         raise RuntimeError("no C++ compiler found (tried $CXX, c++, g++, clang++): install one, e.g. apt-get install g++")
-    path = library_path(compiler, source)
+    path = library_path(compiler, source, defines)
     if path.exists():
         return path
     try:
@@ -98,9 +103,9 @@ def build(source: Path = SOURCE) -> Path:
             return path
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(suffix=".so", dir=path.parent)
-    log.info("dlnjax.networks.kernels.native: compiling the fused CPU kernels once for this machine (about 20 s) into %s", path)
+    log.info("dlnjax.networks.kernels.native: compiling %s once for this machine into %s", source.name, path)
     os.close(fd)
-    cmd = [compiler, *FLAGS, "-I", jax.ffi.include_dir(), str(source), "-o", tmp]
+    cmd = [compiler, *FLAGS, *(f"-D{d}" for d in defines), "-I", jax.ffi.include_dir(), str(source), "-o", tmp]
     try:
         res = subprocess.run(cmd, capture_output=True, text=True)
         if res.returncode != 0:
@@ -113,6 +118,37 @@ def build(source: Path = SOURCE) -> Path:
     return path
 
 
+# the variant available() builds to check that the toolchain works: float32, 10 outputs (the digits)
+PROBE = ("float32", 10)
+_variants: dict[tuple[str, int], dict[str, str]] = {}  # (dtype, output width) -> kind -> FFI target
+_lock = threading.Lock()
+
+
+def _variant(dtype: str, rank: int) -> dict[str, str]:
+    """The FFI targets (``top_down``, ``bottom_up``) for ``dtype`` and output width ``rank``: one
+    library per variant, built and registered on first use (one template instantiation compiles
+    in seconds, all of them together in ~20 s). Thread-safe."""
+    key = (str(dtype), int(rank))
+    with _lock:
+        if key not in _variants:
+            bits = {"float32": 32, "float64": 64}[key[0]]
+            path = build(SOURCE, defines=(f"DLNJAX_FLOAT={bits}", f"DLNJAX_RANK={key[1]}"))
+            lib = ctypes.cdll.LoadLibrary(str(path))
+            names = {}
+            for (kind, dt), symbol in TARGETS.items():
+                if dt != key[0]:
+                    continue
+                name = f"dlnjax_{symbol}_r{key[1]}"
+                jax.ffi.register_ffi_target(name, jax.ffi.pycapsule(getattr(lib, symbol)), platform="cpu")
+                # a batch sharded over several devices stays sharded: each device runs its members
+                jax.ffi.register_ffi_target_as_batch_partitionable(name)
+                names[kind] = name
+            _variants[key] = names
+            if key == PROBE:
+                _state["path"] = str(path)
+        return _variants[key]
+
+
 def _load() -> None:
     if _state["tried"]:
         return
@@ -121,16 +157,11 @@ def _load() -> None:
         _state["reason"] = "disabled by DLNJAX_NATIVE=0"
         return
     try:
-        path = build()
-        lib = ctypes.cdll.LoadLibrary(str(path))
-        for (_, _), symbol in TARGETS.items():
-            jax.ffi.register_ffi_target("dlnjax_" + symbol, jax.ffi.pycapsule(getattr(lib, symbol)), platform="cpu")
-            # a batch sharded over several devices stays sharded: each device runs its members
-            jax.ffi.register_ffi_target_as_batch_partitionable("dlnjax_" + symbol)
+        _variant(*PROBE)
     except Exception as e:  # noqa: BLE001 - any failure means: use the XLA path, and say why
         _state["reason"] = f"{type(e).__name__}: {e}"
         return
-    _state.update(ok=True, reason="ok", path=str(path))
+    _state.update(ok=True, reason="ok")
 
 
 def status_functions(load: Any, state: Any, what: str) -> tuple[Any, Any]:
@@ -176,10 +207,12 @@ def supports(weights: Sequence[Array]) -> bool:
     return jax.default_backend() == "cpu" and fused_shapes_ok(weights)
 
 
-def _target(kind: str, dtype: Any) -> str:
+def _target(kind: str, dtype: Any, rank: int) -> str:
     if not available():
         raise RuntimeError(f"dlnjax.networks.kernels.native: the fused kernels are not available: {reason()}")
-    return "dlnjax_" + TARGETS[(kind, jnp.dtype(dtype).name)]
+    if not 1 <= int(rank) <= MAX_RANK:
+        raise ValueError(f"dlnjax.networks.kernels.native: output width must be 1..{MAX_RANK}, got {rank}")
+    return _variant(jnp.dtype(dtype).name, int(rank))[kind]
 
 
 def top_down(weights: Sequence[Array]) -> list[Array]:
@@ -191,7 +224,7 @@ def top_down(weights: Sequence[Array]) -> list[Array]:
     dt = weights[0].dtype
     r = weights[-1].shape[0]
     shapes = [jax.ShapeDtypeStruct((r, w.shape[1]), dt) for w in weights[:-1]]
-    call = jax.ffi.ffi_call(_target("top_down", dt), shapes, vmap_method="broadcast_all")
+    call = jax.ffi.ffi_call(_target("top_down", dt, r), shapes, vmap_method="broadcast_all")
     return list(call(*weights))
 
 
@@ -205,5 +238,6 @@ def bottom_up(lr: Array, g: Array, ps: Sequence[Array], weights: Sequence[Array]
     dt = weights[0].dtype
     shapes = [jax.ShapeDtypeStruct(w.shape, dt) for w in weights]
     aliases = {2 + (n - 2) + l: l for l in range(n)}
-    call = jax.ffi.ffi_call(_target("bottom_up", dt), shapes, vmap_method="broadcast_all", input_output_aliases=aliases)
+    call = jax.ffi.ffi_call(_target("bottom_up", dt, g.shape[-2]), shapes, vmap_method="broadcast_all",
+                            input_output_aliases=aliases)
     return tuple(call(jnp.asarray(lr, dt), g, *ps, *weights))

@@ -7,7 +7,9 @@ divergence, spikes, records and the update of every core) runs inside one XLA FF
 rank 10 XLA's per-op overhead on the tiny 10 x 10 products dominates a step (~40 us plus ~4 us
 per hidden layer on 2 cores); the native loop does the same arithmetic without it.
 
-The library is compiled and cached like :mod:`dlnjax.networks.kernels.native`'s kernels (same compiler, flags,
+One library is built per (precision, rank) on first use (:func:`target`; ~5 s each, where the
+32 instantiations together took ~40 s); :func:`available` builds the main job's (float32, rank 10)
+to check the toolchain. The library is compiled and cached like :mod:`dlnjax.networks.kernels.native`'s kernels (same compiler, flags,
 cache directory and ``DLNJAX_NATIVE=0`` switch). When it cannot be built, :func:`available` is
 False and :func:`reason` says why: the caller then uses the XLA runner.
 
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import threading
 from typing import Any
 
 import jax
@@ -40,9 +43,32 @@ Array = Any
 
 SOURCE = _LINEAR_SOURCE.with_name("compressed_run.cc")
 MAX_RANK = 16
-TARGETS = {"float32": "dlnjax_DlnjaxCompressedRunF32", "float64": "dlnjax_DlnjaxCompressedRunF64"}
+SYMBOLS = {"float32": "DlnjaxCompressedRunF32", "float64": "DlnjaxCompressedRunF64"}
+# the variant available() builds to check that the toolchain works: the main job's (float32, rank 10)
+PROBE = ("float32", 10)
 
 _state: dict[str, Any] = {"tried": False, "ok": False, "reason": "not built yet", "path": None}
+_variants: dict[tuple[str, int], str] = {}  # (dtype, rank) -> its registered FFI target
+_lock = threading.Lock()
+
+
+def target(dtype: str, rank: int) -> str:
+    """The FFI target of the runner for ``dtype`` (float32 or float64) and rank ``rank``, built
+    (one library per variant: one template instantiation compiles in ~5 s, all 32 in ~40 s) and
+    registered on first use. Thread-safe: depths trace their runners in threads."""
+    key = (str(dtype), int(rank))
+    with _lock:
+        if key not in _variants:
+            bits = {"float32": 32, "float64": 64}[key[0]]
+            path = _build(SOURCE, defines=(f"DLNJAX_FLOAT={bits}", f"DLNJAX_RANK={key[1]}"))
+            lib = ctypes.cdll.LoadLibrary(str(path))
+            name = f"dlnjax_{SYMBOLS[key[0]]}_r{key[1]}"
+            jax.ffi.register_ffi_target(name, jax.ffi.pycapsule(getattr(lib, SYMBOLS[key[0]])), platform="cpu")
+            jax.ffi.register_ffi_target_as_batch_partitionable(name)
+            _variants[key] = name
+            if key == PROBE:
+                _state["path"] = str(path)
+        return _variants[key]
 
 
 def _load() -> None:
@@ -53,16 +79,11 @@ def _load() -> None:
         _state["reason"] = "disabled by DLNJAX_NATIVE=0"
         return
     try:
-        path = _build(SOURCE)
-        lib = ctypes.cdll.LoadLibrary(str(path))
-        for name in TARGETS.values():
-            symbol = name[len("dlnjax_"):]
-            jax.ffi.register_ffi_target(name, jax.ffi.pycapsule(getattr(lib, symbol)), platform="cpu")
-            jax.ffi.register_ffi_target_as_batch_partitionable(name)
+        target(*PROBE)
     except Exception as e:  # noqa: BLE001 - any failure means: use the XLA runner, and say why
         _state["reason"] = f"{type(e).__name__}: {e}"
         return
-    _state.update(ok=True, reason="ok", path=str(path))
+    _state.update(ok=True, reason="ok")
 
 
 available, reason = status_functions(_load, lambda: _state, "compressed runner")
@@ -101,7 +122,7 @@ def make_member_runner(
     def run(st: _xla.MemberState, lr: Array, threshold: Array, limit: Array) -> _xla.MemberState:
         cores = st.cores
         dt = jnp.dtype(st.loss0.dtype)
-        if dt.name not in TARGETS:
+        if dt.name not in SYMBOLS:
             raise ValueError(f"dlnjax.networks.kernels.native.compressed: float32 or float64 only, got {dt}")
         r = int(cores.first.shape[-2])
         if not 1 <= r <= MAX_RANK:
@@ -132,7 +153,7 @@ def make_member_runner(
         args = (first, hidden, last, jnp.asarray(cores.n_hidden, i32), lam, s31, u, v, ints, reals, rec_loss, rec_modes)
         shapes = [jax.ShapeDtypeStruct(a.shape, a.dtype) for a in (first, hidden, last, ints, reals, rec_loss, rec_modes)]
         call = jax.ffi.ffi_call(
-            TARGETS[dt.name], shapes, vmap_method="broadcast_all",
+            target(dt.name, r), shapes, vmap_method="broadcast_all",
             input_output_aliases={0: 0, 1: 1, 2: 2, 8: 3, 9: 4, 10: 5, 11: 6},
         )
         first, hidden, last, ints, reals, rec_loss, rec_modes = call(

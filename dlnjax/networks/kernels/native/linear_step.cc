@@ -645,7 +645,13 @@ ffi::Error bottom_up(ffi::AnyBuffer lr_buf, ffi::AnyBuffer g, ffi::RemainingArgs
   return ffi::Error::Success();
 }
 
+// One library per (precision, output width) is built on demand (__init__.py, -DDLNJAX_RANK=r
+// -DDLNJAX_FLOAT=32|64): one instantiation compiles in seconds where all of them take ~20 s.
+#ifdef DLNJAX_RANK
+#define DLNJAX_RANKS(X) X(DLNJAX_RANK)
+#else
 #define DLNJAX_RANKS(X) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12) X(13) X(14) X(15) X(16)
+#endif
 
 // Call f(std::integral_constant<int, r>) for the output width r (the kernels are compiled per r).
 template <typename F>
@@ -735,7 +741,11 @@ ffi::Error bottom_up_any(ffi::ThreadPool pool, ffi::AnyBuffer lr, ffi::AnyBuffer
 #define DLNJAX_BOTTOM_UP_BINDING \
   ffi::Ffi::Bind().Ctx<ffi::ThreadPool>().Arg<ffi::AnyBuffer>().Arg<ffi::AnyBuffer>().RemainingArgs().RemainingRets()
 
+#if !defined(DLNJAX_FLOAT) || DLNJAX_FLOAT == 32
 XLA_FFI_DEFINE_HANDLER_SYMBOL(DlnjaxTopDownF32, top_down_any<float>, DLNJAX_TOP_DOWN_BINDING);
-XLA_FFI_DEFINE_HANDLER_SYMBOL(DlnjaxTopDownF64, top_down_any<double>, DLNJAX_TOP_DOWN_BINDING);
 XLA_FFI_DEFINE_HANDLER_SYMBOL(DlnjaxBottomUpF32, bottom_up_any<float>, DLNJAX_BOTTOM_UP_BINDING);
+#endif
+#if !defined(DLNJAX_FLOAT) || DLNJAX_FLOAT == 64
+XLA_FFI_DEFINE_HANDLER_SYMBOL(DlnjaxTopDownF64, top_down_any<double>, DLNJAX_TOP_DOWN_BINDING);
 XLA_FFI_DEFINE_HANDLER_SYMBOL(DlnjaxBottomUpF64, bottom_up_any<double>, DLNJAX_BOTTOM_UP_BINDING);
+#endif
