@@ -41,6 +41,8 @@ def render(path: Path) -> str:
         return _render_scaling(d, lines)
     if "runs" in d and "cpu_count" in d:
         return _render_apps(d, lines)
+    if "flop_formula" in d:
+        return _render_flops(d, lines)
     if "t_min_s" in d:
         c = d["config"]
         by_p = d.get("step_s_by_examples", {})
@@ -194,6 +196,45 @@ def _render_apps(d: dict, lines: list) -> str:
         lines.append(f"| {r['name']} ({r['what']}) | `{r['command']}` | {r['seconds']:.0f} | {'' if not t else f'{t:.0f}'} | {verdict} |")
         for app, sec in (r.get("apps") or {}).items():
             lines.append(f"| &nbsp;&nbsp;{app} (inside the report) | | {sec:.0f} | | |")
+    return "\n".join(lines) + "\n"
+
+
+def _render_flops(d: dict, lines: list) -> str:
+    """The compressed engine's fused native loop (benchmarks/flops.py): FLOP per member-step, FLOP/s
+    and their share of the measured and theoretical peaks of the cores."""
+    p, pk, c = d["problem"], d["peak"], d["config"]
+
+    def gf(x):
+        return "n/a" if not x else f"{x / 1e9:.1f} GFLOP/s"
+
+    def pct(x):
+        return "n/a" if x is None else f"{100 * x:.1f}%"
+
+    clock = pk.get("clock_hz_used")
+    theo = (f"{gf(pk['theoretical_peak_flops_per_s'])} = {pk['flop_per_cycle_per_core']} flop/cycle/core x {pk['cores']} "
+            f"cores x {clock / 1e9:.2f} GHz ({pk['clock_source']})") if pk.get("theoretical_peak_flops_per_s") else \
+        f"not given ({pk.get('clock_source')})"
+    mm = pk["matmul"]
+    lines += [
+        "Fused native loop of the compressed engine (`compressed_run.cc`), float32, embedded digits "
+        f"({p['preprocessing']}): r = {p['rank']}, n = {p['kept_inputs']} kept inputs, no = {p['n_out']} outputs, "
+        f"nk = {p['readout_modes']} modes recorded every {p['record_every']} steps; rate {p['lr']:g}, "
+        f"{c['steps']:,} steps per call, median of {c['repeats']} calls" + (" (**tiny run: checks the harness, not a "
+                                                                              "measurement**)" if d.get("tiny") else "") + ".",
+        "",
+        f"FLOP per member-step = {d['flop_formula']}.",
+        "",
+        f"Peak of {pk['cores']} cores: measured {gf(pk['measured_peak_flops_per_s'])} (float32 {mm['size']} x {mm['size']} "
+        f"product, best of {mm['best_of']}: JAX {gf(mm['jax_flops_per_s'])}, NumPy {gf(mm['numpy_flops_per_s'])}); "
+        f"register-only FMA loop {gf(pk.get('fma_loop_flops_per_s'))}; theoretical {theo}.",
+        "",
+        "| depth | members | FLOP per member-step | member-steps/s | GFLOP/s | % of measured peak | % of theoretical peak |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in d["rows"]:
+        lines.append(f"| {r['depth']} | {r['members']} | {r['flops_per_member_step']:,.0f} | {r['member_steps_per_s']:,.0f} | "
+                     f"{r['gflops_per_s']:.1f} | {pct(r['fraction_of_measured_peak'])} | "
+                     f"{pct(r.get('fraction_of_theoretical_peak'))} |")
     return "\n".join(lines) + "\n"
 
 

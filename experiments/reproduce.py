@@ -439,6 +439,35 @@ def run_app(app: str, out: Path, preset: str, data_root: str | None, extra: list
     return r.returncode == 0, time.time() - t0, (err[-1] if err else r.stderr.strip().splitlines()[-1] if r.stderr.strip() else "")
 
 
+# Seconds each run took in the committed quick report on 2 cores (docs/reproduce/summary.json):
+# only the order in which runs start depends on it (the longest first, so two at a time finish
+# together); a run not listed starts last.
+EXPECTED_SECONDS = {"init_comparison": 249, "depth_sweep_fashion": 113, "depth_sweep": 70, "pretraining": 60,
+                    "deep_tanh": 59}
+
+
+def jobs_at_once(cfg: DictConfig) -> int:
+    """Runs at once (``jobs``; 0: one per CPU core)."""
+    return max(1, int(cfg.get("jobs", 1)) or (os.cpu_count() or 1))
+
+
+def run_jobs(jobs: list[tuple], out: Path, preset: str, data_root: str | None, at_once: int):
+    """Run every job (``(name, app, overrides, pngs, use_preset, figure)``) as its own process,
+    ``at_once`` at a time, the longest first; yields ``(name, (ok, seconds, message))`` as each
+    finishes. Each run writes only its own directory, and an app's numbers do not depend on what
+    else runs (each is deterministic given its config), so the report is the same for any
+    ``at_once``; two at a time fill the cores an app leaves idle (start-up, compilation, figures,
+    its single-threaded parts)."""
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
+    order = sorted(jobs, key=lambda j: -EXPECTED_SECONDS.get(j[0], 0))
+    with ThreadPoolExecutor(at_once) as ex:
+        futures = {ex.submit(run_app, app, out / name, preset, data_root, ov, use): name
+                   for name, app, ov, _, use, _ in order}
+        for f in as_completed(futures):
+            yield futures[f], f.result()
+
+
 def _judge_run(out: Path, run: str, judge: Callable[[dict], tuple[str, str]], status: dict) -> tuple[str, str]:
     p = out / run / "summary.json"
     if status.get(run, {}).get("ok") and p.exists():
@@ -529,8 +558,8 @@ def run(cfg: DictConfig) -> dict:
     prog = Progress("reproduce", len(jobs))
     t0 = time.time()
     status, figures = {}, {}
-    for i, (name, app, ov, pngs, use, fig) in enumerate(jobs):
-        ok, secs, msg = run_app(app, out / name, preset, cfg.data_root, ov, use)
+    for i, (name, (ok, secs, msg)) in enumerate(run_jobs(jobs, out, preset, cfg.data_root, jobs_at_once(cfg))):
+        pngs, fig = next((j[3], j[5]) for j in jobs if j[0] == name)
         status[name] = dict(ok=ok, seconds=secs, message=None if ok else msg)
         prog.update(i + 1, f"{name} ({fig}): {'done' if ok else 'FAILED: ' + msg} in {secs:.0f}s")
         if ok:

@@ -137,6 +137,39 @@ def test_classification_of_runs():
     assert not any(c in skipped for c in v.calls)
 
 
+def test_parked_runs_find_the_first_crossing_in_doubling_rounds():
+    """Every rate slower than probe_steps (t_min ~ 9,000 steps): the parked runs advance in rounds
+    that double their steps, so no rate is run to max_steps before a crossing is known, and the
+    statistics equal those of a run with no parking at all (probe_steps = max_steps)."""
+    v = Valley(c=1e-3, T=5.0, edge_factor=3.0)  # rates up to 3 c run on without crossing or diverging
+    grid = np.geomspace(1e-5, 2.9e-3, 16)
+    steps: dict[float, int] = {}
+
+    def member(lr, limit, resume=None):
+        o = v(lr, limit, resume)
+        steps[lr] = max(steps.get(lr, 0), int(o.steps))
+        return o
+
+    max_steps = 10**6
+    rs = _stats(member, grid, max_steps=max_steps, probe_steps=2000, edge_bisections=0)
+    ref = _stats(Valley(c=1e-3, T=5.0, edge_factor=3.0), grid, max_steps=max_steps, probe_steps=max_steps,
+                 edge_bisections=0)
+    assert (rs.t_min, rs.fastest_rate, rs.band_lo, rs.band_hi) == (ref.t_min, ref.fastest_rate, ref.band_lo, ref.band_hi)
+    # no grid run went past twice the first crossing's steps before it, or past stop/edge limits after
+    assert max(n for lr, n in steps.items() if lr in set(grid)) <= 2 * 3 * rs.t_min + 1
+    # the parked rates above the fastest were not run to max_steps (the old behaviour)
+    assert all(n < max_steps for n in steps.values())
+
+
+def test_without_the_flow_run_there_is_no_small_rate_run():
+    v = Valley(c=1e-3, T=0.5)
+    rs = _stats(v, np.geomspace(1e-5, 1e-2, 20), flow_run=False)
+    assert rs.t_ct is None and rs.lam_star is None and rs.t_min is not None
+    assert not any(r.role == robust.SMALL for r in rs.runs)
+    with_flow = _stats(Valley(c=1e-3, T=0.5), np.geomspace(1e-5, 1e-2, 20))
+    assert with_flow.t_ct is not None and (rs.t_min, rs.best_rate) == (with_flow.t_min, with_flow.best_rate)
+
+
 def test_growth_interval_matches_its_closed_form():
     """Two depths, each learning time log-uniform within +-ln(1.1): the log ratio is triangular on
     [-2w, 2w], whose 5% and 95% quantiles are -+2w (1 - sqrt(0.1))."""

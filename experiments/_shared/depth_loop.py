@@ -523,10 +523,11 @@ def theory_times(cfg: DictConfig, problem: Problem, rec: DepthRecord, rate: floa
                 theory_learning_time_at_optimal_rate=float(t) / rate if (ok and rate) else None)
 
 
-def flow_t_ct_of(stats: dict) -> float | None:
+def flow_t_ct_of(stats: dict, eq15: float | None = None) -> float | None:
     """The gradient flow's T_ct of a depth: by diffrax where computed, else the small-rate run's
-    (which follows the flow to 1e-3)."""
-    return stats.get("t_ct_diffrax") or stats.get("t_ct")
+    (which follows the flow to 1e-3), else (``stats.flow_run=false``) Eq. 15's ``eq15``, exact on
+    whitened inputs and the diagonal approximation otherwise."""
+    return stats.get("t_ct_diffrax") or stats.get("t_ct") or eq15
 
 
 def finite_rate_prediction(cfg: DictConfig, problem: Problem, rec: DepthRecord,
@@ -550,7 +551,7 @@ def finite_rate_prediction(cfg: DictConfig, problem: Problem, rec: DepthRecord,
         f = finite_rate.fastest_rate(jnp.full((k,), float(cfg.u0), jnp.float64), jnp.asarray(problem.task.s[:k]),
                                      jnp.asarray(problem.task.d[:k]), depth=rec.depth, eps=float(cfg.threshold.eps))
         rate, step = float(f.rate), int(f.step)
-    real = flow_t_ct_of(rec.stats)
+    real = flow_t_ct_of(rec.stats, diag_t_ct)
     if step < 0 or not real or not diag_t_ct:
         return rate, None
     return rate, step * float(real) / float(diag_t_ct)
@@ -592,7 +593,8 @@ def derived_fields(depths: Sequence[int], s: dict, fit_min_depth: int, band: flo
     md = int(fit_min_depth)
     head = headline.headline(depths, md, best_rate=s["best_learning_rate"], best_rate_band=s["best_rate_band"],
                              learning_time=s["learning_time"], band=band, grid_ratio=ratio)
-    flow_t = [flow_t_ct_of(dict(t_ct_diffrax=a, t_ct=b)) for a, b in zip(s.get("t_ct_diffrax") or [None] * len(depths), s["t_ct"])]
+    flow_t = [flow_t_ct_of(dict(t_ct_diffrax=a, t_ct=b), c) for a, b, c in
+              zip(s.get("t_ct_diffrax") or [None] * len(depths), s["t_ct"], s.get("theory_t_ct") or [None] * len(depths))]
     pred_t = [(t / r) if (t and r) else None for t, r in zip(flow_t, s["theory_optimal_learning_rate"])]
     tct = s["t_ct"]
     return dict(

@@ -158,13 +158,16 @@ def grid_figure(out: Path, arrays: dict, stem: str = "depth_sweep_grid") -> None
 
 
 def sharpening_figure(out: Path, arrays: dict, summary: dict, stem: str = "depth_sweep_sharpening") -> None:
-    """Progressive sharpening: the Hessian's top eigenvalue along each depth's gradient-flow path."""
+    """Progressive sharpening: the Hessian's top eigenvalue along each depth's gradient-flow path
+    (no figure when no path was run, ``stats.flow_run=false``)."""
     import matplotlib.pyplot as plt
 
     from ...common import save_figure
 
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
     depths = [int(x) for x in arrays["depths"]]
+    if not any(len(arrays.get(f"sharpness_steps_depth{dd}", [])) for dd in depths):
+        return  # no gradient-flow path was run (stats.flow_run=false): nothing to draw
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
     cmap = plt.get_cmap("viridis")
     for i, dd in enumerate(depths):
         s = arrays.get(f"sharpness_steps_depth{dd}")
