@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -59,8 +60,13 @@ def run_one(name: str, tiny: bool, workdir: Path) -> dict:
             raise SystemExit("--tiny runs the apps' debug presets; the report has none")
         args.append("experiment=debug")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    if name == "main_cold":  # a fresh cache: the native kernels are built again
+    if name in ("main_cold", "main_warm"):  # their own cache (native kernels, XLA programs)
         env["DLNJAX_CACHE"] = str(workdir / "fresh-cache")
+        if name == "main_cold":  # empty: everything is built and compiled again
+            shutil.rmtree(workdir / "fresh-cache", ignore_errors=True)
+        elif not (workdir / "fresh-cache").exists():  # warm it first (untimed)
+            subprocess.run([a for a in args if not a.startswith("hydra.run.dir=")] + [f"hydra.run.dir={workdir / 'warmup'}"],
+                           cwd=ROOT, env=env, capture_output=True)
     t0 = time.perf_counter()
     r = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - t0
@@ -82,12 +88,18 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.apps", description=__doc__.splitlines()[0])
     ap.add_argument("--tiny", action="store_true", help="debug presets only (checks the harness)")
     ap.add_argument("--only", nargs="*", choices=sorted(RUNS), help="run only these")
+    ap.add_argument("--keep", type=Path, default=None,
+                    help="write the runs' directories here and keep them (default: a temporary folder); "
+                         "e.g. the quick report's, to copy into docs/reproduce/")
     args = ap.parse_args(argv)
     # by default each app's own default run is timed inside the quick report (its preset runs every
     # app at its default), not a second time on its own; --only names any of RUNS
     names = args.only or (["main_warm"] if args.tiny else ["main_cold", "main_warm", "depth_1000", "reproduce_quick"])
     rows = []
-    with tempfile.TemporaryDirectory(prefix="dlnjax-apps-") as tmp:
+    import contextlib
+
+    keep = contextlib.nullcontext(str(args.keep)) if args.keep else tempfile.TemporaryDirectory(prefix="dlnjax-apps-")
+    with keep as tmp:
         for name in names:
             rows.append(run_one(name, args.tiny, Path(tmp)))
             r = rows[-1]

@@ -226,7 +226,8 @@ def _render_flops(d: dict, lines: list) -> str:
         "",
         f"Peak of {pk['cores']} cores: measured {gf(pk['measured_peak_flops_per_s'])} (float32 {mm['size']} x {mm['size']} "
         f"product, best of {mm['best_of']}: JAX {gf(mm['jax_flops_per_s'])}, NumPy {gf(mm['numpy_flops_per_s'])}); "
-        f"register-only FMA loop {gf(pk.get('fma_loop_flops_per_s'))}; theoretical {theo}.",
+        f"register-only FMA loop {gf(pk.get('fma_loop_flops_per_s'))}; theoretical {theo}."
+        + (f" **Warning**: {pk['warning']}." if pk.get("warning") else ""),
         "",
         "| depth | members | FLOP per member-step | member-steps/s | GFLOP/s | % of measured peak | % of theoretical peak |",
         "| --- | --- | --- | --- | --- | --- | --- |",
