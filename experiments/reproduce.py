@@ -478,6 +478,50 @@ def _judge_run(out: Path, run: str, judge: Callable[[dict], tuple[str, str]], st
     return f"experiment failed: {status.get(run, {}).get('message')}", MISSING
 
 
+# the committed depth sweeps of docs/fig4.md's "Where the paper's claims hold"
+FIG4_RUNS = Path(__file__).resolve().parents[1] / "docs" / "runs" / "fig4"
+
+
+def where_claims_hold_section() -> list[str]:
+    """The report's summary of docs/fig4.md's table of where Fig. 4's claims hold: the committed
+    runs over inputs, data sets, thresholds and depth 1000, judged by the same rules."""
+    files = sorted(FIG4_RUNS.glob("*.json")) if FIG4_RUNS.is_dir() else []
+    summaries = []
+    for p in files:
+        try:
+            summaries.append((p.name, json.loads(p.read_text())))
+        except (OSError, ValueError):
+            continue
+    rows = verdicts.where_claims_hold(summaries)
+    if len(rows) <= 2:
+        return []
+    return ["", "### Where Fig. 4's claims hold (committed runs)", "",
+            "The same two rules applied to the committed depth sweeps of `docs/runs/fig4/` (raw, centred and whitened "
+            "inputs; the embedded digits and Fashion-MNIST; thresholds 0.05 and 0.01; raw digits to depth 1000), not to "
+            "this report's runs; details and what decides saturation: [docs/fig4.md](../fig4.md#where-the-papers-claims-hold).",
+            "", *rows]
+
+
+def _md_section_to_html(md: list[str]) -> list[str]:
+    """A section of markdown lines (a ``###`` heading, paragraphs, one table) as HTML."""
+    out: list[str] = []
+    for ln in md:
+        if ln.startswith("### "):
+            out.append(f"<h3>{html.escape(ln[4:])}</h3>")
+        elif ln.startswith("| ---"):
+            continue
+        elif ln.startswith("|"):
+            cells = [c.strip().replace("**", "").replace("`", "") for c in ln.strip("|").split(" | ")]
+            tag = "th" if not out or not out[-1].startswith(("<tr>", "<table>")) else "td"
+            row = "<tr>" + "".join(f"<{tag}>{html.escape(c)}</{tag}>" for c in cells) + "</tr>"
+            out.append(("<table>" + row) if tag == "th" else row)
+        elif ln:
+            out.append(f"<p>{html.escape(ln)}</p>")
+    if out and out[-1].startswith("<tr>"):
+        out.append("</table>")
+    return out
+
+
 def write_reports(out: Path, rows: list[dict], meta: dict) -> None:
     from dlnjax.io import atomic_write
 
@@ -491,6 +535,7 @@ def write_reports(out: Path, rows: list[dict], meta: dict) -> None:
     cell = lambda x: str(x).replace("|", "\\|")  # noqa: E731
     for r in rows:
         md.append(f"| {cell(r['figure'])} | {cell(r['statement'])} | {cell(r['measured'])} | {cell(r['rule'])} | **{r['verdict']}** |")
+    md += where_claims_hold_section()
     beyond = meta.get("beyond", [])
     bcounts = {v: sum(r["verdict"] == v for r in beyond) for v in (HOLDS, PARTLY, FAILS, MISSING)}
     if beyond:
@@ -523,6 +568,7 @@ def write_reports(out: Path, rows: list[dict], meta: dict) -> None:
         h.append(f"<tr><td>{html.escape(r['figure'])}</td><td>{html.escape(r['statement'])}</td><td>{html.escape(r['measured'])}</td>"
                  f"<td>{html.escape(r['rule'])}</td><td style='background:{colour[r['verdict']]}'><b>{r['verdict']}</b></td></tr>")
     h.append("</table>")
+    h += _md_section_to_html(where_claims_hold_section())
     if beyond:
         h += ["<h2>Beyond the paper</h2>",
               f"<p>Rules fixed in <code>experiments/reproduce.py</code> (<code>BEYOND</code>) before the run. <b>{bcounts[HOLDS]} hold, "

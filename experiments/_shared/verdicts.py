@@ -35,3 +35,29 @@ def saturation_verdict(s: dict) -> str:
     if th is not None and ci[0] <= th + SATURATION_MARGIN:
         return YES
     return PARTLY if ci[1] < SATURATION_PARTLY_BELOW else NO
+
+
+def where_claims_hold(summaries: list[tuple[str, dict]]) -> list[str]:
+    """The summary of docs/fig4.md's "Where the paper's claims hold" for the report: one
+    markdown row per committed depth sweep (``(file name, summary)``, summary_version >= 2), with
+    the two verdicts by the rules above and the slopes they judge."""
+
+    def ci(x) -> str:
+        return "" if not x else f" [{x[0]:.2f}, {x[1]:.2f}]"
+
+    def g(x) -> str:
+        return "–" if x is None else f"{x:.3g}"
+
+    rows = ["| data | inputs | eps | depths | optimal rate ~ 1/N_l: `lr_exponent` (paper) | learning time saturates: "
+            "late slope (paper) | run |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    for name, s in summaries:
+        if s.get("experiment") != "depth_sweep" or s.get("summary_version", 1) < 2:
+            continue
+        th = s.get("threshold") or {}
+        eps = th.get("eps") if th.get("kind") == "relative" else "absolute"
+        rows.append(
+            f"| {s['dataset']} | {s['preprocessing']} | {eps} | {s['depths'][0]}–{s['depths'][-1]} | **{rate_verdict(s)}**: "
+            f"{g(s['lr_exponent'])}{ci(s['lr_exponent_ci'])} ({g(s.get('theory_lr_exponent'))}) | **{saturation_verdict(s)}**: "
+            f"{g(s['learning_time_late_slope'])}{ci(s['learning_time_late_slope_ci'])} ({g(s.get('theory_learning_time_late_slope'))}) "
+            f"| `{name}` |")
+    return rows
