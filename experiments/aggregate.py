@@ -173,13 +173,14 @@ def _ci(x, nd: int = 2) -> str:
 def claims_table(paths: list[Path]) -> str:
     """The table of docs/fig4.md, "Where the paper's claims hold": one row per depth-sweep summary
     (summary_version >= 2): data set, preprocessing, threshold, depths, the two headline slopes
-    with their 90% intervals beside the paper's own prediction's, and the depths whose optimum
-    the extended grid could not bracket."""
+    with their 90% intervals beside the paper's own prediction's, the depths whose optimum
+    the extended grid could not bracket, and the starts per rate near the optimum (``ensemble``;
+    1 in runs before summary_version 3)."""
     from ._shared import verdicts
 
     rows = ["| data | inputs | eps | depths | `lr_exponent` [90%] | paper 1/λ₁(a_opt) | 1/N_l | `learning_time_late_slope` [90%] | "
-            "paper Eq. 15 | saturates | growth [90%] | not bracketed | summary |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+            "paper Eq. 15 | saturates | growth [90%] | not bracketed | starts | summary |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for p in paths:
         s = json.loads(p.read_text())
         if s.get("experiment") != "depth_sweep" or s.get("summary_version", 1) < 2:
@@ -192,7 +193,8 @@ def claims_table(paths: list[Path]) -> str:
             f"{f(s['lr_exponent'])} {_ci(s['lr_exponent_ci'])} | {f(s.get('theory_lr_exponent'))} | {verdicts.rate_verdict(s)} | "
             f"{f(s['learning_time_late_slope'])} {_ci(s['learning_time_late_slope_ci'])} | {f(s.get('theory_learning_time_late_slope'))} | "
             f"{verdicts.saturation_verdict(s)} | "
-            f"×{f(s['learning_time_growth'])} {_ci(s['learning_time_growth_ci'], 1)} | {s['unbracketed_depths'] or 'none'} | `{p.name}` |")
+            f"×{f(s['learning_time_growth'])} {_ci(s['learning_time_growth_ci'], 1)} | {s['unbracketed_depths'] or 'none'} | "
+            f"{s.get('ensemble', 1)} | `{p.name}` |")
     return "\n".join(rows) + "\n"
 
 

@@ -134,3 +134,24 @@ def test_beyond_the_paper_section_in_the_report(tmp_path):
     assert len(rows) == len(r.BEYOND) and all(ln.replace("\\|", "").count("|") == 6 for ln in rows)
     assert md.index("## Beyond the paper") < md.index("## Figures")
     assert "Beyond the paper" in (tmp_path / "report.html").read_text()
+
+
+def test_report_summarises_where_the_fig4_claims_hold():
+    """The report's summary of docs/fig4.md's table: one row per committed depth sweep, each with
+    both verdicts by the report's own rules (point 4 of issue 25: inputs, data sets, thresholds)."""
+    import json
+
+    from experiments._shared import verdicts
+    from experiments.reproduce import FIG4_RUNS, where_claims_hold_section
+
+    runs = {p.name: json.loads(p.read_text()) for p in sorted(FIG4_RUNS.glob("*.json"))}
+    runs = {k: s for k, s in runs.items() if s.get("experiment") == "depth_sweep" and s.get("summary_version", 1) >= 2}
+    section = where_claims_hold_section()
+    rows = [ln for ln in section if ln.startswith("| ") and "`" in ln.split("|")[-2]]
+    assert len(rows) == len(runs)
+    for name, s in runs.items():
+        row = next(r for r in rows if f"`{name}`" in r)
+        assert f"**{verdicts.rate_verdict(s)}**" in row and f"**{verdicts.saturation_verdict(s)}**" in row
+    cells = {(s["dataset"], s["preprocessing"], s["threshold"]["eps"]) for s in runs.values()}
+    assert {(d, p, e) for d in ("embedded", "fashion_mnist") for p in ("raw", "centred", "whitened")
+            for e in (0.05, 0.01)} <= cells

@@ -170,6 +170,58 @@ def test_without_the_flow_run_there_is_no_small_rate_run():
     assert with_flow.t_ct is not None and (rs.t_min, rs.best_rate) == (with_flow.t_min, with_flow.best_rate)
 
 
+class NoisyValley(Valley):
+    """A :class:`Valley` whose learning times carry the edge of stability's chaos: each run's time
+    is multiplied by ``exp(sigma z)``, ``z`` a standard normal fixed by (rate, kernel, start), as
+    if rounding (``kernel``) and the start's perturbation (``start``) moved it."""
+
+    def __init__(self, kernel: int, start: int = 0, sigma: float = 0.08, **kw):
+        super().__init__(**kw)
+        self.kernel, self.start, self.sigma = kernel, start, sigma
+
+    def time(self, lr: float) -> float:
+        z = np.random.default_rng([self.kernel, self.start, int(round(math.log(lr) * 1e6)) & 0xFFFFFFFF]).standard_normal()
+        return super().time(lr) * math.exp(self.sigma * z)
+
+
+def test_ensemble_median_moves_the_band_centre_less_than_one_run():
+    """Two 'kernels' that move every run's time by ~8% at random: the band centre of one run per
+    rate moves between them by more than the band centre of five starts' medians does, averaged
+    over 30 kernel pairs; and the ensemble's centre is nearer the noiseless optimum."""
+    grid = np.geomspace(1e-4, 1e-2, 30)
+    kw = dict(c=1e-3, T=2.0, edge_factor=3.0)
+    clean = _stats(Valley(**kw), grid, edge_bisections=0).best_rate
+
+    def centre(kernel: int, k: int) -> float:
+        members = [NoisyValley(kernel, j, **kw) for j in range(1, k)]
+        return _stats(NoisyValley(kernel, 0, **kw), grid, edge_bisections=0, ensemble=members).best_rate
+
+    single = [abs(math.log(centre(2 * i, 1) / centre(2 * i + 1, 1))) for i in range(30)]
+    five = [abs(math.log(centre(2 * i, 5) / centre(2 * i + 1, 5))) for i in range(30)]
+    assert np.mean(five) < 0.75 * np.mean(single), (np.mean(five), np.mean(single))
+    err1 = np.mean([abs(math.log(centre(i, 1) / clean)) for i in range(30)])
+    err5 = np.mean([abs(math.log(centre(i, 5) / clean)) for i in range(30)])
+    assert err5 < err1, (err5, err1)
+
+
+def test_ensemble_runs_only_near_the_optimum_and_is_recorded():
+    v = Valley(c=1e-3, T=2.0)
+    grid = np.geomspace(1e-5, 1e-2, 20)
+    members = [Valley(c=1e-3, T=2.0) for _ in range(4)]
+    rs = _stats(v, grid, ensemble=members)
+    one = _stats(Valley(c=1e-3, T=2.0), grid)
+    # identical starts: the medians are the single run's times, so the statistics do not move
+    assert (rs.t_min, rs.band_lo, rs.band_hi) == (one.t_min, one.band_lo, one.band_hi)
+    ens = [r for r in rs.runs if r.role == robust.ENSEMBLE]
+    rates = sorted(set(r.lr for r in ens))
+    assert rates == sorted(rs.extra["ensemble_rates"]) and len(ens) == 4 * len(rates)
+    assert rs.extra["ensemble"] == 5
+    # only rates within 30% of the fastest and their two neighbours
+    times = {r.lr: r.learning_time for r in rs.runs if r.role in robust.MAIN_ROLES and r.status == robust.LEARNED}
+    near = [lr for lr, t in times.items() if t <= 1.3 * one.t_min]
+    assert set(near) <= set(rates) and len(rates) <= len(near) + 2
+
+
 def test_growth_interval_matches_its_closed_form():
     """Two depths, each learning time log-uniform within +-ln(1.1): the log ratio is triangular on
     [-2w, 2w], whose 5% and 95% quantiles are -+2w (1 - sqrt(0.1))."""

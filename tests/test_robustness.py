@@ -7,7 +7,8 @@ depth sweep's headline, ``lr_exponent``, ``learning_time_growth`` and
 ``learning_time_late_slope``, is measured four ways: float32 vs float64, the compressed engine vs
 the full-width network, and the XLA vs native kernels. Each run's 90% interval must hold every other run's point value,
 and the point values of each pair that differs in one thing must agree within +-0.05, +-5% and
-+-0.1 (XLA vs native: +-0.1 on the rate's slope, see PAIRS).
++-0.1. The headline is the ensemble's (``stats.ensemble``, 5 starts by default): with one run
+per rate, XLA and native differed by 0.058 on ``lr_exponent`` (docs/fig4.md, "Robustness").
 """
 
 import json
@@ -27,14 +28,12 @@ VARIANTS = {
     "full-xla-f64": ["precision=float64", "engine=xla", "compress=false"],
 }
 # point values: the pairs that differ in one thing, with the issue's tolerances (+-0.05 slope,
-# +-5% growth, +-0.1 late slope). XLA vs native (compressed, float32) is held to +-0.1 on
-# lr_exponent: measured 0.058 (the two kernels order their sums differently, and runs near the
-# optimum ride the edge of stability); docs/fig4.md, "Robustness"
+# +-5% growth, +-0.1 late slope)
 ISSUE = {"lr_exponent": ("abs", 0.05), "learning_time_growth": ("rel", 0.05), "learning_time_late_slope": ("abs", 0.1)}
 PAIRS = [
     ("compressed-xla-f64", "compressed-xla-f32", ISSUE),
     ("compressed-xla-f64", "full-xla-f64", ISSUE),
-    ("compressed-xla-f32", "compressed-native-f32", {**ISSUE, "lr_exponent": ("abs", 0.1)}),
+    ("compressed-xla-f32", "compressed-native-f32", ISSUE),
 ]
 
 

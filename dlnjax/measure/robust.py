@@ -7,13 +7,18 @@ learning time against rate is flat near its minimum and runs there ride the edge
 (EoS), where loss spikes grow out of rounding noise, so the raw arg-min on the grid jumps between
 grid points from one precision (or engine, or machine) to another. Per depth this module measures:
 
-``t_min``         the learning time: the fastest measured crossing, in steps (any rate run).
+``t_min``         the learning time: the fastest measured crossing, in steps (any rate run);
+                  with an ensemble (``ensemble``: members from perturbed starts), the fastest
+                  of the grid rates' median crossings over the starts.
 ``fastest_rate``  the paper's raw arg-min (the rate of ``t_min``).
 ``band``          the rates whose learning time is within ``band`` (10%) of ``t_min``, ends
                   interpolated log-log between the runs that bracket them.
 ``band_centre``   the empirically optimal rate: the band's geometric centre. It moves with
                   rounding far less than the arg-min (the band's ends are set by the valley's
-                  walls, not its noisy floor); the band is its interval.
+                  walls, not its noisy floor); the band is its interval. With an ensemble the
+                  band is that of the median learning times (:func:`_ensemble_band`): one run's
+                  band centre still moves by up to a quarter between kernels, since the runs at
+                  the optimum are chaotic; the median over five starts moves a few per cent.
 ``bracketed``     whether the fastest crossing has a slower (or failing) rate on each side. The
                   grid is extended at its own log spacing, above or below, until it is (at most
                   ``extend_max`` rates on each side; a depth that reaches the cap is flagged).
@@ -63,7 +68,7 @@ Array = Any
 # run status
 LEARNED, DIVERGED, STOPPED, UNSETTLED, SKIPPED = "learned", "diverged", "stopped", "unsettled", "skipped"
 # run roles: a grid rate, a rate added to bracket the optimum, an edge probe, the small-rate run
-GRID, EXTENDED, EDGE, SMALL = "grid", "extended", "edge", "small"
+GRID, EXTENDED, EDGE, SMALL, ENSEMBLE = "grid", "extended", "edge", "small", "ensemble"
 MAIN_ROLES = (GRID, EXTENDED)
 BAND = 0.1  # the band of rates within this fraction of the fastest crossing (default)
 
@@ -73,7 +78,7 @@ BAND = 0.1  # the band of rates within this fraction of the fastest crossing (de
 @dataclass
 class RateRun:
     lr: float
-    role: str  # GRID | EXTENDED (added to bracket the optimum) | EDGE (bisection probe) | SMALL (t_ct)
+    role: str  # GRID | EXTENDED (added to bracket the optimum) | EDGE (bisection probe) | SMALL (t_ct) | ENSEMBLE
     status: str
     learning_time: float  # nan unless learned
     steps: int
@@ -88,7 +93,7 @@ class RateStats:
     """The statistics of one depth (see the module docstring)."""
 
     runs: list[RateRun]
-    t_min: float | None  # the learning time: fastest measured crossing (steps)
+    t_min: float | None  # the learning time: fastest measured crossing (steps; with an ensemble, fastest median)
     fastest_rate: float | None  # its rate (the paper's raw arg-min)
     edge: float | None  # largest rate that learned (lower end of the edge bracket)
     edge_hi: float | None  # smallest failing rate above it (None: not bracketed)
@@ -218,6 +223,13 @@ class _Runner:
         self.runs.append(rr)
         return rr
 
+    def record_only(self, lr: float, role: str, status: str, o: MemberOutcome | None) -> RateRun:
+        """Record a run without letting it set the fastest crossing (an ensemble member)."""
+        t_fast, fast_lr = self.t_fast, self.fast_lr
+        rr = self.record(lr, role, status, o)
+        self.t_fast, self.fast_lr = t_fast, fast_lr
+        return rr
+
     def limit(self, max_steps: int, stop_factor: float) -> int:
         return min(max_steps, int(math.ceil(stop_factor * self.t_fast))) if self.t_fast is not None else max_steps
 
@@ -323,6 +335,47 @@ def _bisect_edge(rn: _Runner, max_steps: int, edge_bisections: int, edge_patienc
     return lo, hi
 
 
+def _ensemble_band(rn: _Runner, members: Sequence[MemberFn], band: float, max_steps: int,
+                   edge_patience: float) -> tuple[float, float, float, float, list[float]]:
+    """Step 4 with an ensemble: the band from each rate's median learning time over the start and
+    ``len(members)`` perturbed starts (``members[k]``: the same network from a start perturbed at
+    a rounding-like scale). At the optimum the runs ride the edge of stability, where any
+    perturbation grows until it moves their learning times by a few per cent, so one run's band
+    centre moves by up to a quarter from kernel to kernel (docs/fig4.md, "Robustness"); the
+    median of five moves far less. The perturbed starts run at the grid and extension rates
+    within 30% of the fastest crossing and at the nearest such rate on each side (the band's
+    ends are interpolated between them); every other rate keeps its one run (slower than
+    1.3x, it cannot enter the band). A run slower than ``edge_patience x`` the fastest, or
+    failing, counts as not learned (infinitely slow). Returns ``(t_min, fastest, band_lo,
+    band_hi, rates)``: the fastest median, its rate, the band of the medians, and the rates
+    that got the ensemble."""
+    main = sorted((r for r in rn.runs if r.role in MAIN_ROLES), key=lambda r: r.lr)
+    lrs = [r.lr for r in main]
+    base = [r.learning_time if r.status == LEARNED else math.inf for r in main]
+    t0 = min(base)
+    near = [i for i, t in enumerate(base) if t <= (1.0 + 3.0 * band) * t0]
+    pick = sorted(set(near) | {max(min(near) - 1, 0), min(max(near) + 1, len(main) - 1)})
+    limit = min(max_steps, int(math.ceil(edge_patience * t0)))
+    times = list(base)
+    for i in pick:
+        ts = [base[i]]
+        for member in members:
+            o = _call_member(rn, member, lrs[i], limit)
+            st = _classify(o, True, above_fastest=True)
+            rr = rn.record_only(lrs[i], ENSEMBLE, st, o)
+            ts.append(rr.learning_time if st == LEARNED else math.inf)
+        times[i] = float(np.median(ts))
+    ok = [i for i, t in enumerate(times) if math.isfinite(t)]
+    t_min, fastest, lo, hi = band_of([lrs[i] for i in ok], [times[i] for i in ok], band)
+    return t_min, fastest, lo, hi, [lrs[i] for i in pick]
+
+
+def _call_member(rn: _Runner, member: MemberFn, lr: float, limit: int) -> MemberOutcome:
+    o = member(lr, int(limit), None)
+    rn.cost += int(o.steps)
+    return o
+
+
 def _flow_path(rn: _Runner, fastest: float, t_min: float, *, max_steps: int, small_rate_factor: float, snapshots: int,
                sharpness: Callable[[MemberOutcome, Any], tuple[float, Any]] | None) -> dict:
     """Step 5: one run that follows the gradient-flow path to the crossing, in segments, with the
@@ -388,6 +441,7 @@ def rate_statistics(
     sharpness: Callable[[MemberOutcome, Any], tuple[float, Any]] | None = None,
     snapshots: int = 16,
     flow_run: bool = True,
+    ensemble: Sequence[MemberFn] = (),
     progress: Callable[[str], None] | None = None,
 ) -> RateStats:
     """Run ``member`` over ``grid``, its extensions and the refinements, and compute the
@@ -412,6 +466,9 @@ def rate_statistics(
     edge, edge_hi = _bisect_edge(rn, max_steps, edge_bisections, edge_patience)
     learned = [r for r in rn.runs if r.status == LEARNED]
     t_min, fastest, band_lo, band_hi = band_of([r.lr for r in learned], [r.learning_time for r in learned], band)
+    ens_rates: list[float] = []
+    if ensemble:
+        t_min, fastest, band_lo, band_hi, ens_rates = _ensemble_band(rn, ensemble, band, max_steps, edge_patience)
     flow = _flow_path(rn, fastest, t_min, max_steps=max_steps, small_rate_factor=small_rate_factor,
                       snapshots=snapshots, sharpness=sharpness) if flow_run else _NO_FLOW_PATH
     spiky = sum(1 for r in rn.runs if r.status == LEARNED and (r.spikes or 0) > 0)
@@ -422,18 +479,21 @@ def rate_statistics(
         band_centre=math.sqrt(band_lo * band_hi), t_ct=flow.pop("t_ct"), t_ct_rate=flow.pop("t_ct_rate"),
         lam_star=lam_star, spikes_before_crossing=spiky, member_steps=rn.cost, bracketed=bracketed,
         extended_up=up, extended_down=down,
-        extra=dict(edge_predicted=(2.0 / lam_star) if lam_star else None, **flow),
+        extra=dict(edge_predicted=(2.0 / lam_star) if lam_star else None, ensemble=len(ensemble) + 1,
+                   ensemble_rates=ens_rates, **flow),
     )
 
 
-def memoised(member: MemberFn, cache: dict | None = None, on_new: Callable[[dict], None] | None = None) -> MemberFn:
-    """``member`` with its outcomes kept in ``cache`` (keyed by rate and limit): a resumed run
+def memoised(member: MemberFn, cache: dict | None = None, on_new: Callable[[dict], None] | None = None,
+             tag: str = "") -> MemberFn:
+    """``member`` with its outcomes kept in ``cache`` (keyed by rate and limit, and ``tag``, which
+    tells members sharing a cache apart, e.g. an ensemble's perturbed starts): a resumed run
     replays :func:`rate_statistics`'s decisions and recomputes nothing it finished.
     ``on_new(cache)`` is called after each new outcome (to save a checkpoint)."""
     cache = {} if cache is None else cache
 
     def wrapped(lr: float, limit: int, resume: Any = None) -> MemberOutcome:
-        k = (float(lr).hex(), int(limit))
+        k = (float(lr).hex() + tag, int(limit))
         if k not in cache:
             cache[k] = member(lr, limit, resume)
             if on_new is not None:

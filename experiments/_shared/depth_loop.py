@@ -166,9 +166,10 @@ class DepthEngine:
     lock: Any = field(default_factory=threading.Lock)  # the runners are shared by the depths' threads
 
     def member(self, cfg: DictConfig, problem: Problem, depth: int, widths: Sequence[int], l_cap: int,
-               threshold_of: Any) -> tuple[Any, float, float]:
-        """``(member, threshold, loss0)`` for the decoupled start at ``depth``: the engine's
-        :class:`~dlnjax.networks.outcome.Member`, with the threshold ``threshold_of(loss0)``."""
+               threshold_of: Any, u0: float | None = None) -> tuple[Any, float, float]:
+        """``(member, threshold, loss0)`` for the decoupled start at ``depth`` (strength ``u0``,
+        default ``cfg.u0``): the engine's :class:`~dlnjax.networks.outcome.Member`, with the
+        threshold ``threshold_of(loss0)``."""
         raise NotImplementedError
 
 
@@ -177,14 +178,15 @@ class CompressedDepths(DepthEngine):
     """The exact compressed network (the hidden width drops out), one runner per shape for every depth."""
 
     def member(self, cfg: DictConfig, problem: Problem, depth: int, widths: Sequence[int], l_cap: int,
-               threshold_of: Any) -> tuple[Any, float, float]:
+               threshold_of: Any, u0: float | None = None) -> tuple[Any, float, float]:
         import jax.numpy as jnp
 
         from dlnjax.networks import compressed
         from dlnjax.networks.engines.compressed import COMPRESSED
 
         task, dtype, r = problem.task, problem.task.stats.sigma11.dtype, min(widths)
-        cores = compressed.decoupled_cores(widths, float(cfg.u0), task.u, task.v, self.rot, l_cap=l_cap, dtype=dtype)
+        u0 = float(cfg.u0) if u0 is None else float(u0)
+        cores = compressed.decoupled_cores(widths, u0, task.u, task.v, self.rot, l_cap=l_cap, dtype=dtype)
         loss0 = float(compressed._loss_jit(cores, self.cs))
         readout = (jnp.asarray(np.asarray(task.u, np.float64)[:, :r], dtype),
                    jnp.asarray(self.rot.q.T @ np.asarray(task.v, np.float64)[:, :r], dtype))
@@ -200,7 +202,7 @@ class FullWidthDepths(DepthEngine):
     """The full-width network on the config's ``engine`` (xla, native, pallas), for checking."""
 
     def member(self, cfg: DictConfig, problem: Problem, depth: int, widths: Sequence[int], l_cap: int,
-               threshold_of: Any) -> tuple[Any, float, float]:
+               threshold_of: Any, u0: float | None = None) -> tuple[Any, float, float]:
         import jax
         import jax.numpy as jnp
 
@@ -209,7 +211,8 @@ class FullWidthDepths(DepthEngine):
 
         task, dtype, r = problem.task, problem.task.stats.sigma11.dtype, min(widths)
         key = jax.random.fold_in(jax.random.PRNGKey(int(cfg.seed)), depth)  # the hidden bases of the full-width start
-        w0 = init_fns.decoupled(key, widths, float(cfg.u0), task.u, task.v, hidden_basis=cfg.hidden_basis, dtype=dtype)
+        u0 = float(cfg.u0) if u0 is None else float(u0)
+        w0 = init_fns.decoupled(key, widths, u0, task.u, task.v, hidden_basis=cfg.hidden_basis, dtype=dtype)
         loss0 = float(linear.loss_from_stats(w0, task.stats))
         thr = threshold_of(loss0)
         member = engines.get(cfg.engine.value).member(
@@ -317,16 +320,21 @@ def run_depth(cfg: DictConfig, problem: Problem, engine: DepthEngine, depth: int
     widths = sweep.widths_for(stats.n_in, stats.n_out, depth, int(cfg.hidden))
     r = min(widths)
     e_star = float(best_error(problem.stats64, rank=r))
-    member, thr, loss0 = engine.member(
-        cfg, problem, depth, widths, l_cap, lambda loss0: _threshold(cfg, loss0, e_star, 0.5 * float(problem.stats64.tr33)))
+    threshold_of = lambda loss0: _threshold(cfg, loss0, e_star, 0.5 * float(problem.stats64.tr33))  # noqa: E731
+    member, thr, loss0 = engine.member(cfg, problem, depth, widths, l_cap, threshold_of)
     ck = _DepthCheckpoint(cfg, depth)
     sc = cfg.stats
+    # the ensemble's perturbed starts (robust._ensemble_band), checkpointed with the runs
+    ensemble = [robust.memoised(engine.member(cfg, problem, depth, widths, l_cap, threshold_of,
+                                              u0=float(cfg.u0) * (1.0 + float(sc.ensemble_perturbation) * k))[0],
+                                ck.cache, on_new=lambda c: ck.save(), tag=f"#u{k}")
+                for k in range(1, int(sc.ensemble))]
     rs = robust.rate_statistics(
         robust.memoised(member, ck.cache, on_new=lambda c: ck.save()), rates, max_steps=int(cfg.max_steps),
         stop_factor=float(sc.stop_factor), probe_steps=int(sc.probe_steps),
         edge_bisections=int(sc.edge_bisections), edge_patience=float(sc.edge_patience),
         small_rate_factor=float(sc.small_rate_factor), band=float(sc.band), extend_max=int(sc.extend_max),
-        sharpness=ck.sharpness(member), snapshots=int(sc.snapshots), flow_run=bool(sc.flow_run),
+        sharpness=ck.sharpness(member), snapshots=int(sc.snapshots), flow_run=bool(sc.flow_run), ensemble=ensemble,
         progress=(lambda m: progress(f"depth {depth}: {m}")) if progress else None,
     )
     ck.save(force=True)
@@ -651,7 +659,9 @@ def summary_fields(cfg: DictConfig, problem: Problem, depths: Sequence[int], rat
         engine_used=engine.name,
         input_rotation=None if rot is None else dict(kept=rot.n_kept, dropped=rot.n_dropped, eigenvalue_gap=rot.gap,
                                                      smallest_kept=float(rot.lam[-1]), largest_dropped=rot.lam_dropped_max),
-        summary_version=2,  # 2: best_learning_rate / learning_time are the measured optimum (v1: 1/lambda*, T_ct lambda*)
+        # 2: best_learning_rate / learning_time are the measured optimum (v1: 1/lambda*, T_ct lambda*);
+        # 3: of the ensemble's median crossings (`ensemble` starts; v2: one run per rate)
+        summary_version=3,
         learning_rates=rates,
         learning_rates_run=union_rates(recs),
         # per depth, measured: the optimum (the headline below is computed from these)
@@ -666,6 +676,9 @@ def summary_fields(cfg: DictConfig, problem: Problem, depths: Sequence[int], rat
         runs_with_spikes_before_crossing=per("spikes_before_crossing"),
         runs=[{"depth": r.depth, "runs": r.runs} for r in recs],
         member_steps=per("member_steps"),
+        # starts per rate near the optimum (the band and learning time are of their median crossings)
+        ensemble=int(cfg.stats.ensemble),
+        ensemble_rates=per("ensemble_rates"),
         # predictions, drawn over the measurement. (a) the gradient-flow path on the real statistics:
         # T_ct (small-rate run), lambda* (largest top Hessian eigenvalue along it), 1/lambda* and T_ct lambda*
         t_ct=per("t_ct"),

@@ -49,7 +49,7 @@ def where_claims_hold(summaries: list[tuple[str, dict]]) -> list[str]:
         return "–" if x is None else f"{x:.3g}"
 
     rows = ["| data | inputs | eps | depths | optimal rate ~ 1/N_l: `lr_exponent` (paper) | learning time saturates: "
-            "late slope (paper) | run |", "| --- | --- | --- | --- | --- | --- | --- |"]
+            "late slope (paper) | starts | run |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for name, s in summaries:
         if s.get("experiment") != "depth_sweep" or s.get("summary_version", 1) < 2:
             continue
@@ -59,5 +59,5 @@ def where_claims_hold(summaries: list[tuple[str, dict]]) -> list[str]:
             f"| {s['dataset']} | {s['preprocessing']} | {eps} | {s['depths'][0]}–{s['depths'][-1]} | **{rate_verdict(s)}**: "
             f"{g(s['lr_exponent'])}{ci(s['lr_exponent_ci'])} ({g(s.get('theory_lr_exponent'))}) | **{saturation_verdict(s)}**: "
             f"{g(s['learning_time_late_slope'])}{ci(s['learning_time_late_slope_ci'])} ({g(s.get('theory_learning_time_late_slope'))}) "
-            f"| `{name}` |")
+            f"| {s.get('ensemble', 1)} | `{name}` |")
     return rows

@@ -31,6 +31,12 @@ class RateStatsConfig:
     # depth 100 on Fashion-MNIST) and Eq. 15 is exact there; T_ct then comes from diffrax
     # (gradient_flow=true) or Eq. 15 alone, and 1/lambda* is not drawn
     flow_run: bool = True
+    # starts per rate near the optimum: the band (best rate) and the learning time come from each
+    # rate's median crossing over the start and ensemble - 1 starts with u0 x (1 + k
+    # ensemble_perturbation), k = 1.. (the runs at the optimum are chaotic: one run's band centre
+    # moves by up to a quarter between kernels). 1: one run per rate, as the paper did
+    ensemble: int = 5
+    ensemble_perturbation: float = 1e-4
     spike_rtol: float = 1e-3  # a loss rise E_t > (1 + spike_rtol) E_(t-1) before the crossing is a spike
     # T_ct per depth also by diffrax on the compressed network's gradient flow (compress=true only;
     # Fig. 4 left's flow overlay). Off by default: it adds ~40-50 s to the ~70 s main job
@@ -78,3 +84,6 @@ def check_protocol(cfg: DictConfig) -> None:
     require(st.extend_max >= 0, "stats.extend_max", st.extend_max, "an integer >= 0")
     require(st.snapshots >= 1, "stats.snapshots", st.snapshots, "an integer >= 1")
     require(st.spike_rtol > 0.0, "stats.spike_rtol", st.spike_rtol, "a number > 0")
+    require(st.ensemble >= 1, "stats.ensemble", st.ensemble, "an integer >= 1 (1: one run per rate)")
+    require(0.0 < st.ensemble_perturbation < 0.1, "stats.ensemble_perturbation", st.ensemble_perturbation,
+            "a relative change of u0 in (0, 0.1)")
