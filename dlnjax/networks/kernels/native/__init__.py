@@ -122,6 +122,7 @@ def build(source: Path = SOURCE, defines: Sequence[str] = ()) -> Path:
 PROBE = ("float32", 10)
 _variants: dict[tuple[str, int], dict[str, str]] = {}  # (dtype, output width) -> kind -> FFI target
 _lock = threading.Lock()
+_load_lock = threading.Lock()
 
 
 def _variant(dtype: str, rank: int) -> dict[str, str]:
@@ -150,18 +151,23 @@ def _variant(dtype: str, rank: int) -> dict[str, str]:
 
 
 def _load() -> None:
-    if _state["tried"]:
-        return
-    _state["tried"] = True
-    if os.environ.get("DLNJAX_NATIVE", "1") == "0":
-        _state["reason"] = "disabled by DLNJAX_NATIVE=0"
-        return
-    try:
-        _variant(*PROBE)
-    except Exception as e:  # noqa: BLE001 - any failure means: use the XLA path, and say why
-        _state["reason"] = f"{type(e).__name__}: {e}"
-        return
-    _state.update(ok=True, reason="ok")
+    # one thread builds; the others wait for it (depths run in threads: a second caller must not
+    # read "not built yet" while the first is compiling)
+    with _load_lock:
+        if _state["tried"]:
+            return
+        try:
+            if os.environ.get("DLNJAX_NATIVE", "1") == "0":
+                _state["reason"] = "disabled by DLNJAX_NATIVE=0"
+                return
+            try:
+                _variant(*PROBE)
+            except Exception as e:  # noqa: BLE001 - any failure means: use the XLA path, and say why
+                _state["reason"] = f"{type(e).__name__}: {e}"
+                return
+            _state.update(ok=True, reason="ok")
+        finally:
+            _state["tried"] = True
 
 
 def status_functions(load: Any, state: Any, what: str) -> tuple[Any, Any]:

@@ -50,6 +50,7 @@ PROBE = ("float32", 10)
 _state: dict[str, Any] = {"tried": False, "ok": False, "reason": "not built yet", "path": None}
 _variants: dict[tuple[str, int], str] = {}  # (dtype, rank) -> its registered FFI target
 _lock = threading.Lock()
+_load_lock = threading.Lock()
 
 
 def target(dtype: str, rank: int) -> str:
@@ -72,18 +73,23 @@ def target(dtype: str, rank: int) -> str:
 
 
 def _load() -> None:
-    if _state["tried"]:
-        return
-    _state["tried"] = True
-    if os.environ.get("DLNJAX_NATIVE", "1") == "0":
-        _state["reason"] = "disabled by DLNJAX_NATIVE=0"
-        return
-    try:
-        target(*PROBE)
-    except Exception as e:  # noqa: BLE001 - any failure means: use the XLA runner, and say why
-        _state["reason"] = f"{type(e).__name__}: {e}"
-        return
-    _state.update(ok=True, reason="ok")
+    # one thread builds; the others wait for it (depths run in threads: a second caller must not
+    # read "not built yet" while the first is compiling)
+    with _load_lock:
+        if _state["tried"]:
+            return
+        try:
+            if os.environ.get("DLNJAX_NATIVE", "1") == "0":
+                _state["reason"] = "disabled by DLNJAX_NATIVE=0"
+                return
+            try:
+                target(*PROBE)
+            except Exception as e:  # noqa: BLE001 - any failure means: use the XLA path, and say why
+                _state["reason"] = f"{type(e).__name__}: {e}"
+                return
+            _state.update(ok=True, reason="ok")
+        finally:
+            _state["tried"] = True
 
 
 available, reason = status_functions(_load, lambda: _state, "compressed runner")
