@@ -59,3 +59,24 @@ def table(rows: list[tuple], header: tuple) -> str:
     lines = [fmt.format(*header), fmt.format(*("-" * w for w in widths))]
     lines += [fmt.format(*(str(c) for c in r)) for r in rows]
     return "\n".join(lines)
+
+
+def digits_compressed(n_train: int | None, dtype: Any) -> tuple[Any, Any, Any, Any, Any]:
+    """The main job's compressed problem on the embedded digits, raw pixels (as
+    experiments/_shared/problem.py and depth_loop.py build it): ``(stats64, rot, cs, u, vt)``,
+    the float64 statistics, the rotation into Sigma11's eigenbasis, the compressed statistics in
+    ``dtype`` and the SVD of Sigma31 (``u``, ``vt``)."""
+    import numpy as np
+
+    from dlnjax.data.digits import load_digits
+    from dlnjax.data.preprocess import preprocess
+    from dlnjax.data.statistics import Stats
+    from dlnjax.networks import compressed
+
+    ds = preprocess(load_digits("embedded", n_train=n_train), "raw")
+    x, y = np.asarray(ds.x, np.float64), np.asarray(ds.y, np.float64)
+    st64 = Stats(x.T @ x, y.T @ x, float(np.sum(y * y)))
+    rot = compressed.rotate_inputs(st64.sigma11)
+    cs = compressed.compress_stats(st64, rot, dtype)
+    u, _, vt = np.linalg.svd(st64.sigma31, full_matrices=True)
+    return st64, rot, cs, u, vt

@@ -320,22 +320,16 @@ def build_problem(n_train: int | None, u0: float, hidden: int, dtype):
     """The main job's problem (experiments/_shared/problem.py ``prepare`` and depth_loop.py
     ``make_engine``, ``CompressedDepths.member``): embedded digits, raw pixels, the statistics in
     float64, rotated and compressed into ``dtype``; the task's SVD for the start and the readout."""
-    from dlnjax.data.digits import load_digits
-    from dlnjax.data.preprocess import preprocess
-    from dlnjax.data.statistics import Stats
     from dlnjax.networks import compressed
 
-    ds = preprocess(load_digits("embedded", n_train=n_train), "raw")
-    x, y = np.asarray(ds.x, np.float64), np.asarray(ds.y, np.float64)
-    st64 = Stats(x.T @ x, y.T @ x, float(np.sum(y * y)))
-    rot = compressed.rotate_inputs(st64.sigma11)
-    cs = compressed.compress_stats(st64, rot, dtype)
-    u, _, vt = np.linalg.svd(st64.sigma31, full_matrices=True)
-    r = min(x.shape[1], int(hidden), y.shape[1])
+    from .common import digits_compressed
+
+    st64, rot, cs, u, vt = digits_compressed(n_train, dtype)
+    r = min(st64.n_in, int(hidden), st64.n_out)
     readout = (jnp.asarray(u[:, :r], dtype), jnp.asarray(rot.q.T @ vt.T[:, :r], dtype))
 
     def cores(depth: int, l_cap: int):
-        widths = (x.shape[1],) + (int(hidden),) * (int(depth) - 2) + (y.shape[1],)
+        widths = (st64.n_in,) + (int(hidden),) * (int(depth) - 2) + (st64.n_out,)
         return compressed.decoupled_cores(widths, u0, u, vt.T, rot, l_cap=l_cap, dtype=dtype)
 
     return cs, rot, readout, cores

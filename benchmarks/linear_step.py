@@ -32,7 +32,7 @@ from dlnjax.networks.kernels import native, pallas as pallas_step
 from dlnjax.measure import sweep
 
 from .common import table, timeit, write
-from dlnjax.data.statistics import Stats, stats_from_examples
+from dlnjax.data.statistics import stats_from_examples
 
 
 def build(n_in, n_out, depth, hidden, n_rates, p_examples, key, dtype):
@@ -52,16 +52,11 @@ def compressed_step_times(depth: int, n_train: int | None, steps: int, repeats: 
     this depth: the XLA member runner and the fused native one, one member per call (as the
     sweeps run them on a CPU), at a rate too small to cross, so every call takes ``steps`` steps."""
     from dlnjax.networks import compressed
-    from dlnjax.data.digits import load_digits
-    from dlnjax.data.preprocess import preprocess
 
-    ds = preprocess(load_digits("embedded", n_train=n_train), "raw")
-    x, y = np.asarray(ds.x, np.float64), np.asarray(ds.y, np.float64)
-    st64 = Stats(x.T @ x, y.T @ x, float(np.sum(y * y)))
-    rot = compressed.rotate_inputs(st64.sigma11)
-    cs = compressed.compress_stats(st64, rot, dtype)
-    u, _, vt = np.linalg.svd(st64.sigma31, full_matrices=True)
-    widths = (x.shape[1],) + (1000,) * (depth - 2) + (y.shape[1],)
+    from .common import digits_compressed
+
+    st64, rot, cs, u, vt = digits_compressed(n_train, dtype)
+    widths = (st64.n_in,) + (1000,) * (depth - 2) + (st64.n_out,)
     cores = compressed.decoupled_cores(widths, 1e-3, u, vt.T, rot, dtype=dtype)
     flops = 2 * 3 * cs.n_out * cores.rank * cs.n_in + 2 * 3 * cs.n_out * cores.rank * cores.rank * max(depth - 3, 0)
     out = dict(kept_inputs=rot.n_kept, rank=cores.rank, flop_per_network_step=flops)
