@@ -125,6 +125,21 @@ _lock = threading.Lock()
 _load_lock = threading.Lock()
 
 
+def load_variant(source: Path, dtype: str, rank: int) -> tuple[Any, Path]:
+    """``(library, path)`` of ``source`` built (if not cached) for one precision and rank
+    (``-DDLNJAX_FLOAT=32|64 -DDLNJAX_RANK=r``) and loaded."""
+    bits = {"float32": 32, "float64": 64}[str(dtype)]
+    path = build(source, defines=(f"DLNJAX_FLOAT={bits}", f"DLNJAX_RANK={int(rank)}"))
+    return ctypes.cdll.LoadLibrary(str(path)), path
+
+
+def register(name: str, lib: Any, symbol: str) -> None:
+    """Register ``lib``'s FFI handler ``symbol`` as the CPU target ``name``; a vmapped batch
+    sharded over several devices stays sharded (each device runs its members)."""
+    jax.ffi.register_ffi_target(name, jax.ffi.pycapsule(getattr(lib, symbol)), platform="cpu")
+    jax.ffi.register_ffi_target_as_batch_partitionable(name)
+
+
 def _variant(dtype: str, rank: int) -> dict[str, str]:
     """The FFI targets (``top_down``, ``bottom_up``) for ``dtype`` and output width ``rank``: one
     library per variant, built and registered on first use (one template instantiation compiles
@@ -132,42 +147,42 @@ def _variant(dtype: str, rank: int) -> dict[str, str]:
     key = (str(dtype), int(rank))
     with _lock:
         if key not in _variants:
-            bits = {"float32": 32, "float64": 64}[key[0]]
-            path = build(SOURCE, defines=(f"DLNJAX_FLOAT={bits}", f"DLNJAX_RANK={key[1]}"))
-            lib = ctypes.cdll.LoadLibrary(str(path))
+            lib, path = load_variant(SOURCE, *key)
             names = {}
             for (kind, dt), symbol in TARGETS.items():
-                if dt != key[0]:
-                    continue
-                name = f"dlnjax_{symbol}_r{key[1]}"
-                jax.ffi.register_ffi_target(name, jax.ffi.pycapsule(getattr(lib, symbol)), platform="cpu")
-                # a batch sharded over several devices stays sharded: each device runs its members
-                jax.ffi.register_ffi_target_as_batch_partitionable(name)
-                names[kind] = name
+                if dt == key[0]:
+                    names[kind] = f"dlnjax_{symbol}_r{key[1]}"
+                    register(names[kind], lib, symbol)
             _variants[key] = names
             if key == PROBE:
                 _state["path"] = str(path)
         return _variants[key]
 
 
-def _load() -> None:
-    # one thread builds; the others wait for it (depths run in threads: a second caller must not
-    # read "not built yet" while the first is compiling)
-    with _load_lock:
-        if _state["tried"]:
+def load_once(state: dict, lock: Any, probe: Any) -> None:
+    """Build and register a native library once per process: ``probe()`` builds the variant that
+    checks the toolchain; ``state`` records whether it worked and why not. One thread builds, the
+    others wait for it (depths run in threads: a second caller must not read "not built yet"
+    while the first is compiling). ``DLNJAX_NATIVE=0`` turns the kernels off."""
+    with lock:
+        if state["tried"]:
             return
         try:
             if os.environ.get("DLNJAX_NATIVE", "1") == "0":
-                _state["reason"] = "disabled by DLNJAX_NATIVE=0"
+                state["reason"] = "disabled by DLNJAX_NATIVE=0"
                 return
             try:
-                _variant(*PROBE)
+                probe()
             except Exception as e:  # noqa: BLE001 - any failure means: use the XLA path, and say why
-                _state["reason"] = f"{type(e).__name__}: {e}"
+                state["reason"] = f"{type(e).__name__}: {e}"
                 return
-            _state.update(ok=True, reason="ok")
+            state.update(ok=True, reason="ok")
         finally:
-            _state["tried"] = True
+            state["tried"] = True
+
+
+def _load() -> None:
+    load_once(_state, _load_lock, lambda: _variant(*PROBE))
 
 
 def status_functions(load: Any, state: Any, what: str) -> tuple[Any, Any]:

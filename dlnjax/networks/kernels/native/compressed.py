@@ -25,8 +25,6 @@ applies a zero-rate step there, which is the same unless the gradient is not fin
 
 from __future__ import annotations
 
-import ctypes
-import os
 import threading
 from typing import Any
 
@@ -36,8 +34,7 @@ import numpy as np
 
 from dlnjax.networks import compressed as _xla
 from dlnjax.networks.kernels.native import SOURCE as _LINEAR_SOURCE
-from dlnjax.networks.kernels.native import build as _build
-from dlnjax.networks.kernels.native import status_functions
+from dlnjax.networks.kernels.native import load_once, load_variant, register, status_functions
 
 Array = Any
 
@@ -60,12 +57,9 @@ def target(dtype: str, rank: int) -> str:
     key = (str(dtype), int(rank))
     with _lock:
         if key not in _variants:
-            bits = {"float32": 32, "float64": 64}[key[0]]
-            path = _build(SOURCE, defines=(f"DLNJAX_FLOAT={bits}", f"DLNJAX_RANK={key[1]}"))
-            lib = ctypes.cdll.LoadLibrary(str(path))
+            lib, path = load_variant(SOURCE, *key)
             name = f"dlnjax_{SYMBOLS[key[0]]}_r{key[1]}"
-            jax.ffi.register_ffi_target(name, jax.ffi.pycapsule(getattr(lib, SYMBOLS[key[0]])), platform="cpu")
-            jax.ffi.register_ffi_target_as_batch_partitionable(name)
+            register(name, lib, SYMBOLS[key[0]])
             _variants[key] = name
             if key == PROBE:
                 _state["path"] = str(path)
@@ -73,23 +67,7 @@ def target(dtype: str, rank: int) -> str:
 
 
 def _load() -> None:
-    # one thread builds; the others wait for it (depths run in threads: a second caller must not
-    # read "not built yet" while the first is compiling)
-    with _load_lock:
-        if _state["tried"]:
-            return
-        try:
-            if os.environ.get("DLNJAX_NATIVE", "1") == "0":
-                _state["reason"] = "disabled by DLNJAX_NATIVE=0"
-                return
-            try:
-                target(*PROBE)
-            except Exception as e:  # noqa: BLE001 - any failure means: use the XLA path, and say why
-                _state["reason"] = f"{type(e).__name__}: {e}"
-                return
-            _state.update(ok=True, reason="ok")
-        finally:
-            _state["tried"] = True
+    load_once(_state, _load_lock, lambda: target(*PROBE))
 
 
 available, reason = status_functions(_load, lambda: _state, "compressed runner")
