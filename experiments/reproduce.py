@@ -453,7 +453,7 @@ def jobs_at_once(cfg: DictConfig) -> int:
 
 def run_jobs(jobs: list[tuple], out: Path, preset: str, data_root: str | None, at_once: int):
     """Run every job (``(name, app, overrides, pngs, use_preset, figure)``) as its own process,
-    ``at_once`` at a time, the longest first; yields ``(name, (ok, seconds, message))`` as each
+    ``at_once`` at a time, the longest first; yields ``(job, (ok, seconds, message))`` as each
     finishes. Each run writes only its own directory, and an app's numbers do not depend on what
     else runs (each is deterministic given its config), so the report is the same for any
     ``at_once``; two at a time fill the cores an app leaves idle (start-up, compilation, figures,
@@ -462,8 +462,7 @@ def run_jobs(jobs: list[tuple], out: Path, preset: str, data_root: str | None, a
 
     order = sorted(jobs, key=lambda j: -EXPECTED_SECONDS.get(j[0], 0))
     with ThreadPoolExecutor(at_once) as ex:
-        futures = {ex.submit(run_app, app, out / name, preset, data_root, ov, use): name
-                   for name, app, ov, _, use, _ in order}
+        futures = {ex.submit(run_app, job[1], out / job[0], preset, data_root, job[2], job[4]): job for job in order}
         for f in as_completed(futures):
             yield futures[f], f.result()
 
@@ -604,8 +603,8 @@ def run(cfg: DictConfig) -> dict:
     prog = Progress("reproduce", len(jobs))
     t0 = time.time()
     status, figures = {}, {}
-    for i, (name, (ok, secs, msg)) in enumerate(run_jobs(jobs, out, preset, cfg.data_root, jobs_at_once(cfg))):
-        pngs, fig = next((j[3], j[5]) for j in jobs if j[0] == name)
+    for i, ((name, _, _, pngs, _, fig), (ok, secs, msg)) in enumerate(run_jobs(jobs, out, preset, cfg.data_root,
+                                                                               jobs_at_once(cfg))):
         status[name] = dict(ok=ok, seconds=secs, message=None if ok else msg)
         prog.update(i + 1, f"{name} ({fig}): {'done' if ok else 'FAILED: ' + msg} in {secs:.0f}s")
         if ok:

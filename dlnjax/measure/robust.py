@@ -206,28 +206,24 @@ class _Runner:
         self.t_fast: float | None = None
         self.fast_lr: float | None = None
 
-    def call(self, lr: float, limit: int, resume: Any = None) -> MemberOutcome:
-        o = self.member(lr, int(limit), resume)
+    def call(self, lr: float, limit: int, resume: Any = None, member: MemberFn | None = None) -> MemberOutcome:
+        """Run ``member`` (default: the depth's own; an ensemble's perturbed start otherwise) and count its steps."""
+        o = (member or self.member)(lr, int(limit), resume)
         self.cost += int(o.steps) - (0 if resume is None else int(resume.steps))
         if self.progress is not None:
             self.progress(f"rate {lr:.3g}: {o.steps} steps, " + ("crossed" if o.crossed else "diverged" if o.diverged else "limit"))
         return o
 
-    def record(self, lr: float, role: str, status: str, o: MemberOutcome | None) -> RateRun:
+    def record(self, lr: float, role: str, status: str, o: MemberOutcome | None, sets_fastest: bool = True) -> RateRun:
+        """Record a run; ``sets_fastest=False`` for an ensemble member, which must not move the
+        fastest crossing that the grid's limits are based on."""
         t = float(o.cross_step) if (o is not None and status == LEARNED) else math.nan
-        if status == LEARNED and (self.t_fast is None or t < self.t_fast):
+        if sets_fastest and status == LEARNED and (self.t_fast is None or t < self.t_fast):
             self.t_fast, self.fast_lr = t, lr
         rr = RateRun(lr, role, status, t, 0 if o is None else int(o.steps),
                      None if o is None else o.spikes, None if o is None else o.first_spike,
                      None if o is None else o.max_rise, o)
         self.runs.append(rr)
-        return rr
-
-    def record_only(self, lr: float, role: str, status: str, o: MemberOutcome | None) -> RateRun:
-        """Record a run without letting it set the fastest crossing (an ensemble member)."""
-        t_fast, fast_lr = self.t_fast, self.fast_lr
-        rr = self.record(lr, role, status, o)
-        self.t_fast, self.fast_lr = t_fast, fast_lr
         return rr
 
     def limit(self, max_steps: int, stop_factor: float) -> int:
@@ -360,20 +356,14 @@ def _ensemble_band(rn: _Runner, members: Sequence[MemberFn], band: float, max_st
     for i in pick:
         ts = [base[i]]
         for member in members:
-            o = _call_member(rn, member, lrs[i], limit)
+            o = rn.call(lrs[i], limit, member=member)
             st = _classify(o, True, above_fastest=True)
-            rr = rn.record_only(lrs[i], ENSEMBLE, st, o)
+            rr = rn.record(lrs[i], ENSEMBLE, st, o, sets_fastest=False)
             ts.append(rr.learning_time if st == LEARNED else math.inf)
         times[i] = float(np.median(ts))
     ok = [i for i, t in enumerate(times) if math.isfinite(t)]
     t_min, fastest, lo, hi = band_of([lrs[i] for i in ok], [times[i] for i in ok], band)
     return t_min, fastest, lo, hi, [lrs[i] for i in pick]
-
-
-def _call_member(rn: _Runner, member: MemberFn, lr: float, limit: int) -> MemberOutcome:
-    o = member(lr, int(limit), None)
-    rn.cost += int(o.steps)
-    return o
 
 
 def _flow_path(rn: _Runner, fastest: float, t_min: float, *, max_steps: int, small_rate_factor: float, snapshots: int,
