@@ -4,6 +4,8 @@ is known in closed form, and the intervals checked against runs that rounding mo
 
 import json
 import math
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -220,6 +222,49 @@ def test_ensemble_runs_only_near_the_optimum_and_is_recorded():
     times = {r.lr: r.learning_time for r in rs.runs if r.role in robust.MAIN_ROLES and r.status == robust.LEARNED}
     near = [lr for lr, t in times.items() if t <= 1.3 * one.t_min]
     assert set(near) <= set(rates) and len(rates) <= len(near) + 2
+
+
+class Concurrent(NoisyValley):
+    """A :class:`NoisyValley` that counts how many of its members' runs are in flight at once
+    (shared by the depth's members; each run sleeps 5 ms, as an engine's call releases the GIL)."""
+
+    def __init__(self, tally: dict, *a, **kw):
+        super().__init__(*a, **kw)
+        self.tally = tally
+
+    def __call__(self, lr, limit, resume=None):
+        with self.tally["lock"]:
+            self.tally["now"] += 1
+            self.tally["max"] = max(self.tally["max"], self.tally["now"])
+        time.sleep(0.005)
+        try:
+            return super().__call__(lr, limit, resume)
+        finally:
+            with self.tally["lock"]:
+                self.tally["now"] -= 1
+
+
+@pytest.mark.parametrize("workers", [2, 5])
+def test_a_depths_independent_runs_run_at_once_and_give_the_same_numbers(workers):
+    """Once the grid is run, the edge bisection, the flow path and the ensemble's members run
+    ``workers`` at a time (more than one in flight), and every statistic and every recorded run,
+    in order, is the one of the one-at-a-time run."""
+    grid = np.geomspace(1e-5, 1e-2, 20)
+    kw = dict(c=1e-3, T=2.0, edge_factor=3.0)
+
+    def run(w: int):
+        tally = {"lock": threading.Lock(), "now": 0, "max": 0}
+        members = [Concurrent(tally, 7, j, **kw) for j in range(1, 5)]
+        rs = _stats(Concurrent(tally, 7, 0, **kw), grid, ensemble=members, workers=w)
+        runs = [(r.lr, r.role, r.status, r.learning_time, r.steps) for r in rs.runs]
+        numbers = (rs.t_min, rs.fastest_rate, rs.band_lo, rs.band_hi, rs.edge, rs.edge_hi, rs.t_ct, rs.t_ct_rate,
+                   rs.member_steps, rs.extra["ensemble_rates"])
+        return tally["max"], runs, numbers
+
+    one, many = run(1), run(workers)
+    assert one[0] == 1 and many[0] >= 2, (one[0], many[0])
+    assert {r[1] for r in one[1]} >= {robust.EDGE, robust.ENSEMBLE, robust.SMALL}
+    assert many[1] == one[1] and many[2] == one[2]
 
 
 def test_growth_interval_matches_its_closed_form():

@@ -286,11 +286,14 @@ class _DepthCheckpoint:
             log.info("depth %d: %d finished runs loaded from %s", depth, len(self.cache), self.path)
         self.flow = {k: saved[k] for k in FLOW_KEYS if saved is not None and k in saved}
         self.last = time.time()
+        self.lock = threading.Lock()  # the depth's runs finish in several threads (rate_statistics' workers)
 
     def save(self, force: bool = False) -> None:
-        if force or time.time() - self.last > 2.0:
-            save_tagged(self.path, self.cfg, **_pack(self.cache, self.sharp), **self.flow)
-            self.last = time.time()
+        with self.lock:
+            if force or time.time() - self.last > 2.0:
+                # copies: another thread may add an outcome meanwhile (a dict copy is atomic)
+                save_tagged(self.path, self.cfg, **_pack(dict(self.cache), dict(self.sharp)), **self.flow)
+                self.last = time.time()
 
     def sharpness(self, member: Any) -> Any:
         """``member.sharpness`` remembered by (rate, steps): a resumed sweep recomputes nothing."""
@@ -335,7 +338,7 @@ def run_depth(cfg: DictConfig, problem: Problem, engine: DepthEngine, depth: int
         edge_bisections=int(sc.edge_bisections), edge_patience=float(sc.edge_patience),
         small_rate_factor=float(sc.small_rate_factor), band=float(sc.band), extend_max=int(sc.extend_max),
         sharpness=ck.sharpness(member), snapshots=int(sc.snapshots), flow_run=bool(sc.flow_run), ensemble=ensemble,
-        progress=(lambda m: progress(f"depth {depth}: {m}")) if progress else None,
+        workers=workers_for(cfg, 1 << 30), progress=(lambda m: progress(f"depth {depth}: {m}")) if progress else None,
     )
     ck.save(force=True)
     steps, main_rates, grid_loss, small_loss, small_modes = _depth_curves(cfg, rs, r)
@@ -476,7 +479,10 @@ def _g(x: Any) -> str:
 
 
 def workers_for(cfg: DictConfig, n_depths: int) -> int:
-    """Depths run at once: ``workers`` (0: one per CPU core), at most one per depth."""
+    """Depths run at once: ``workers`` (0: one per CPU core), at most one per depth. A depth's
+    independent runs (its edge bisection, flow path and ensemble members,
+    :func:`dlnjax.measure.robust.rate_statistics`) also run ``workers`` at a time, so a depth
+    that runs alone (depth 1000 at the end of its sweep) keeps both cores busy too."""
     w = int(cfg.get("workers", 1) or 0) or (os.cpu_count() or 1)
     return max(1, min(w, n_depths))
 
