@@ -88,7 +88,7 @@ def compressed_setup(problem, engine: str) -> CompressedSetup:
     from dlnjax.networks import compressed
     from dlnjax.networks.engines.compressed import COMPRESSED
 
-    rot = compressed.rotate_inputs(problem.stats64.sigma11)
+    rot = problem.rotation()
     return CompressedSetup(rot, compressed.compress_stats(problem.stats64, rot, problem.task.stats.sigma11.dtype),
                            COMPRESSED.kernels_for(engine))
 
@@ -271,6 +271,7 @@ def full_width_batch(sw: Sweep, di: int, depth: int, widths, kinds: list, thr: f
         task.stats, batch, lrs, threshold=thr, max_steps=int(cfg.max_steps), chunk_steps=int(cfg.chunk_steps),
         record_every=int(cfg.record_every), progress=cb, on_chunk=on_chunk if every > 0 else None, resume=resume,
         engine=cfg.engine.value, stop=stop_rule(index, len(sw.rates), int(cfg.seeds), robust.BAND),
+        rotation=sw.problem.full_width_rotation(cfg),
     )
     log.info("depth %d: %d of %d member-steps run (finished members leave the batch; %d members stopped)", depth,
              res.member_steps, len(index) * res.steps_run, int(res.stopped.sum()))

@@ -160,8 +160,9 @@ def _starts(k_rand: Any, k_top: Any, pre: "Pretrained", widths: list[int], cfg: 
     return Starts(w_rand=w_rand, w_pre=w_pre, dec_rand=dec_rand, dec_pre=dec_pre, mode_gain=mode_gain)
 
 
-def _fine_tune(cfg: DictConfig, task: Any, widths: list[int], starts: Starts) -> FineTune:
-    """Fine-tune both starts x every rate in one vmapped batch, to one common threshold."""
+def _fine_tune(cfg: DictConfig, task: Any, widths: list[int], starts: Starts, rotation: Any = None) -> FineTune:
+    """Fine-tune both starts x every rate in one vmapped batch, to one common threshold
+    (``rotation``: with the inputs in Sigma11's eigenbasis, ``rotate_inputs``)."""
     import jax.numpy as jnp
 
     from dlnjax.measure import sweep
@@ -180,7 +181,7 @@ def _fine_tune(cfg: DictConfig, task: Any, widths: list[int], starts: Starts) ->
         task.stats, batch, np.concatenate([rates, rates]), threshold=thr, max_steps=int(cfg.max_steps),
         chunk_steps=int(cfg.chunk_steps), record_every=int(cfg.record_every),
         progress=lambda s, done, tot: ft_prog.update(s // int(cfg.chunk_steps), f"step {s}: {done}/{tot} crossed or diverged"),
-        engine=cfg.engine.value,
+        engine=cfg.engine.value, rotation=rotation,
     )
     return FineTune(res=res, rates=rates, n_r=n_r, eps=eps, thr=thr, e_star=e_star,
                     lt_rand=res.learning_time[:n_r], lt_pre=res.learning_time[n_r:])
@@ -301,7 +302,7 @@ def run(cfg: DictConfig) -> dict:
     floors = _autoencoder_floors(stats.sigma11, pre.layers)
     prog.update(2, f"pretrained {len(pre.layers)} layers x {pre.steps_per_layer} steps")
     starts = _starts(k_rand, k_top, pre, widths, cfg, stats, v_task)
-    ft = _fine_tune(cfg, task, widths, starts)
+    ft = _fine_tune(cfg, task, widths, starts, problem.full_width_rotation(cfg))
     prog.update(3, "fine-tuned")
     lt = _learning_times(ft.lt_rand, ft.lt_pre, pre.total_steps)
     figure(out, _figure_result(ds.name, depth, float(cfg.init_std), r, c, pre, floors, ft, lt))

@@ -182,3 +182,48 @@ def test_run_batch_drops_finished_members_and_each_member_keeps_its_numbers(prec
     halted = sweep.run_batch(stats, batch, lrs, stop=stop, **kw)
     assert halted.stopped.tolist() == [False] * 7 + [True] and np.isnan(halted.learning_time[-1])
     np.testing.assert_array_equal(halted.learning_time[:7], full.learning_time[:7])
+
+
+def test_rotated_inputs_give_the_original_networks_run():
+    """run_batch with ``rotation`` (inputs in Sigma11's eigenbasis, Sigma11 diagonal, the null
+    directions dropped: dlnjax.networks.compressed.rotated_full_width) against the same random,
+    unaligned starts in the pixel basis, float64, on correlated inputs of rank 5 in 8 dimensions
+    (three null directions dropped): the same learning times and divergences, the same loss
+    curves to rounding; and the Hessian of the loss has the same non-zero spectrum (the dropped
+    coordinates only add zero eigenvalues)."""
+    from jax.flatten_util import ravel_pytree
+
+    from dlnjax.init import functions as init_fns
+    from dlnjax.networks import compressed
+
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((5, 8)) @ rng.standard_normal((8, 8))  # 5 examples: Sigma11 of rank 5, not white
+    y = x @ rng.standard_normal((8, 4)) * 0.3 + 0.1 * rng.standard_normal((5, 4))
+    stats = stats_from_examples(x, y, dtype=jnp.float64)
+    rot = compressed.rotate_inputs(stats.sigma11)
+    assert rot.n_kept == 5 and rot.n_dropped == 3
+    net = init_fns.small_gaussian(jax.random.PRNGKey(1), (8, 6, 6, 4), 0.3, jnp.float64)
+    lam_max = float(np.linalg.eigvalsh(np.asarray(stats.sigma11))[-1])
+    lrs = np.array([0.02, 0.05, 0.1, 0.2, 50.0]) / lam_max  # the last diverges
+    batch = tuple(jnp.broadcast_to(w, (len(lrs),) + w.shape) for w in net)
+    kw = dict(threshold=float(0.3 * linear.loss_from_stats(net, stats)), max_steps=4000, chunk_steps=100, record_every=10)
+    plain = sweep.run_batch(stats, batch, lrs, **kw)
+    rotated = sweep.run_batch(stats, batch, lrs, rotation=rot, **kw)
+    assert np.isfinite(plain.learning_time[:4]).all() and plain.diverged[4]
+    np.testing.assert_array_equal(rotated.learning_time, plain.learning_time)
+    np.testing.assert_array_equal(rotated.diverged, plain.diverged)
+    ran = ~np.isnan(plain.loss[:4])
+    assert_close(rotated.loss[:4][ran], plain.loss[:4][ran], F64)
+    # the loss's Hessian at the start: the rotated network's spectrum is the original's non-zero part
+    rst, rnet = compressed.rotated_full_width(stats, net, rot)
+
+    def spectrum(st, ws):
+        flat, unravel = ravel_pytree(tuple(ws))
+        h = jax.hessian(lambda p: linear.loss_from_stats(unravel(p), st))(flat)
+        return np.sort(np.linalg.eigvalsh(np.asarray(h)))
+
+    a, b = spectrum(stats, net), spectrum(rst, rnet)
+    extra = len(a) - len(b)
+    assert extra == 3 * 6  # the first layer's null columns
+    big = np.abs(a) > 1e-8 * np.abs(a).max()
+    assert_close(np.sort(a[big]), np.sort(b[np.abs(b) > 1e-8 * np.abs(a).max()]), F64, rtol=1e-9)

@@ -136,6 +136,7 @@ def run_batch(
     engine: str | None = None,
     stop: Callable[[int, np.ndarray, np.ndarray, np.ndarray], np.ndarray] | None = None,
     shrink: bool = True,
+    rotation: Any = None,
 ) -> BatchResult:
     """Train a batch of networks (``weights``: every array with a leading member axis M, one
     learning rate per member) in chunks of ``chunk_steps`` until every member has crossed
@@ -158,8 +159,17 @@ def run_batch(
     snapshot back as ``resume`` continues exactly where it stopped.
 
     ``engine`` names the full-width engine of :data:`dlnjax.networks.engines.ENGINES` (None:
-    ``$DLNJAX_ENGINE``, else ``'auto'``; see :func:`dlnjax.networks.linear.make_runner`)."""
+    ``$DLNJAX_ENGINE``, else ``'auto'``; see :func:`dlnjax.networks.linear.make_runner`).
+
+    ``rotation`` (an :class:`dlnjax.networks.compressed.InputRotation` of these statistics' Sigma11):
+    train with the inputs in Sigma11's eigenbasis (:func:`dlnjax.networks.compressed.rotated_full_width`),
+    an exact change of variables that makes the step's ``W Sigma11`` elementwise; the results
+    (learning times, loss curves) are those of the original network, to rounding."""
     dtype = stats.sigma11.dtype
+    if rotation is not None:
+        from dlnjax.networks import compressed
+
+        stats, weights = compressed.rotated_full_width(stats, weights, rotation, dtype)
     weights = tuple(jnp.asarray(w, dtype) for w in weights)
     n = len(learning_rates)
     if any(w.shape[0] != n for w in weights):

@@ -148,6 +148,27 @@ def compress_stats(stats: Stats, rot: InputRotation, dtype: Any = None) -> CStat
     return CStats(jnp.asarray(rot.lam, dtype), jnp.asarray(s31, dtype), jnp.asarray(np.float64(stats.tr33), dtype))
 
 
+def rotated_full_width(stats: Stats, weights: Sequence[Array], rot: InputRotation, dtype: Any = None
+                       ) -> tuple[Stats, tuple]:
+    """The full-width network with its inputs in Sigma11's eigenbasis, for any start (not only
+    aligned ones): the statistics ``(lam, Sigma31 Q, tr S33)`` as a :class:`Stats` whose
+    ``sigma11`` is 1-D (diagonal: :func:`dlnjax.networks.linear.times_sigma11` multiplies it
+    elementwise) and the weights with the first layer ``W1 Q`` (``weights[0]``: ``(..., N_1,
+    N_in)``, any leading batch axes; formed in float64 on the host).
+
+    Exact: gradient descent is equivariant under the orthogonal change of input variables
+    ``W1 -> W1 Q``, so every later weight, the loss, the learning time and the Hessian's spectrum
+    are those of the original network; the dropped null directions (eigenvalues below 1e-12
+    lambda_max across a gap, :func:`rotate_inputs`) carry no gradient (``G q_null = (W Sigma11 -
+    Sigma31) q_null = 0``) and no loss, so ``W1 q_null`` never moves and nothing depends on it.
+    The step's ``W Sigma11`` costs ``N_out N_in`` instead of ``N_out N_in^2`` operations (with
+    N_in = 784 it was most of a narrow network's step)."""
+    dtype = dtype or stats.sigma11.dtype
+    cs = compress_stats(stats, rot, dtype)
+    w1 = np.asarray(weights[0], np.float64) @ rot.q
+    return Stats(cs.lam, cs.sigma31, cs.tr33), (jnp.asarray(w1, dtype),) + tuple(jnp.asarray(w, dtype) for w in weights[1:])
+
+
 # ----------------------------------------------------------------------------------------
 # 2. cores
 # ----------------------------------------------------------------------------------------

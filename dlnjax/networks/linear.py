@@ -44,7 +44,7 @@ def product(weights: Sequence[Array]) -> Array:
 def loss_from_stats(weights: Sequence[Array], stats: Stats) -> Array:
     """E = 1/2 tr S33 - tr(W S31^T) + 1/2 tr(W S11 W^T) (autodiff oracle)."""
     w = product(weights)
-    return 0.5 * stats.tr33 - jnp.sum(w * stats.sigma31) + 0.5 * jnp.sum(w * (w @ stats.sigma11))
+    return 0.5 * stats.tr33 - jnp.sum(w * stats.sigma31) + 0.5 * jnp.sum(w * times_sigma11(w, stats.sigma11))
 
 
 def loss_from_examples(weights: Sequence[Array], x: Array, y: Array) -> Array:
@@ -52,6 +52,13 @@ def loss_from_examples(weights: Sequence[Array], x: Array, y: Array) -> Array:
     w = product(weights)
     r = y - x @ w.T
     return 0.5 * jnp.sum(r * r)
+
+
+def times_sigma11(w: Array, sigma11: Array) -> Array:
+    """``w Sigma11``. A 1-D ``sigma11`` is a diagonal Sigma11, its eigenvalues: the inputs are in
+    its eigenbasis (:func:`dlnjax.networks.compressed.rotated_full_width`, an exact change of
+    variables), and the product is elementwise, N_out N_in operations instead of N_out N_in^2."""
+    return w * sigma11 if sigma11.ndim == 1 else w @ sigma11
 
 
 def _loss(w: Array, ws11: Array, stats: Stats) -> Array:
@@ -77,7 +84,7 @@ def _factors(weights: Sequence[Array], stats: Stats) -> tuple[Array, list, list]
             left[l] = None if acc is None else acc.T
             acc = weights[l] if acc is None else acc @ weights[l]
         w = acc
-        ws11 = w @ stats.sigma11
+        ws11 = times_sigma11(w, stats.sigma11)
         m = ws11 - stats.sigma31  # M_1 = G (N_out, N_in)
         for l in range(n):
             right[l] = m
@@ -89,7 +96,7 @@ def _factors(weights: Sequence[Array], stats: Stats) -> tuple[Array, list, list]
             right[l] = None if acc is None else acc.T
             acc = weights[l] if acc is None else weights[l] @ acc
         w = acc
-        ws11 = w @ stats.sigma11
+        ws11 = times_sigma11(w, stats.sigma11)
         k = ws11 - stats.sigma31  # K_n = G
         for l in range(n - 1, -1, -1):
             left[l] = k
@@ -135,7 +142,7 @@ def _fused_factors(kernels: Any, weights: Sequence[Array], stats: Stats) -> tupl
     fused kernels, :meth:`dlnjax.networks.engines.base.FullWidthEngine.kernels`)."""
     ps = kernels.top_down(weights)
     w = ps[0]
-    ws11 = w @ stats.sigma11
+    ws11 = times_sigma11(w, stats.sigma11)
     return _loss(w, ws11, stats), ps[1:], ws11 - stats.sigma31
 
 

@@ -111,6 +111,9 @@ class RandomStartProtocol(AppConfig):
     threshold relative to the zero map's error, so that every start is judged against one number."""
 
     engine: EngineName = ENGINE_DEFAULT  # the full-width kernel (random starts are not compressible)
+    # train with the inputs in Sigma11's eigenbasis (exact: dlnjax.networks.compressed.rotated_full_width;
+    # W Sigma11 becomes elementwise); false: in the pixel basis, for checking
+    rotate_inputs: bool = True
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     learning_rates: LearningRates = field(default_factory=LearningRates)
     threshold: ThresholdConfig = field(default_factory=lambda: ThresholdConfig(reference=ThresholdReference.zero_map))
