@@ -439,8 +439,9 @@ def run_app(app: str, out: Path, preset: str, data_root: str | None, extra: list
     return r.returncode == 0, time.time() - t0, (err[-1] if err else r.stderr.strip().splitlines()[-1] if r.stderr.strip() else "")
 
 
-# Seconds each run took in the committed quick report on 2 cores (docs/reproduce/summary.json):
-# only the order in which runs start depends on it (the longest first, so two at a time finish
+# Seconds each run took alone on 2 cores when this order was set (benchmarks/apps.py, before the
+# full-width input rotation halved init_comparison and pretraining; the order still holds the
+# longest first): only the order in which runs start depends on it (the longest first, so two at a time finish
 # together); a run not listed starts last.
 EXPECTED_SECONDS = {"init_comparison": 249, "depth_sweep_fashion": 113, "depth_sweep": 70, "pretraining": 60,
                     "deep_tanh": 59}
