@@ -363,19 +363,24 @@ def _depth_curves(cfg: DictConfig, rs: Any, r: int) -> tuple[np.ndarray, np.ndar
     one depth's runs, on the records of ``max_steps`` (nan where not run or not reached)."""
     from dlnjax.measure import robust
 
-    n_rec = int(cfg.max_steps) // int(cfg.record_every) + 1
-    steps = np.arange(n_rec) * int(cfg.record_every)
+    every = int(cfg.record_every)
+    n_rec = int(cfg.max_steps) // every + 1
+    steps = np.arange(n_rec) * every
 
     def curve(o: Any, n: int) -> np.ndarray:
+        """The run's records on the grid of ``steps`` (vectorised: a run has up to 10^4 records;
+        a record step met twice keeps its last value)."""
         c = np.full(n, np.nan)
         if o is None:
             return c
         lo = np.asarray(o.loss, np.float64)
-        rs_ = np.asarray(o.record_steps)
-        for i, s in enumerate(rs_):
-            j = int(s) // int(cfg.record_every)
-            if j < n and s < max(o.steps, 1) + 1 and i < len(lo):
-                c[j] = lo[i]
+        rs_ = np.asarray(o.record_steps, np.int64)[: len(lo)]
+        lo = lo[: len(rs_)]
+        j = rs_ // every
+        ok = np.nonzero((j < n) & (rs_ < max(o.steps, 1) + 1))[0]
+        _, first_from_end = np.unique(j[ok][::-1], return_index=True)
+        last = ok[len(ok) - 1 - first_from_end]
+        c[j[last]] = lo[last]
         return c
 
     main = sorted((x for x in rs.runs if x.role in robust.MAIN_ROLES), key=lambda x: x.lr)
@@ -505,6 +510,7 @@ def run_depths(cfg: DictConfig, problem: Problem, depths: Sequence[int], rates: 
 
     def one(d: int) -> DepthRecord:
         rec = run_depth(cfg, problem, engine, d, rates, l_cap, progress=lambda m: prog.update(done[0], m))
+        rec.extra["predictions"] = depth_predictions(cfg, problem, rec)  # in the depth's thread, beside the others
         with engine.lock:
             done[0] += 1
             prog.update(done[0], f"depth {d} done")
@@ -569,6 +575,14 @@ def finite_rate_prediction(cfg: DictConfig, problem: Problem, rec: DepthRecord,
     if step < 0 or not real or not diag_t_ct:
         return rate, None
     return rate, step * float(real) / float(diag_t_ct)
+
+
+def depth_predictions(cfg: DictConfig, problem: Problem, rec: DepthRecord) -> tuple[dict, tuple]:
+    """One depth's predictions, ``(theory_times, finite_rate_prediction)``: computed by
+    :func:`run_depths` in the depth's own thread as soon as the depth is done (they take a few
+    tenths of a second per depth, which then overlap with the other depths' runs)."""
+    th = theory_times(cfg, problem, rec, theory_optimal_rate(problem.task, rec.depth))
+    return th, finite_rate_prediction(cfg, problem, rec, th["theory_t_ct"])
 
 
 def prediction(depths: Sequence[int], rate: Sequence[Any], time: Sequence[Any], best: Sequence[Any],
@@ -645,8 +659,8 @@ def summary_fields(cfg: DictConfig, problem: Problem, depths: Sequence[int], rat
     per = lambda k: [r.stats.get(k) for r in recs]  # noqa: E731
     band = [[r.stats.get("band_lo"), r.stats.get("band_hi")] if r.stats.get("band_lo") else None for r in recs]
     opt = [theory_optimal_rate(problem.task, d) for d in depths]
-    th = [theory_times(cfg, problem, r, o) for r, o in zip(recs, opt)]
-    fr = [finite_rate_prediction(cfg, problem, r, t["theory_t_ct"]) for r, t in zip(recs, th)]
+    pred = [r.extra.get("predictions") or depth_predictions(cfg, problem, r) for r in recs]
+    th, fr = [p[0] for p in pred], [p[1] for p in pred]
     ds = problem.ds
     rot = engine.rot
     lists = dict(
