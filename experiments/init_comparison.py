@@ -88,7 +88,7 @@ def compressed_setup(problem, engine: str) -> CompressedSetup:
     from dlnjax.networks import compressed
     from dlnjax.networks.engines.compressed import COMPRESSED
 
-    rot = problem.rotation()
+    rot = problem.rotation
     return CompressedSetup(rot, compressed.compress_stats(problem.stats64, rot, problem.task.stats.sigma11.dtype),
                            COMPRESSED.kernels_for(engine))
 

@@ -236,7 +236,7 @@ def make_engine(cfg: DictConfig, problem: Problem, depths: Sequence[int]) -> Dep
         full = engines.resolve(cfg.engine.value)
         check_full_width_fits(depths, problem.task.stats.n_in, problem.task.stats.n_out, int(cfg.hidden), jnp.dtype(dtype).itemsize)
         return FullWidthDepths(name=f"full-{full}", compress=False)
-    rot = compressed.rotate_inputs(problem.stats64.sigma11)
+    rot = problem.rotation
     cs = compressed.compress_stats(problem.stats64, rot, dtype)
     kernels = COMPRESSED.kernels_for(cfg.engine.value)
     log.info(
@@ -498,8 +498,7 @@ def run_depths(cfg: DictConfig, problem: Problem, depths: Sequence[int], rates: 
     it, or when: the same config gives the same summary for any ``workers``
     (``tests/test_experiments.py``). XLA and the native kernels release the GIL while they run,
     so two threads keep two cores busy."""
-    from concurrent.futures import ThreadPoolExecutor
-
+    from dlnjax.measure import robust
     from dlnjax.networks import compressed
 
     depths = [int(d) for d in depths]
@@ -517,13 +516,11 @@ def run_depths(cfg: DictConfig, problem: Problem, depths: Sequence[int], rates: 
         return rec
 
     workers = workers_for(cfg, len(depths))
-    if workers == 1:
-        recs = [one(d) for d in depths]
-    else:
+    if workers > 1:
         log.info("%s: %d depths, %d at a time", label, len(depths), workers)
-        with ThreadPoolExecutor(workers) as ex:
-            futures = {d: ex.submit(one, d) for d in sorted(depths, reverse=True)}
-            recs = [futures[d].result() for d in depths]
+    order = sorted(depths, reverse=True)  # the deepest first: they take longest
+    by_depth = dict(zip(order, robust.in_threads([lambda d=d: one(d) for d in order], workers)))
+    recs = [by_depth[d] for d in depths]
     prog.update(len(depths), "done")
     return recs, engine
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -29,18 +30,17 @@ class Problem:
 
         return is_whitened(self.stats64.sigma11)
 
+    @cached_property
     def rotation(self) -> Any:
         """Sigma11's eigenbasis (:func:`dlnjax.networks.compressed.rotate_inputs` on the float64
         statistics), computed once: the compressed engine's and the rotated full-width runs' basis."""
-        if "_rotation" not in self.__dict__:
-            from dlnjax.networks import compressed
+        from dlnjax.networks import compressed
 
-            self.__dict__["_rotation"] = compressed.rotate_inputs(self.stats64.sigma11)
-        return self.__dict__["_rotation"]
+        return compressed.rotate_inputs(self.stats64.sigma11)
 
     def full_width_rotation(self, cfg: DictConfig) -> Any:
         """The rotation for :func:`dlnjax.measure.sweep.run_batch` when ``cfg.rotate_inputs`` (else None)."""
-        return self.rotation() if bool(cfg.get("rotate_inputs", False)) else None
+        return self.rotation if bool(cfg.get("rotate_inputs", False)) else None
 
 
 def learning_rate_grid(cfg: DictConfig) -> np.ndarray:

@@ -65,7 +65,7 @@ def fig4(out: Path, summary: dict) -> None:
     b = float(summary.get("headline_interval", {}).get("band", 0.1))
     a1.fill_between(d, lt / (1 + b), lt * (1 + b), color="0.85", label=f"measured learning time ±{b:.0%} (its interval)")
     ens = int(summary.get("ensemble", 1) or 1)
-    of = f", medians of {ens} starts" if ens > 1 else ""
+    of = f", medians of {ens} starts" if ens > 1 else ""  # both panels' measured curves
     a1.plot(d, lt, "o-", color="k", label=f"measured learning time (fastest crossing{of})")
     _lines(a1, d, summary, [
         ("theory_learning_time_at_optimal_rate", "--", "tab:red", 1.2,
@@ -94,8 +94,7 @@ def fig4(out: Path, summary: dict) -> None:
                        for x in summary["best_rate_band"]], float).reshape(-1, 2)
     if band.size:
         a2.fill_between(d, band[:, 0], band[:, 1], color="0.85", label="rates within 10% of the fastest (the interval)")
-    ens = int(summary.get("ensemble", 1) or 1)
-    a2.plot(d, best, "o-", color="k", label="measured optimal rate (band centre" + (f", medians of {ens} starts)" if ens > 1 else ")"))
+    a2.plot(d, best, "o-", color="k", label=f"measured optimal rate (band centre{of})")
     a2.plot(d, _arr(summary["fastest_rate"]), "v", color="0.55", ms=5, label="fastest rate on the grid (raw arg-min)")
     em = _arr(summary["stability_edge_measured"])
     a2.plot(d, em, "^-", color="tab:red", ms=4, lw=0.8, label="measured stability edge (bisection)")
