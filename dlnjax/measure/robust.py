@@ -426,6 +426,7 @@ def _flow_path(rn: _Runner, fastest: float, t_min: float, *, max_steps: int, sma
     path_steps: list[int] = []
     path_sharp: list[float] = []
     path_rate: list[float] = []
+    path_time: list[float] = []  # flow time (sum of rate x steps) at each snapshot
     flow, o = 0.0, None
     budget = max(max_steps, int(math.ceil(4.0 * small_rate_factor * t_min)))
     while True:
@@ -439,6 +440,7 @@ def _flow_path(rn: _Runner, fastest: float, t_min: float, *, max_steps: int, sma
             path_steps.append(int(o.steps))
             path_sharp.append(float(lam))
             path_rate.append(lr_s)
+            path_time.append(flow)
         if o.crossed or o.diverged or o.steps - start <= 0:
             break
         if lam is None and o.steps >= budget:
@@ -452,14 +454,14 @@ def _flow_path(rn: _Runner, fastest: float, t_min: float, *, max_steps: int, sma
     rate_sharp = max(r * l for r, l in zip(path_rate, path_sharp)) if path_sharp else None
     return dict(
         t_ct=flow if o.crossed else None, t_ct_rate=lr_s, lam_star=max(path_sharp) if path_sharp else None,
-        sharpness_steps=path_steps, sharpness=path_sharp, flow_rates=path_rate,
+        sharpness_steps=path_steps, sharpness=path_sharp, sharpness_times=path_time, flow_rates=path_rate,
         small_rate_stable=(rate_sharp < 2.0) if rate_sharp is not None else None,
         max_rate_times_sharpness=rate_sharp, small_rate_spikes=rs.spikes,
     )
 
 
 # what rate_statistics reports without the gradient-flow path (flow_run=False)
-_NO_FLOW_PATH: dict = dict(t_ct=None, t_ct_rate=None, lam_star=None, sharpness_steps=[], sharpness=[], flow_rates=[],
+_NO_FLOW_PATH: dict = dict(t_ct=None, t_ct_rate=None, lam_star=None, sharpness_steps=[], sharpness=[], sharpness_times=[], flow_rates=[],
                            small_rate_stable=None, max_rate_times_sharpness=None, small_rate_spikes=None)
 
 

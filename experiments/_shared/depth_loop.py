@@ -756,4 +756,5 @@ def result_arrays(depths: Sequence[int], rates: np.ndarray, recs: list[DepthReco
         arrays[f"small_modes_depth{r.depth}"] = r.small_modes
         arrays[f"sharpness_steps_depth{r.depth}"] = np.asarray(r.stats.get("sharpness_steps") or [], np.int64)
         arrays[f"sharpness_depth{r.depth}"] = np.asarray(r.stats.get("sharpness") or [], np.float64)
+        arrays[f"sharpness_times_depth{r.depth}"] = np.asarray(r.stats.get("sharpness_times") or [], np.float64)
     return arrays

@@ -167,19 +167,21 @@ def sharpening_figure(out: Path, arrays: dict, summary: dict, stem: str = "depth
     from ...common import save_figure
 
     depths = [int(x) for x in arrays["depths"]]
-    if not any(len(arrays.get(f"sharpness_steps_depth{dd}", [])) for dd in depths):
+    if not any(len(arrays.get(f"sharpness_depth{dd}", [])) for dd in depths):
         return  # no gradient-flow path was run (stats.flow_run=false): nothing to draw
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     cmap = plt.get_cmap("viridis")
     for i, dd in enumerate(depths):
-        s = arrays.get(f"sharpness_steps_depth{dd}")
+        s = arrays.get(f"sharpness_times_depth{dd}")  # flow time (rate x steps) at each snapshot
+        if s is None or len(s) == 0:  # a run made before flow times were kept: its steps
+            s = arrays.get(f"sharpness_steps_depth{dd}")
         v = arrays.get(f"sharpness_depth{dd}")
-        if s is None or len(s) == 0:
+        if s is None or len(s) == 0 or v is None or len(v) != len(s):
             continue
-        frac = np.asarray(s, float) / max(float(np.max(s)), 1.0)
+        frac = np.asarray(s, float) / max(float(np.max(s)), 1e-300)
         ax.plot(frac, v, "-", color=cmap(i / max(len(depths) - 1, 1)), lw=1.2, label=f"N_l = {dd}")
     ax.set_yscale("log")
-    ax.set_xlabel("fraction of the way to the crossing (small-rate run)")
+    ax.set_xlabel("fraction of the gradient-flow time to the crossing")
     ax.set_ylabel("top Hessian eigenvalue λ_max")
     ax.set_title("Progressive sharpening along the gradient-flow path")
     ax.legend(fontsize=7, ncol=2)

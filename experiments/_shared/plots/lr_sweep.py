@@ -123,18 +123,20 @@ def _time_panel(ax: Any, r: LrSweepResult, rates: np.ndarray) -> None:
 
 
 def _sharpness_panel(ax: Any, r: LrSweepResult) -> None:
-    """λ_max along the small-rate run against 2/rate at the fastest rate and at 1/λ*."""
+    """λ_max along the small-rate run (against its flow time: its rate adapts) against 2/rate at
+    the fastest rate and at 1/λ*."""
     summary, depth = r.summary, r.depth
-    s_steps = r.arrays[f"sharpness_steps_depth{depth}"]
+    s_time = r.arrays.get(f"sharpness_times_depth{depth}")
     s_val = r.arrays[f"sharpness_depth{depth}"]
-    if len(s_steps):
-        ax.plot(s_steps, s_val, "o-", color="k", ms=3, label=f"λ_max along the small-rate run (rate {summary['t_ct_rate'][0]:.2g})")
+    if s_time is not None and len(s_time) == len(s_val) and len(s_val):
+        ax.plot(s_time, s_val, "o-", color="k", ms=3,
+                label=f"λ_max along the small-rate run (last rate {summary['t_ct_rate'][0]:.2g})")
         for lr, c in ((summary["fastest_rate"][0], "tab:orange"), (summary["inv_lambda_star"][0], "0.4")):
             if lr:
                 ax.axhline(2.0 / lr, color=c, ls="--", lw=1, label=f"2/λ at rate {lr:.2g}")
         ax.set_yscale("log")
         ax.legend(fontsize=7)
-    ax.set_xlabel("step of the small-rate run")
+    ax.set_xlabel("gradient-flow time (rate × steps)")
     ax.set_ylabel("top Hessian eigenvalue")
     ax.set_title("Progressive sharpening vs 2/rate")
 
