@@ -126,9 +126,9 @@ def _sharpness_panel(ax: Any, r: LrSweepResult) -> None:
     """λ_max along the small-rate run (against its flow time: its rate adapts) against 2/rate at
     the fastest rate and at 1/λ*."""
     summary, depth = r.summary, r.depth
-    s_time = r.arrays.get(f"sharpness_times_depth{depth}")
+    s_time = r.arrays[f"sharpness_times_depth{depth}"]  # this run's own arrays: one time per value
     s_val = r.arrays[f"sharpness_depth{depth}"]
-    if s_time is not None and len(s_time) == len(s_val) and len(s_val):
+    if len(s_val):
         ax.plot(s_time, s_val, "o-", color="k", ms=3,
                 label=f"λ_max along the small-rate run (last rate {summary['t_ct_rate'][0]:.2g})")
         for lr, c in ((summary["fastest_rate"][0], "tab:orange"), (summary["inv_lambda_star"][0], "0.4")):
