@@ -15,7 +15,7 @@ from dlnjax.measure import sweep
 from dlnjax.networks import compressed
 from dlnjax.theory import end_to_end_flow as e2e
 from dlnjax.theory import gradient_flow as gf
-from helpers import TOL, approx, assert_close
+from helpers import approx, assert_close
 
 F64 = "float64"
 # two integrations of one flow (the layers' and the end-to-end map's) at rtol 1e-10: their
@@ -120,11 +120,13 @@ def test_t_ct_is_the_layers_flow_t_ct(depth):
     cs, cores, thr = _decoupled(depth)
     want = float(gf.compressed_learning_time_jit(cores, cs, thr, 50.0, gf.FlowOptions(rtol=1e-10, atol=1e-12)).t_ct)
     w0 = compressed.end_to_end_rotated(cores)
-    path = e2e.solve_path_jit(w0, cs, e2e.n_layers_of(cores), thr, 50.0, jnp.asarray([0.25 * want, 0.5 * want]),
+    # saves before and after the crossing (after it: not reached, left out of the snapshots)
+    path = e2e.solve_path_jit(w0, cs, e2e.n_layers_of(cores), thr, 50.0, jnp.asarray([0.0, 0.25 * want, 0.5 * want, 2 * want]),
                               rank=cores.rank, rtol=1e-10, atol=1e-14)
     assert float(path.t_ct) == approx(want, F64, rel=RTOL_TIME[F64])
     ts, ws = path.snapshots()
-    assert_close(ts, [0.25 * want, 0.5 * want, float(path.t_ct)], F64)
+    assert_close(ts, [0.0, 0.25 * want, 0.5 * want, float(path.t_ct)], F64)
+    assert_close(ws[0], w0, F64)
     assert float(e2e.flow_loss(jnp.asarray(ws[-1]), cs)) == approx(thr, F64)
 
 

@@ -70,7 +70,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from dlnjax.networks.outcome import MemberFn, MemberOutcome
+from dlnjax.networks.outcome import FlowPath, MemberFn, MemberOutcome
 
 Array = Any
 
@@ -456,13 +456,67 @@ def _flow_path(rn: _Runner, fastest: float, t_min: float, *, max_steps: int, sma
         t_ct=flow if o.crossed else None, t_ct_rate=lr_s, lam_star=max(path_sharp) if path_sharp else None,
         sharpness_steps=path_steps, sharpness=path_sharp, sharpness_times=path_time, flow_rates=path_rate,
         small_rate_stable=(rate_sharp < 2.0) if rate_sharp is not None else None,
-        max_rate_times_sharpness=rate_sharp, small_rate_spikes=rs.spikes,
+        max_rate_times_sharpness=rate_sharp, small_rate_spikes=rs.spikes, flow_method="descent",
     )
+
+
+def _integrated_path(rn: _Runner, fp: FlowPath, fastest: float, t_min: float, *, max_steps: int,
+                     small_rate_factor: float, snapshots: int, cache: dict | None = None) -> dict:
+    """Step 5 with the member's own flow integrator (``fp``, :class:`~dlnjax.networks.outcome.FlowPath`):
+    the flow from the start to the crossing, with the Hessian's top eigenvalue at the start, every
+    ``1.1 x`` (the fastest crossing's flow time) / ``snapshots``, and at the crossing (the
+    small-rate run's snapshot times), up to ``50 x`` that time.
+
+    The check against simulation: gradient descent at the run's precision from the flow's state at
+    the last snapshot before the crossing, at ``min(fastest / small_rate_factor, 0.75 / lambda)``
+    (lambda: the larger of the eigenvalues at that snapshot and at the crossing), to its own
+    crossing. ``flow_check_t_ct`` (that snapshot's time plus rate x steps) minus ``t_ct``, over
+    ``t_ct``, is ``flow_check_rel``: the flow against the network on the part where sharpening is
+    steepest, to O(rate). Its run is the depth's ``small-rate`` run. ``cache`` (the depth's
+    checkpoint) keeps the result, so a resumed sweep does not integrate the flow again; the check
+    run is then replayed from the member's own memo (``fp.member_at(None)``), so the runs
+    recorded are the same."""
+    if cache is not None and "result" in cache:
+        out = dict(cache["result"])
+        if out.get("flow_check_limit"):
+            _check_run(rn, fp.member_at(None), out["t_ct_rate"], out["flow_check_limit"])
+        return out
+    t_est = fastest * t_min  # >= T_ct (edge-of-stability events only slow runs down)
+    seg = 1.1 * t_est / max(int(snapshots), 1)
+    n_seg = 50 * max(int(snapshots), 1)
+    t_ct, times, states, solver_steps = fp.solve(seg * np.arange(0, n_seg), seg * n_seg)
+    sharp = [float(fp.sharpness(st)) for st in states]
+    out = dict(t_ct=t_ct, lam_star=max(sharp) if sharp else None, sharpness_times=[float(t) for t in times],
+               sharpness=sharp, sharpness_steps=[], flow_rates=[], flow_method="end_to_end", flow_solver_steps=int(solver_steps),
+               t_ct_rate=None, small_rate_stable=None, max_rate_times_sharpness=None, small_rate_spikes=None,
+               flow_check_t_ct=None, flow_check_rel=None, flow_check_from=None, flow_check_limit=None)
+    if t_ct is not None and len(states) >= 2:
+        k = len(states) - 2  # the last snapshot before the crossing
+        lam = max(abs(sharp[k]), abs(sharp[-1]))
+        lr_c = min(fastest / float(small_rate_factor), 0.75 / max(lam, 1e-300))
+        limit = max(int(max_steps), int(math.ceil(4.0 * (t_ct - times[k]) / lr_c)))
+        o, rs = _check_run(rn, fp.member_at(states[k]), lr_c, limit)
+        out.update(t_ct_rate=lr_c, flow_check_from=float(times[k]), flow_check_limit=limit, small_rate_spikes=rs.spikes,
+                   max_rate_times_sharpness=lr_c * lam, small_rate_stable=lr_c * lam < 2.0)
+        if o.crossed:
+            out["flow_check_t_ct"] = float(times[k]) + lr_c * o.cross_step
+            out["flow_check_rel"] = out["flow_check_t_ct"] / t_ct - 1.0
+    if cache is not None:
+        cache["result"] = dict(out)
+    return out
+
+
+def _check_run(rn: _Runner, member: MemberFn, lr: float, limit: int) -> tuple[MemberOutcome, RateRun]:
+    """The flow path's check run (the depth's small-rate run), recorded."""
+    o = rn.call(lr, int(limit), member=member)
+    rs = rn.record(lr, SMALL, LEARNED if o.crossed else (DIVERGED if o.diverged else UNSETTLED), o)
+    rs.learning_time = float(o.cross_step) if o.crossed else math.nan
+    return o, rs
 
 
 # what rate_statistics reports without the gradient-flow path (flow_run=False)
 _NO_FLOW_PATH: dict = dict(t_ct=None, t_ct_rate=None, lam_star=None, sharpness_steps=[], sharpness=[], sharpness_times=[], flow_rates=[],
-                           small_rate_stable=None, max_rate_times_sharpness=None, small_rate_spikes=None)
+                           small_rate_stable=None, max_rate_times_sharpness=None, small_rate_spikes=None, flow_method=None)
 
 
 def rate_statistics(
@@ -480,6 +534,8 @@ def rate_statistics(
     sharpness: Callable[[MemberOutcome, Any], tuple[float, Any]] | None = None,
     snapshots: int = 16,
     flow_run: bool = True,
+    flow_path: FlowPath | None = None,
+    flow_cache: dict | None = None,
     ensemble: Sequence[MemberFn] = (),
     workers: int = 1,
     progress: Callable[[str], None] | None = None,
@@ -489,7 +545,10 @@ def rate_statistics(
     3. the edge bisection; 4. the band; 5. the gradient-flow path (``flow_run=False`` skips it:
     ``t_ct`` and ``lam_star`` are then None; they are predictions, not the measurement, and on
     whitened inputs the path needs ``T_ct lambda*`` steps, over 10^7 at depth 100 on
-    Fashion-MNIST, where Eq. 15 is exact anyway).
+    Fashion-MNIST, where Eq. 15 is exact anyway). With ``flow_path`` (the member's flow
+    integrator) step 5 integrates the flow and checks it with one short small-rate run
+    (:func:`_integrated_path`; its result kept in ``flow_cache``); without it, step 5 is the
+    small-rate run all the way (:func:`_flow_path`).
 
     Deterministic given the outcomes: ``member`` may be memoised (resume after a kill replays
     the same decisions and finds every finished run)."""
@@ -511,7 +570,11 @@ def rate_statistics(
     plan = _ensemble_plan(rn, band, max_steps, edge_patience) if ensemble else None
     jobs = [(i, m) for i in plan[2] for m in ensemble] if plan else []
     tasks: list[Callable[[], Any]] = [lambda: _bisect_edge(edge_rn, max_steps, edge_bisections, edge_patience)]
-    if flow_run:  # the longest chain first
+    if flow_run and flow_path is not None:  # the member's own flow integrator, checked by one short run
+        tasks.insert(0, lambda: _integrated_path(flow_rn, flow_path, lr_grid, t_grid, max_steps=max_steps,
+                                                 small_rate_factor=small_rate_factor, snapshots=snapshots,
+                                                 cache=flow_cache))
+    elif flow_run:  # the longest chain first
         tasks.insert(0, lambda: _flow_path(flow_rn, lr_grid, t_grid, max_steps=max_steps,
                                            small_rate_factor=small_rate_factor, snapshots=snapshots,
                                            sharpness=sharpness))

@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-__all__ = ["Member", "MemberOutcome", "MemberFn"]
+__all__ = ["Member", "MemberOutcome", "MemberFn", "FlowPath"]
 
 
 @dataclass
@@ -57,3 +57,20 @@ class Member:
 
     def __call__(self, lr: float, limit: int, resume: Any = None) -> MemberOutcome:
         return self.run(lr, limit, resume)
+
+
+@dataclass(frozen=True)
+class FlowPath:
+    """A member's gradient flow, integrated apart from its gradient-descent runs (the compressed
+    engine's: :mod:`dlnjax.theory.end_to_end_flow`, made by the depth loop).
+
+    ``solve(save_times, t_max) -> (t_ct, times, states, solver_steps)``: ``t_ct`` the first flow
+    time with E <= threshold (None: not within ``t_max``), and the flow's states at the save
+    times before it and at its end (the crossing, or ``t_max``), with their times;
+    ``sharpness(state)`` the top Hessian eigenvalue there; ``member_at(state)`` a
+    :data:`MemberFn` that runs gradient descent from that state (the check of the flow against
+    the network itself)."""
+
+    solve: Callable[[np.ndarray, float], tuple[float | None, list, list, int]]
+    sharpness: Callable[[Any], float]
+    member_at: Callable[[Any], MemberFn]

@@ -8,6 +8,8 @@
 - :mod:`~dlnjax.theory.balanced`: the balanced-initialisation solution and its NTK.
 - :mod:`~dlnjax.theory.hessian`: Hessian-vector products and the top eigenpair (sharpness).
 - :mod:`~dlnjax.theory.gradient_flow`: the gradient-flow ODE on the sufficient statistics (diffrax).
+- :mod:`~dlnjax.theory.end_to_end_flow`: the balanced flow on the end-to-end map (Arora, Cohen &
+  Hazan 2018; diffrax, a cost flat in depth).
 
 Names that several modules define (``learning_time``) are exported from ``closed_form`` here;
 the others are reached through their module.
@@ -20,7 +22,7 @@ _CLOSED = ("mode_strength", "learning_time", "learning_time_large_depth", "half_
            "stability_edge_learning_rate", "learning_time_at_rate_scale", "infinite_depth_delay",
            "fixed_point", "conserved_quantities", "mode_error")
 __getattr__, __dir__, __all__ = attach(
-    __name__, ("balanced", "closed_form", "finite_rate", "gradient_flow", "hessian"),
+    __name__, ("balanced", "closed_form", "end_to_end_flow", "finite_rate", "gradient_flow", "hessian"),
     {**{n: "closed_form" for n in _CLOSED}, "TopEigen": "hessian", "top_eigen": "hessian", "hvp": "hessian",
      "FlowSolution": "gradient_flow", "FlowOptions": "gradient_flow", "FlowTime": "gradient_flow",
      "FastestRate": "finite_rate", "fastest_rate": "finite_rate", "BalancedState": "balanced"},

@@ -168,7 +168,8 @@ def solve_path(w0: Array, cs: Any, n_layers: Array, threshold: Array, t_max: Arr
     )
     hit = sol.event_mask if sol.event_mask is not None else jnp.asarray(False)
     below = flow_loss(w0, cs) <= threshold
-    t_ct = jnp.where(below, 0.0, jnp.where(hit, sol.ts[-1], jnp.inf)).astype(dtype)
+    t_end = jnp.max(jnp.where(jnp.isfinite(sol.ts), sol.ts, -jnp.inf))  # the end: saves past it are inf
+    t_ct = jnp.where(below, 0.0, jnp.where(hit, t_end, jnp.inf)).astype(dtype)
     return EndToEndPath(t_ct, sol.ts, sol.ys, sol.stats["num_steps"])
 
 

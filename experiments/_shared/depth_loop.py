@@ -18,6 +18,8 @@ with the runs and written as ``t_ct_diffrax``.
 
 from __future__ import annotations
 
+import functools
+import json
 import logging
 import math
 import os
@@ -172,6 +174,12 @@ class DepthEngine:
         threshold ``threshold_of(loss0)``."""
         raise NotImplementedError
 
+    def flow_path(self, cfg: DictConfig, problem: Problem, depth: int, widths: Sequence[int], l_cap: int,
+                  threshold: float, check_cache: Any = None) -> Any:
+        """The member's gradient flow integrated apart (:class:`~dlnjax.networks.outcome.FlowPath`),
+        or None where the engine has none (the flow path is then the small-rate run)."""
+        return None
+
 
 @dataclass
 class CompressedDepths(DepthEngine):
@@ -179,22 +187,83 @@ class CompressedDepths(DepthEngine):
 
     def member(self, cfg: DictConfig, problem: Problem, depth: int, widths: Sequence[int], l_cap: int,
                threshold_of: Any, u0: float | None = None) -> tuple[Any, float, float]:
-        import jax.numpy as jnp
-
         from dlnjax.networks import compressed
-        from dlnjax.networks.engines.compressed import COMPRESSED
 
-        task, dtype, r = problem.task, problem.task.stats.sigma11.dtype, min(widths)
+        task, dtype = problem.task, problem.task.stats.sigma11.dtype
         u0 = float(cfg.u0) if u0 is None else float(u0)
         cores = compressed.decoupled_cores(widths, u0, task.u, task.v, self.rot, l_cap=l_cap, dtype=dtype)
         loss0 = float(compressed._loss_jit(cores, self.cs))
+        thr = threshold_of(loss0)
+        return self._member_from(cfg, problem, cores, thr, depth), thr, loss0
+
+    def _member_from(self, cfg: DictConfig, problem: Problem, cores: Any, thr: float, depth: int) -> Any:
+        """The run's member (its precision, kernels and shared runner) from ``cores``."""
+        import jax.numpy as jnp
+
+        from dlnjax.networks.engines.compressed import COMPRESSED
+
+        task, dtype, r = problem.task, problem.task.stats.sigma11.dtype, cores.rank
         readout = (jnp.asarray(np.asarray(task.u, np.float64)[:, :r], dtype),
                    jnp.asarray(self.rot.q.T @ np.asarray(task.v, np.float64)[:, :r], dtype))
-        thr = threshold_of(loss0)
-        member = COMPRESSED.member(self.cs, cores, thr, record_every=int(cfg.record_every), max_steps=int(cfg.max_steps),
-                                   readout=readout, last_trained=depth > 2,
-                                   runner=_compressed_runner(self, cfg, depth > 2, readout))
-        return member, thr, loss0
+        return COMPRESSED.member(self.cs, cores, thr, record_every=int(cfg.record_every), max_steps=int(cfg.max_steps),
+                                 readout=readout, last_trained=depth > 2,
+                                 runner=_compressed_runner(self, cfg, depth > 2, readout))
+
+    def flow_path(self, cfg: DictConfig, problem: Problem, depth: int, widths: Sequence[int], l_cap: int,
+                  threshold: float, check_cache: Any = None) -> Any:
+        """The decoupled start's gradient flow on its end-to-end map (:mod:`dlnjax.theory.end_to_end_flow`),
+        in float64 on the float64 statistics whatever the run's precision, as a
+        :class:`~dlnjax.networks.outcome.FlowPath`: T_ct and the states by diffrax (one compilation
+        for every depth), the top Hessian eigenvalue on the balanced cores rebuilt from a state,
+        and the check's member (gradient descent at the run's precision and kernels from a state,
+        memoised by ``check_cache(member)``). None where the start is not balanced (a start that
+        the end-to-end equation does not cover): the flow path is then the small-rate run."""
+        import jax
+        import jax.numpy as jnp
+
+        from dlnjax.networks import compressed
+        from dlnjax.networks.outcome import FlowPath
+        from dlnjax.theory import end_to_end_flow as e2e
+
+        last = depth > 2
+        cs64 = _cs64(self, problem)
+        task, dtype = problem.task, problem.task.stats.sigma11.dtype
+        with jax.enable_x64(True):
+            cores64 = compressed.decoupled_cores(widths, float(cfg.u0), np.asarray(task.u, np.float64),
+                                                 np.asarray(task.v, np.float64), self.rot, l_cap=l_cap, dtype=jnp.float64)
+            bal = e2e.balance_residual(cores64) if last else 0.0
+            if bal > BALANCE_TOL:
+                log.info("depth %d: the start is not balanced (%.2g); the flow path is the small-rate run", depth, bal)
+                return None
+            w0 = compressed.end_to_end_rotated(cores64)
+            n_layers = e2e.n_layers_of(cores64, last)
+
+        def solve(save_times: np.ndarray, t_max: float) -> tuple:
+            with jax.enable_x64(True):
+                p = e2e.solve_path_jit(w0, cs64, n_layers, float(threshold), float(t_max),
+                                       jnp.asarray(save_times, jnp.float64), rank=cores64.rank, rtol=E2E_RTOL, atol=E2E_ATOL)
+                ts, ws = p.snapshots()
+                t_ct = float(p.t_ct)
+            return (t_ct if math.isfinite(t_ct) else None), [float(t) for t in ts], list(ws), int(p.num_steps)
+
+        def sharpness(state: Any) -> float:
+            with jax.enable_x64(True):
+                return float(_rebuilt_sharpness(jnp.asarray(state), cores64, cs64, last))
+
+        def member_at(state: Any) -> Any:
+            def run(lr: float, limit: int, resume: Any = None) -> Any:
+                if state is None:
+                    raise RuntimeError(f"depth {depth}: the flow check's run is not in the checkpoint; delete "
+                                       f"{run_dir() / 'partial'} / depth{depth}.runs.npz and run again")
+                with jax.enable_x64(True):
+                    c64 = e2e.balanced_cores(jnp.asarray(state, jnp.float64), cores64, last)
+                    c = [np.asarray(a, np.float64) for a in (c64.first, c64.hidden, c64.last, c64.first_null)]
+                cores = compressed.Cores(*(jnp.asarray(a, dtype) for a in c), jnp.asarray(c64.n_hidden, jnp.int32))
+                return self._member_from(cfg, problem, cores, threshold, depth)(lr, limit, resume)
+
+            return check_cache(run) if check_cache is not None else run
+
+        return FlowPath(solve, sharpness, member_at)
 
 
 @dataclass
@@ -248,6 +317,20 @@ def make_engine(cfg: DictConfig, problem: Problem, depths: Sequence[int]) -> Dep
     return CompressedDepths(name=f"compressed-{kernels}", compress=True, kernels=kernels, cs=cs, rot=rot)
 
 
+def flow_method(cfg: DictConfig, depth: int) -> str:
+    """How a depth's flow path is followed (``stats.flow_method``): ``end_to_end`` (the balanced
+    flow on the end-to-end map, :meth:`CompressedDepths.flow_path`, with one short small-rate run
+    as its check) or ``descent`` (the small-rate run all the way); ``auto`` is ``end_to_end`` on
+    the compressed engine from depth ``stats.end_to_end_from_depth`` on (where it is the cheaper;
+    both agree to ~5e-4 below it) and ``descent`` elsewhere."""
+    m = cfg.stats.get("flow_method", "auto")
+    m = str(getattr(m, "value", m))
+    if m == "auto":
+        deep = int(depth) >= int(cfg.stats.get("end_to_end_from_depth", 200))
+        return "end_to_end" if (bool(cfg.compress) and deep) else "descent"
+    return m
+
+
 def _compressed_runner(engine: DepthEngine, cfg: DictConfig, last_trained: bool, readout: Any) -> Any:
     import jax
 
@@ -260,6 +343,50 @@ def _compressed_runner(engine: DepthEngine, cfg: DictConfig, last_trained: bool,
                       spike_rtol=float(cfg.stats.spike_rtol))
             engine.runners[key] = jax.jit(COMPRESSED.make_runner(engine.cs, kernels=engine.kernels, **kw))
         return engine.runners[key]
+
+
+# the end-to-end flow's settings: its steps are bounded by stability (about lambda* T_ct / 3.3), so
+# the tolerance costs little; at 1e-8 T_ct agrees with 1e-10 to ~1e-12 on the digits, depths 3-1000
+E2E_RTOL, E2E_ATOL = 1e-8, 1e-12
+# a start whose layers' Gram matrices differ by more than this (relative) is not balanced. The
+# decoupled start is balanced up to the rounding of its bases (the run's precision: ~1e-8 relative
+# in float32, from the first core's part on Sigma11's null directions), far below what moves T_ct
+BALANCE_TOL = 1e-6
+
+
+def _cs64(engine: DepthEngine, problem: Problem) -> Any:
+    """The rotated statistics in float64 (the gradient flow's, whatever the run's precision), once per sweep."""
+    import jax
+    import jax.numpy as jnp
+
+    from dlnjax.networks import compressed
+
+    with jax.enable_x64(True), engine.lock:
+        if "flow_cs64" not in engine.runners:
+            engine.runners["flow_cs64"] = compressed.compress_stats(problem.stats64, engine.rot, jnp.float64)
+        return engine.runners["flow_cs64"]
+
+
+def _rebuilt_sharpness_impl(w: Any, template: Any, cs: Any, last_trained: bool) -> Any:
+    """The top Hessian eigenvalue of the balanced cores with end-to-end map ``w`` (the members'
+    power iteration: 60 steps from the fixed direction)."""
+    from dlnjax.networks import compressed
+    from dlnjax.theory import end_to_end_flow as e2e
+
+    cores = e2e.balanced_cores(w, template, last_trained)
+    lam, _ = compressed.sharpness(cores, cs, compressed._random_direction(cores), iters=60, last_trained=last_trained)
+    return lam
+
+
+@functools.cache
+def _rebuilt_sharpness_jit() -> Any:
+    import jax
+
+    return jax.jit(_rebuilt_sharpness_impl, static_argnames=("last_trained",))
+
+
+def _rebuilt_sharpness(w: Any, template: Any, cs: Any, last_trained: bool) -> Any:
+    return _rebuilt_sharpness_jit()(w, template, cs, last_trained=last_trained)
 
 
 # ----------------------------------------------------------------------------------------
@@ -275,16 +402,21 @@ def _threshold(cfg: DictConfig, loss0: float, e_star: float, e_zero: float) -> f
 
 class _DepthCheckpoint:
     """Every finished run and every sharpness value of one depth, tagged with the config, in
-    ``partial/depth<N>.runs.npz`` (with the diffrax flow's T_ct, so a resumed sweep does not
-    integrate it again); saved at most every 2 s unless forced."""
+    ``partial/depth<N>.runs.npz`` (with the diffrax flow's T_ct and the integrated flow path's
+    result, so a resumed sweep does not integrate either again); saved at most every 2 s unless
+    forced."""
 
     def __init__(self, cfg: DictConfig, depth: int):
-        self.cfg, self.path = cfg, run_dir() / "partial" / f"depth{depth}.runs.npz"
-        saved = load_tagged(self.path, cfg)
+        self.cfg, self.file = cfg, run_dir() / "partial" / f"depth{depth}.runs.npz"
+        saved = load_tagged(self.file, cfg)
         self.cache, self.sharp = _unpack(saved) if saved is not None else ({}, {})
         if saved is not None:
-            log.info("depth %d: %d finished runs loaded from %s", depth, len(self.cache), self.path)
+            log.info("depth %d: %d finished runs loaded from %s", depth, len(self.cache), self.file)
         self.flow = {k: saved[k] for k in FLOW_KEYS if saved is not None and k in saved}
+        # the integrated flow path's result (robust.rate_statistics' flow_cache), kept as one JSON string
+        self.path: dict = {}
+        if saved is not None and "path_json" in saved:
+            self.path["result"] = json.loads(str(saved["path_json"]))
         self.last = time.time()
         self.lock = threading.Lock()  # the depth's runs finish in several threads (rate_statistics' workers)
 
@@ -292,7 +424,8 @@ class _DepthCheckpoint:
         with self.lock:
             if force or time.time() - self.last > 2.0:
                 # copies: another thread may add an outcome meanwhile (a dict copy is atomic)
-                save_tagged(self.path, self.cfg, **_pack(dict(self.cache), dict(self.sharp)), **self.flow)
+                extra = {"path_json": np.asarray(json.dumps(self.path["result"]))} if "result" in self.path else {}
+                save_tagged(self.file, self.cfg, **_pack(dict(self.cache), dict(self.sharp)), **self.flow, **extra)
                 self.last = time.time()
 
     def sharpness(self, member: Any) -> Any:
@@ -327,6 +460,10 @@ def run_depth(cfg: DictConfig, problem: Problem, engine: DepthEngine, depth: int
     member, thr, loss0 = engine.member(cfg, problem, depth, widths, l_cap, threshold_of)
     ck = _DepthCheckpoint(cfg, depth)
     sc = cfg.stats
+    flow_path = None
+    if bool(sc.flow_run) and flow_method(cfg, depth) == "end_to_end":
+        flow_path = engine.flow_path(cfg, problem, depth, widths, l_cap, thr, check_cache=lambda m: robust.memoised(
+            m, ck.cache, on_new=lambda c: ck.save(), tag="#flowcheck"))
     # the ensemble's perturbed starts (robust._ensemble_band), checkpointed with the runs
     ensemble = [robust.memoised(engine.member(cfg, problem, depth, widths, l_cap, threshold_of,
                                               u0=float(cfg.u0) * (1.0 + float(sc.ensemble_perturbation) * k))[0],
@@ -337,7 +474,8 @@ def run_depth(cfg: DictConfig, problem: Problem, engine: DepthEngine, depth: int
         stop_factor=float(sc.stop_factor), probe_steps=int(sc.probe_steps),
         edge_bisections=int(sc.edge_bisections), edge_patience=float(sc.edge_patience),
         small_rate_factor=float(sc.small_rate_factor), band=float(sc.band), extend_max=int(sc.extend_max),
-        sharpness=ck.sharpness(member), snapshots=int(sc.snapshots), flow_run=bool(sc.flow_run), ensemble=ensemble,
+        sharpness=ck.sharpness(member), snapshots=int(sc.snapshots), flow_run=bool(sc.flow_run), flow_path=flow_path,
+        flow_cache=ck.path, ensemble=ensemble,
         workers=workers_for(cfg, 1 << 30), progress=(lambda m: progress(f"depth {depth}: {m}")) if progress else None,
     )
     ck.save(force=True)
@@ -464,11 +602,8 @@ def flow_t_ct(problem: Problem, engine: DepthEngine, widths: Sequence[int], u0: 
     horizon = rs.t_ct if rs.t_ct else (rs.fastest_rate * rs.t_min if rs.t_min else None)
     if not horizon:
         return dict(flow_t_ct=np.asarray(np.nan), flow_steps=np.asarray(0), flow_seconds=np.asarray(0.0))
+    cs = _cs64(engine, problem)
     with jax.enable_x64(True):
-        with engine.lock:
-            if "flow_cs64" not in engine.runners:
-                engine.runners["flow_cs64"] = compressed.compress_stats(problem.stats64, engine.rot, jnp.float64)
-            cs = engine.runners["flow_cs64"]
         task = problem.task
         cores = compressed.decoupled_cores(widths, u0, np.asarray(task.u, np.float64), np.asarray(task.v, np.float64),
                                            engine.rot, l_cap=l_cap, dtype=jnp.float64)
@@ -697,9 +832,16 @@ def summary_fields(cfg: DictConfig, problem: Problem, depths: Sequence[int], rat
         ensemble=int(cfg.stats.ensemble),
         ensemble_rates=per("ensemble_rates"),
         # predictions, drawn over the measurement. (a) the gradient-flow path on the real statistics:
-        # T_ct (small-rate run), lambda* (largest top Hessian eigenvalue along it), 1/lambda* and T_ct lambda*
+        # T_ct (the flow path: flow_method), lambda* (largest top Hessian eigenvalue along it), 1/lambda*
+        # and T_ct lambda*; with end_to_end, t_ct_rate is the check run's rate, and flow_check_rel its
+        # crossing against T_ct (from the last snapshot before it, flow_check_from)
         t_ct=per("t_ct"),
         t_ct_rate=per("t_ct_rate"),
+        flow_method=per("flow_method"),
+        flow_check_from=per("flow_check_from"),
+        flow_check_t_ct=per("flow_check_t_ct"),
+        flow_check_rel=per("flow_check_rel"),
+        flow_solver_steps=per("flow_solver_steps"),
         lambda_star=per("lam_star"),
         inv_lambda_star=per("inv_lambda_star"),
         steps_at_inv_lambda_star=per("steps_at_inv_lambda_star"),

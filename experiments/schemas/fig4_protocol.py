@@ -4,12 +4,26 @@ trained by full-batch gradient descent, per rate of a grid, to a loss threshold.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
 from omegaconf import MISSING, DictConfig
 
 from .base import (AppConfig, ENGINE_DEFAULT, EngineName, LearningRates, ThresholdConfig, at_least, check_data, check_learning_rates,
                    check_threshold, multiple_of, positive, require)
+
+
+class FlowMethod(Enum):
+    """How the gradient-flow path (T_ct, lambda*) is followed: ``end_to_end`` integrates the
+    balanced flow on the end-to-end map in float64 (dlnjax.theory.end_to_end_flow; cost flat in
+    depth, exact for the decoupled start) and checks it with one short small-rate run from its last
+    snapshot before the crossing; ``descent`` is the small-rate gradient-descent run all the way,
+    at the run's precision; ``auto``: end_to_end with compress=true from depth
+    ``end_to_end_from_depth`` on, descent otherwise (docs/fig4.md, "The flow on the end-to-end map")."""
+
+    auto = "auto"
+    end_to_end = "end_to_end"
+    descent = "descent"
 
 
 @dataclass
@@ -31,6 +45,11 @@ class RateStatsConfig:
     # depth 100 on Fashion-MNIST) and Eq. 15 is exact there; T_ct then comes from diffrax
     # (gradient_flow=true) or Eq. 15 alone, and 1/lambda* is not drawn
     flow_run: bool = True
+    flow_method: FlowMethod = FlowMethod.auto  # how the flow path is followed (FlowMethod)
+    # auto's switch: the end-to-end flow costs the same at every depth, the small-rate run grows
+    # with depth; measured on 2 cores they cost the same near depth 200 (docs/fig4.md), and at
+    # depth 1000 the float32 small-rate run is 1.4% off the flow (float64 descent agrees to 2e-6)
+    end_to_end_from_depth: int = 200
     # starts per rate near the optimum: the band (best rate) and the learning time come from each
     # rate's median crossing over the start and ensemble - 1 starts with u0 x (1 + k
     # ensemble_perturbation), k = 1.. (the runs at the optimum are chaotic: one run's band centre
@@ -83,6 +102,10 @@ def check_protocol(cfg: DictConfig) -> None:
     require(0.0 < st.band < 1.0, "stats.band", st.band, "a fraction in (0, 1)")
     require(st.extend_max >= 0, "stats.extend_max", st.extend_max, "an integer >= 0")
     require(st.snapshots >= 1, "stats.snapshots", st.snapshots, "an integer >= 1")
+    require(st.end_to_end_from_depth >= 2, "stats.end_to_end_from_depth", st.end_to_end_from_depth, "an integer >= 2")
+    method = getattr(st.flow_method, "value", st.flow_method)
+    require(method != "end_to_end" or bool(cfg.get("compress", True)), "stats.flow_method", method,
+            "auto or descent with compress=false (end_to_end integrates the compressed network's flow)")
     require(st.spike_rtol > 0.0, "stats.spike_rtol", st.spike_rtol, "a number > 0")
     require(st.ensemble >= 1, "stats.ensemble", st.ensemble, "an integer >= 1 (1: one run per rate)")
     require(0.0 < st.ensemble_perturbation < 0.1, "stats.ensemble_perturbation", st.ensemble_perturbation,

@@ -123,14 +123,17 @@ def _time_panel(ax: Any, r: LrSweepResult, rates: np.ndarray) -> None:
 
 
 def _sharpness_panel(ax: Any, r: LrSweepResult) -> None:
-    """λ_max along the small-rate run (against its flow time: its rate adapts) against 2/rate at
-    the fastest rate and at 1/λ*."""
+    """λ_max along the flow path (the small-rate run or the end-to-end flow, against flow time:
+    the run's rate adapts) against 2/rate at the fastest rate and at 1/λ*."""
     summary, depth = r.summary, r.depth
     s_time = r.arrays[f"sharpness_times_depth{depth}"]  # this run's own arrays: one time per value
     s_val = r.arrays[f"sharpness_depth{depth}"]
     if len(s_val):
-        ax.plot(s_time, s_val, "o-", color="k", ms=3,
-                label=f"λ_max along the small-rate run (last rate {summary['t_ct_rate'][0]:.2g})")
+        if (summary.get("flow_method") or [None])[0] == "end_to_end":
+            label = "λ_max along the gradient flow (balanced, on the end-to-end map)"
+        else:
+            label = f"λ_max along the small-rate run (last rate {summary['t_ct_rate'][0]:.2g})"
+        ax.plot(s_time, s_val, "o-", color="k", ms=3, label=label)
         for lr, c in ((summary["fastest_rate"][0], "tab:orange"), (summary["inv_lambda_star"][0], "0.4")):
             if lr:
                 ax.axhline(2.0 / lr, color=c, ls="--", lw=1, label=f"2/λ at rate {lr:.2g}")
