@@ -463,9 +463,9 @@ def _flow_path(rn: _Runner, fastest: float, t_min: float, *, max_steps: int, sma
 def _integrated_path(rn: _Runner, fp: FlowPath, fastest: float, t_min: float, *, max_steps: int,
                      small_rate_factor: float, snapshots: int, cache: dict | None = None) -> dict:
     """Step 5 with the member's own flow integrator (``fp``, :class:`~dlnjax.networks.outcome.FlowPath`):
-    the flow from the start to the crossing, with the Hessian's top eigenvalue at the start, every
-    ``1.1 x`` (the fastest crossing's flow time) / ``snapshots``, and at the crossing (the
-    small-rate run's snapshot times), up to ``50 x`` that time.
+    the flow from the start to the crossing, with the Hessian's top eigenvalue every ``1.1 x``
+    (the fastest crossing's flow time) / ``snapshots`` and at the crossing (the small-rate run's
+    snapshot times), up to ``50 x`` that time.
 
     The check against simulation: gradient descent at the run's precision from the flow's state at
     the last snapshot before the crossing, at ``min(fastest / small_rate_factor, 0.75 / lambda)``
@@ -485,14 +485,16 @@ def _integrated_path(rn: _Runner, fp: FlowPath, fastest: float, t_min: float, *,
     seg = 1.1 * t_est / max(int(snapshots), 1)
     n_seg = 50 * max(int(snapshots), 1)
     t_ct, times, states, solver_steps = fp.solve(seg * np.arange(0, n_seg), seg * n_seg)
-    sharp = [float(fp.sharpness(st)) for st in states]
-    out = dict(t_ct=t_ct, lam_star=max(sharp) if sharp else None, sharpness_times=[float(t) for t in times],
+    # the eigenvalue after the start (the small-rate run's snapshots; at the start, a saddle, it is
+    # negative); the start's state is kept for a check from there
+    sharp = [float(fp.sharpness(st)) for st in states[1:]]
+    out = dict(t_ct=t_ct, lam_star=max(sharp) if sharp else None, sharpness_times=[float(t) for t in times[1:]],
                sharpness=sharp, sharpness_steps=[], flow_rates=[], flow_method="end_to_end", flow_solver_steps=int(solver_steps),
                t_ct_rate=None, small_rate_stable=None, max_rate_times_sharpness=None, small_rate_spikes=None,
                flow_check_t_ct=None, flow_check_rel=None, flow_check_from=None, flow_check_limit=None)
     if t_ct is not None and len(states) >= 2:
-        k = len(states) - 2  # the last snapshot before the crossing
-        lam = max(abs(sharp[k]), abs(sharp[-1]))
+        k = len(states) - 2  # the last snapshot before the crossing (0: the start)
+        lam = max(abs(sharp[k - 1]), abs(sharp[-1])) if k >= 1 else abs(sharp[-1])
         lr_c = min(fastest / float(small_rate_factor), 0.75 / max(lam, 1e-300))
         limit = max(int(max_steps), int(math.ceil(4.0 * (t_ct - times[k]) / lr_c)))
         o, rs = _check_run(rn, fp.member_at(states[k]), lr_c, limit)

@@ -26,9 +26,9 @@ depth. ``N`` enters only as a number, so one compilation serves every depth.
 Why it is here. The flow path of Fig. 4 (``T_ct`` and the top Hessian eigenvalue ``lambda*`` along
 the flow) was followed by gradient descent at a small rate; its cost grows with depth x steps
 (depth 1000: 354k steps of a 1000-layer network). This flow costs the same at every depth, and it
-is exact on the balanced set, where a small-rate run is accurate only to O(rate): at depth 1000
-the small-rate run moves the balance by ~1e-4 and its crossing by ~1% (docs/fig4.md, "The flow on
-the end-to-end map"). The layers at any time are recovered up to an orthogonal change of basis in
+is exact on the balanced set, where a small-rate run is accurate only to O(rate) and rounding: at
+depth 1000 the float32 small-rate run crosses 1.45% late (docs/fig4.md, "The flow on the
+end-to-end map"). The layers at any time are recovered up to an orthogonal change of basis in
 each hidden layer (:func:`balanced_cores`), which changes neither the loss nor the Hessian's
 spectrum (the change is an isometry of parameter space that leaves E invariant), so lambda* is
 computed on them exactly.
@@ -54,32 +54,37 @@ __all__ = ["EndToEndPath", "vector_field", "balanced_cores", "balance_residual",
            "solve_path_jit", "flow_loss"]
 
 
-def _thin_svd(w: Array, rank: int) -> tuple[Array, Array, Array]:
-    """The top ``rank`` singular triplets of ``w`` (``N_out x n``, n large): a QR of ``w^T``
-    first, then the SVD of the small triangular factor (4x cheaper than the SVD of ``w`` on a
-    CPU, and as accurate: both are backward stable)."""
+def _thin_svd(w: Array, rank: int) -> tuple[Array, Array, Array, Array]:
+    """The top ``rank`` singular triplets of ``w`` (``N_out x n``, n large) through a QR of
+    ``w^T`` and the SVD of its small triangular factor (4x cheaper than the SVD of ``w`` on a
+    CPU, and as accurate: both are backward stable): ``(u, s, vr, q)`` with ``V = q vr^T``."""
     q, r = jnp.linalg.qr(w.T)  # w = r^T q^T
     u, s, vt = jnp.linalg.svd(r.T)
-    return u[:, :rank], s[:rank], vt[:rank] @ q.T
+    return u[:, :rank], s[:rank], vt[:rank], q
 
 
 def vector_field(w: Array, lam: Array, sigma31: Array, n_layers: Array, rank: int) -> Array:
     """``dW/dt`` of the balanced flow (module docstring) at the end-to-end map ``w`` (``N_out x
-    n``, rank ``rank``) on the statistics ``(diag(lam), sigma31)``; ``n_layers`` = N (traced)."""
+    n``, rank ``rank``) on the statistics ``(diag(lam), sigma31)``; ``n_layers`` = N (traced).
+    The three terms regrouped: ``U ((K - e_i^{N-1} - e_k^{N-1}) o M) V^T + G V e^{N-1} V^T + U
+    e^{N-1} U^T G`` with ``M = U^T G V``, so that only four products have the long side n."""
     g = w * lam - sigma31
     n = jnp.asarray(n_layers, w.dtype)
-    u, s, vt = _thin_svd(w, rank)
+    u, s, vr, q = _thin_svd(w, rank)
     ell = (2.0 / n) * jnp.log(s)  # log e_i
     hi = jnp.maximum(ell[:, None], ell[None, :])
     d = jnp.abs(ell[:, None] - ell[None, :])
     d_safe = jnp.where(d > 0, d, 1.0)
     k = jnp.exp((n - 1.0) * hi) * jnp.where(d > 0, jnp.expm1(-n * d_safe) / jnp.expm1(-d_safe), n)
     en = jnp.exp((n - 1.0) * ell)  # e^{N-1} = s^{2(N-1)/N}
-    gv = g @ vt.T
+    gq = g @ q  # (N_out, r_q): G in the QR basis of w's row space
+    gv = gq @ vr.T  # G V
     utg = u.T @ g
     m = u.T @ gv
-    p = u @ (k * m) @ vt + (u * en) @ (utg - m @ vt) + ((gv - u @ m) * en) @ vt
-    rest = g - u @ utg - gv @ vt + u @ m @ vt  # (I - U U^T) G (I - V V^T): the N = 1 term
+    c = (k - en[:, None] - en[None, :]) * m
+    p = ((u @ c + gv * en[None, :]) @ vr) @ q.T + (u * en[None, :]) @ utg
+    # (I - U U^T) G (I - V V^T): the N = 1 term
+    rest = g - u @ utg - ((gv - u @ m) @ vr) @ q.T
     return -(p + jnp.where(n == 1.0, rest, 0.0))
 
 
@@ -105,7 +110,8 @@ def balanced_cores(w: Array, template: Any, last_trained: bool = True) -> Any:
         return template._replace(first=w.astype(template.first.dtype))
     r = template.rank
     n = jnp.asarray(n_layers_of(template), w.dtype)
-    u, s, vt = _thin_svd(w, r)
+    u, s, vr, q = _thin_svd(w, r)
+    vt = vr @ q.T
     c = s ** (1.0 / n)
     live = (jnp.arange(template.hidden.shape[0]) < template.n_hidden)[:, None, None]
     hidden = jnp.where(live, jnp.diag(c)[None], jnp.eye(r, dtype=w.dtype)[None])
@@ -116,8 +122,8 @@ def balance_residual(cores: Any) -> float:
     """``max_l ||W^{l+1 T} W^{l+1} - W^l W^{l T}||_max`` over the trained cores, relative to the
     largest Gram entry (host-side, float64): 0 on a balanced network."""
     first, last = np.asarray(cores.first, np.float64), np.asarray(cores.last, np.float64)
-    hid = [np.asarray(cores.hidden[i], np.float64) for i in range(int(cores.n_hidden))]
-    chain = [first] + hid + [last]
+    hid = np.asarray(cores.hidden, np.float64)[: int(cores.n_hidden)]  # one transfer, not one per layer
+    chain = [first] + list(hid) + [last]
     scale, worst = 0.0, 0.0
     for a, b in zip(chain[:-1], chain[1:]):
         ga, gb = a @ a.T, b.T @ b

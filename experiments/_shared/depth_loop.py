@@ -321,8 +321,9 @@ def flow_method(cfg: DictConfig, depth: int) -> str:
     """How a depth's flow path is followed (``stats.flow_method``): ``end_to_end`` (the balanced
     flow on the end-to-end map, :meth:`CompressedDepths.flow_path`, with one short small-rate run
     as its check) or ``descent`` (the small-rate run all the way); ``auto`` is ``end_to_end`` on
-    the compressed engine from depth ``stats.end_to_end_from_depth`` on (where it is the cheaper;
-    both agree to ~5e-4 below it) and ``descent`` elsewhere."""
+    the compressed engine from depth ``stats.end_to_end_from_depth`` on (where the float32
+    small-rate run drifts from the flow by more than 1e-3; both agree to ~5e-4 below it) and
+    ``descent`` elsewhere."""
     m = cfg.stats.get("flow_method", "auto")
     m = str(getattr(m, "value", m))
     if m == "auto":

@@ -46,9 +46,9 @@ class RateStatsConfig:
     # (gradient_flow=true) or Eq. 15 alone, and 1/lambda* is not drawn
     flow_run: bool = True
     flow_method: FlowMethod = FlowMethod.auto  # how the flow path is followed (FlowMethod)
-    # auto's switch: the end-to-end flow costs the same at every depth, the small-rate run grows
-    # with depth; measured on 2 cores they cost the same near depth 200 (docs/fig4.md), and at
-    # depth 1000 the float32 small-rate run is 1.4% off the flow (float64 descent agrees to 2e-6)
+    # auto's switch: from here on the float32 small-rate run is off the flow by more than 1e-3
+    # (1.4e-3 at depth 300, 1.45% at 1000, where float64 descent agrees with the end-to-end flow
+    # to 2e-6; docs/fig4.md); the end-to-end flow costs more CPU than it below depth ~900
     end_to_end_from_depth: int = 200
     # starts per rate near the optimum: the band (best rate) and the learning time come from each
     # rate's median crossing over the start and ensemble - 1 starts with u0 x (1 + k
