@@ -83,9 +83,9 @@ def vector_field(w: Array, lam: Array, sigma31: Array, n_layers: Array, rank: in
     m = u.T @ gv
     c = (k - en[:, None] - en[None, :]) * m
     p = ((u @ c + gv * en[None, :]) @ vr) @ q.T + (u * en[None, :]) @ utg
-    # (I - U U^T) G (I - V V^T): the N = 1 term
-    rest = g - u @ utg - ((gv - u @ m) @ vr) @ q.T
-    return -(p + jnp.where(n == 1.0, rest, 0.0))
+    # (I - U U^T) G (I - V V^T): the N = 1 term, computed only there (a branch, not a mask: two
+    # more long products per evaluation otherwise)
+    return -jax.lax.cond(n == 1.0, lambda: p + (g - u @ utg - ((gv - u @ m) @ vr) @ q.T), lambda: p)
 
 
 def flow_loss(w: Array, cs: Any) -> Array:
@@ -146,8 +146,8 @@ class EndToEndPath(NamedTuple):
     def snapshots(self) -> tuple[np.ndarray, np.ndarray]:
         """Host-side ``(times, maps)`` of the path, from the first save time to the end inclusive."""
         ts = np.asarray(self.ts)
-        keep = np.isfinite(ts)
-        return ts[keep], np.asarray(self.ws)[keep]
+        keep = np.nonzero(np.isfinite(ts))[0]
+        return ts[keep], np.asarray(self.ws[keep])  # only the states reached leave the device
 
 
 def solve_path(w0: Array, cs: Any, n_layers: Array, threshold: Array, t_max: Array, save_ts: Array, *, rank: int,

@@ -248,7 +248,7 @@ class CompressedDepths(DepthEngine):
 
         def sharpness(state: Any) -> float:
             with jax.enable_x64(True):
-                return float(_rebuilt_sharpness(jnp.asarray(state), cores64, cs64, last))
+                return float(_rebuilt_sharpness_jit()(jnp.asarray(state), cores64, cs64, last_trained=last))
 
         def member_at(state: Any) -> Any:
             def run(lr: float, limit: int, resume: Any = None) -> Any:
@@ -324,10 +324,10 @@ def flow_method(cfg: DictConfig, depth: int) -> str:
     the compressed engine from depth ``stats.end_to_end_from_depth`` on (where the float32
     small-rate run drifts from the flow by more than 1e-3; both agree to ~5e-4 below it) and
     ``descent`` elsewhere."""
-    m = cfg.stats.get("flow_method", "auto")
+    m = cfg.stats.flow_method
     m = str(getattr(m, "value", m))
     if m == "auto":
-        deep = int(depth) >= int(cfg.stats.get("end_to_end_from_depth", 200))
+        deep = int(depth) >= int(cfg.stats.end_to_end_from_depth)
         return "end_to_end" if (bool(cfg.compress) and deep) else "descent"
     return m
 
@@ -381,13 +381,10 @@ def _rebuilt_sharpness_impl(w: Any, template: Any, cs: Any, last_trained: bool) 
 
 @functools.cache
 def _rebuilt_sharpness_jit() -> Any:
+    """:func:`_rebuilt_sharpness_impl` jitted once per process (jax imported on first use)."""
     import jax
 
     return jax.jit(_rebuilt_sharpness_impl, static_argnames=("last_trained",))
-
-
-def _rebuilt_sharpness(w: Any, template: Any, cs: Any, last_trained: bool) -> Any:
-    return _rebuilt_sharpness_jit()(w, template, cs, last_trained=last_trained)
 
 
 # ----------------------------------------------------------------------------------------
