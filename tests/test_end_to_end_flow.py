@@ -20,7 +20,7 @@ from helpers import approx, assert_close
 F64 = "float64"
 # two integrations of one flow (the layers' and the end-to-end map's) at rtol 1e-10: their
 # event times agree to ~1e-11 here; we ask 1e-8
-RTOL_TIME = {"float64": 1e-8}
+RTOL_TIME = {"tsit5": 1e-8, "rosenbrock_w": 1e-8}
 # power iteration (200 steps) on two parametrisations with the same Hessian spectrum: ~1e-12 apart
 RTOL_LAM = {"float64": 1e-9}
 
@@ -113,21 +113,70 @@ def test_equal_singular_values_take_the_limit():
     assert_close(got, want, F64)
 
 
+@pytest.mark.parametrize("solver,rtol", [("tsit5", 1e-10), ("rosenbrock_w", 1e-9)])
 @pytest.mark.parametrize("depth", [3, 5, 9])
-def test_t_ct_is_the_layers_flow_t_ct(depth):
+def test_t_ct_is_the_layers_flow_t_ct(depth, solver, rtol):
     """Decoupled start, non-white inputs: T_ct of the end-to-end flow equals diffrax on every
-    core (:func:`dlnjax.theory.gradient_flow.compressed_learning_time`), one compilation for all depths."""
+    core (:func:`dlnjax.theory.gradient_flow.compressed_learning_time`), one compilation for all
+    depths, with either solver."""
     cs, cores, thr = _decoupled(depth)
     want = float(gf.compressed_learning_time_jit(cores, cs, thr, 50.0, gf.FlowOptions(rtol=1e-10, atol=1e-12)).t_ct)
     w0 = compressed.end_to_end_rotated(cores)
     # saves before and after the crossing (after it: not reached, left out of the snapshots)
     path = e2e.solve_path_jit(w0, cs, e2e.n_layers_of(cores), thr, 50.0, jnp.asarray([0.0, 0.25 * want, 0.5 * want, 2 * want]),
-                              rank=cores.rank, rtol=1e-10, atol=1e-14)
-    assert float(path.t_ct) == approx(want, F64, rel=RTOL_TIME[F64])
+                              rank=cores.rank, rtol=rtol, atol=1e-14, solver=solver)
+    assert float(path.t_ct) == approx(want, F64, rel=RTOL_TIME[solver])
     ts, ws = path.snapshots()
     assert_close(ts, [0.0, 0.25 * want, 0.5 * want, float(path.t_ct)], F64)
     assert_close(ws[0], w0, F64)
     assert float(e2e.flow_loss(jnp.asarray(ws[-1]), cs)) == approx(thr, F64)
+
+
+def _point(rng, n_out, n, r, n_layers, at_fixed_point):
+    """A random map of rank r and statistics; at_fixed_point: Sigma31 = W Lambda (G = 0 at W)."""
+    u, _ = np.linalg.qr(rng.standard_normal((n_out, r)))
+    v, _ = np.linalg.qr(rng.standard_normal((n, r)))
+    w = jnp.asarray(u @ np.diag(np.sort(rng.uniform(0.3, 2.0, r))[::-1]) @ v.T)
+    lam = jnp.asarray(rng.uniform(0.5, 30.0, n))
+    s31 = w * lam if at_fixed_point else jnp.asarray(rng.standard_normal((n_out, n)))
+    return w, lam, s31
+
+
+@pytest.mark.parametrize("n_out,r,n_layers", [(4, 4, 5), (5, 3, 4), (4, 2, 1), (4, 4, 1), (3, 3, 40)])
+def test_frozen_preconditioner_solves_its_system(n_out, r, n_layers):
+    """``apply_j(X) = -P_w(X Lambda)``, with P_w read off the field itself (``-P_w(M)`` is the field
+    on the statistics ``Sigma31 = W Lambda - M``), and ``solve`` inverts ``I - tau J``: rank below
+    the output width, N = 1 (depth 2: P = I) and a deep N."""
+    rng = np.random.default_rng(n_out * 100 + r * 10 + n_layers)
+    n = 7
+    w, lam, _ = _point(rng, n_out, n, r, n_layers, False)
+    nl = jnp.asarray(float(n_layers))
+    x = jnp.asarray(rng.standard_normal((n_out, n)))
+    tau = 0.37
+    solve, apply_j = e2e.frozen_preconditioner(w, lam, nl, r, tau)
+    assert_close(apply_j(x), e2e.vector_field(w, lam, w * lam - x * lam, nl, r), F64)
+    y = solve(x)
+    assert_close(y - tau * apply_j(y), x, F64)
+
+
+@pytest.mark.parametrize("n_out,r,n_layers", [(4, 4, 5), (5, 3, 4), (3, 3, 40)])
+def test_frozen_jacobian_is_the_fields_at_the_fixed_point(n_out, r, n_layers):
+    """Where the gradient vanishes, the Jacobian of the field is the frozen one exactly (what J
+    leaves out, dP/dW applied to G, is zero there); away from it, it is not (the test can fail)."""
+    rng = np.random.default_rng(7 + n_layers)
+    n = 6
+    x = jnp.asarray(rng.standard_normal((n_out, n)))
+    nl = jnp.asarray(float(n_layers))
+    for at_fixed, same in ((True, True), (False, False)):
+        w, lam, s31 = _point(rng, n_out, n, r, n_layers, at_fixed)
+        # the field's jvp moves the rank; J acts within rank r: compare on a tangent of rank-r maps
+        u, s, vt = np.linalg.svd(np.asarray(w), full_matrices=False)
+        u, vt = u[:, :r], vt[:r]
+        xt = jnp.asarray(u @ u.T @ np.asarray(x) + np.asarray(x) @ vt.T @ vt - u @ u.T @ np.asarray(x) @ vt.T @ vt)
+        _, jvp = jax.jvp(lambda m: e2e.vector_field(m, lam, s31, nl, r), (w,), (xt,))
+        _, apply_j = e2e.frozen_preconditioner(w, lam, nl, r, 0.1)
+        close = np.allclose(np.asarray(jvp), np.asarray(apply_j(xt)), rtol=1e-9, atol=1e-9 * float(jnp.max(jnp.abs(jvp))))
+        assert close == same
 
 
 def test_rebuilt_cores_carry_the_loss_and_sharpness_of_the_layers_flow():
@@ -159,14 +208,16 @@ def test_rebuilt_cores_carry_the_loss_and_sharpness_of_the_layers_flow():
     assert float(compressed.loss(rot, cs)) == approx(float(compressed.loss(rebuilt, cs)), F64)
 
 
-def test_limits():
+@pytest.mark.parametrize("solver", e2e.SOLVERS)
+def test_limits(solver):
     """A start already below the threshold: T_ct = 0; a threshold below the best error: inf."""
     cs, cores, thr = _decoupled(4)
     w0 = compressed.end_to_end_rotated(cores)
     n = e2e.n_layers_of(cores)
     e0 = float(compressed.loss(cores, cs))
-    assert float(e2e.solve_path_jit(w0, cs, n, e0 + 1.0, 1.0, jnp.asarray([0.5]), rank=cores.rank).t_ct) == 0.0
-    never = e2e.solve_path_jit(w0, cs, n, -1.0, 1.0, jnp.asarray([0.5]), rank=cores.rank)
+    kw = dict(rank=cores.rank, solver=solver, rtol=1e-6)
+    assert float(e2e.solve_path_jit(w0, cs, n, e0 + 1.0, 1.0, jnp.asarray([0.5]), **kw).t_ct) == 0.0
+    never = e2e.solve_path_jit(w0, cs, n, -1.0, 1.0, jnp.asarray([0.5]), **kw)
     assert np.isinf(float(never.t_ct))
     ts, _ = never.snapshots()
     assert_close(ts, [0.5, 1.0], F64)
@@ -177,3 +228,10 @@ def test_unbalanced_start_is_measured():
     cores, _ = _random_balanced(rng, 4, 6, 4, 2)
     assert e2e.balance_residual(cores) < 1e-13
     assert e2e.balance_residual(cores._replace(first=1.01 * cores.first)) > 1e-3
+
+
+def test_unknown_solver_is_refused():
+    cs, cores, thr = _decoupled(3)
+    with pytest.raises(ValueError, match="rosenbrock_w"):
+        e2e.solve_path(compressed.end_to_end_rotated(cores), cs, e2e.n_layers_of(cores), thr, 1.0, jnp.asarray([0.5]),
+                       rank=cores.rank, solver="rk4")

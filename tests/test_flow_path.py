@@ -11,8 +11,8 @@ import pytest
 
 from helpers import run_cli
 
-# the end-to-end flow (rtol 1e-8) against diffrax on every core (FLOW_RTOL 1e-7), both float64:
-# ~1e-8 apart on the debug problem; we ask 1e-6
+# the end-to-end flow (rosenbrock_w, rtol 1e-5) against diffrax on every core (FLOW_RTOL 1e-7), both
+# float64: ~1e-8 apart on the debug problem; we ask 1e-6
 RTOL_DIFFRAX = {"float64": 1e-6}
 # the small-rate run and the check run cross at whole steps of rate 1.25e-4 (~1/700 of T_ct in the
 # debug run) and follow the flow to O(rate): 1e-3..2e-3 apart here; we ask 5e-3
@@ -77,6 +77,7 @@ def test_rerun_reads_the_path_back(e2e_run, tmp_path):
     (["stats.flow_method=rkc"], "stats.flow_method"),
     (["stats.flow_method=end_to_end", "compress=false"], "stats.flow_method"),
     (["stats.end_to_end_from_depth=1"], "stats.end_to_end_from_depth"),
+    (["stats.end_to_end_solver=rk4"], "stats.end_to_end_solver"),
 ])
 def test_bad_flow_method_is_refused_at_composition(overrides, needle, tmp_path):
     res = run_cli("experiments.depth_sweep", "experiment=debug", f"hydra.run.dir={tmp_path}", *overrides, check=False)
@@ -84,3 +85,10 @@ def test_bad_flow_method_is_refused_at_composition(overrides, needle, tmp_path):
     text = res.stdout + res.stderr
     assert needle in text and "Traceback" not in text
     assert not (tmp_path / "summary.json").exists()
+
+
+def test_solver_names_are_the_librarys():
+    from dlnjax.theory.end_to_end_flow import SOLVERS
+    from experiments.schemas.fig4_protocol import EndToEndSolver
+
+    assert tuple(s.value for s in EndToEndSolver) == SOLVERS

@@ -9,7 +9,9 @@
 - :mod:`~dlnjax.theory.hessian`: Hessian-vector products and the top eigenpair (sharpness).
 - :mod:`~dlnjax.theory.gradient_flow`: the gradient-flow ODE on the sufficient statistics (diffrax).
 - :mod:`~dlnjax.theory.end_to_end_flow`: the balanced flow on the end-to-end map (Arora, Cohen &
-  Hazan 2018; diffrax, a cost flat in depth).
+  Hazan 2018; a cost flat in depth), integrated by diffrax or by
+- :mod:`~dlnjax.theory.rosenbrock_w`: a Rosenbrock-W integrator (ROS34PW2) for stiff flows with an
+  approximate Jacobian (steps sized by accuracy, not stability).
 
 Names that several modules define (``learning_time``) are exported from ``closed_form`` here;
 the others are reached through their module.
@@ -22,7 +24,8 @@ _CLOSED = ("mode_strength", "learning_time", "learning_time_large_depth", "half_
            "stability_edge_learning_rate", "learning_time_at_rate_scale", "infinite_depth_delay",
            "fixed_point", "conserved_quantities", "mode_error")
 __getattr__, __dir__, __all__ = attach(
-    __name__, ("balanced", "closed_form", "end_to_end_flow", "finite_rate", "gradient_flow", "hessian"),
+    __name__, ("balanced", "closed_form", "end_to_end_flow", "finite_rate", "gradient_flow", "hessian",
+                "rosenbrock_w"),
     {**{n: "closed_form" for n in _CLOSED}, "TopEigen": "hessian", "top_eigen": "hessian", "hvp": "hessian",
      "FlowSolution": "gradient_flow", "FlowOptions": "gradient_flow", "FlowTime": "gradient_flow",
      "FastestRate": "finite_rate", "fastest_rate": "finite_rate", "BalancedState": "balanced"},

@@ -213,7 +213,7 @@ class CompressedDepths(DepthEngine):
                   threshold: float, check_cache: Any = None) -> Any:
         """The decoupled start's gradient flow on its end-to-end map (:mod:`dlnjax.theory.end_to_end_flow`),
         in float64 on the float64 statistics whatever the run's precision, as a
-        :class:`~dlnjax.networks.outcome.FlowPath`: T_ct and the states by diffrax (one compilation
+        :class:`~dlnjax.networks.outcome.FlowPath`: T_ct and the states by ``stats.end_to_end_solver`` (one compilation
         for every depth), the top Hessian eigenvalue on the balanced cores rebuilt from a state,
         and the check's member (gradient descent at the run's precision and kernels from a state,
         memoised by ``check_cache(member)``). None where the start is not balanced (a start that
@@ -238,10 +238,14 @@ class CompressedDepths(DepthEngine):
             w0 = compressed.end_to_end_rotated(cores64)
             n_layers = e2e.n_layers_of(cores64, last)
 
+        solver = str(getattr(cfg.stats.end_to_end_solver, "value", cfg.stats.end_to_end_solver))
+        rtol, atol = E2E_TOLERANCES[solver]
+
         def solve(save_times: np.ndarray, t_max: float) -> tuple:
             with jax.enable_x64(True):
                 p = e2e.solve_path_jit(w0, cs64, n_layers, float(threshold), float(t_max),
-                                       jnp.asarray(save_times, jnp.float64), rank=cores64.rank, rtol=E2E_RTOL, atol=E2E_ATOL)
+                                       jnp.asarray(save_times, jnp.float64), rank=cores64.rank, rtol=rtol, atol=atol,
+                                       solver=solver)
                 ts, ws = p.snapshots()
                 t_ct = float(p.t_ct)
             return (t_ct if math.isfinite(t_ct) else None), [float(t) for t in ts], list(ws), int(p.num_steps)
@@ -346,9 +350,12 @@ def _compressed_runner(engine: DepthEngine, cfg: DictConfig, last_trained: bool,
         return engine.runners[key]
 
 
-# the end-to-end flow's settings: its steps are bounded by stability (about lambda* T_ct / 3.3), so
-# the tolerance costs little; at 1e-8 T_ct agrees with 1e-10 to ~1e-12 on the digits, depths 3-1000
-E2E_RTOL, E2E_ATOL = 1e-8, 1e-12
+# the end-to-end flow's tolerances per solver (stats.end_to_end_solver). tsit5: its steps are bounded
+# by stability (about lambda* T_ct / 3.3), so the tolerance costs little; at 1e-8 T_ct agrees with
+# 1e-10 to ~1e-12 on the digits, depths 3-1000. rosenbrock_w: steps sized by accuracy; at 1e-5 its
+# T_ct is within 8e-6 of tsit5's at depth 1000 (1.8e-6 at 300, 3.5e-7 at 100; 1.4e-6 at depth
+# 1000 with rtol 1e-6, for twice the steps) on the digits (docs/fig4.md)
+E2E_TOLERANCES = {"tsit5": (1e-8, 1e-12), "rosenbrock_w": (1e-5, 1e-12)}
 # a start whose layers' Gram matrices differ by more than this (relative) is not balanced. The
 # decoupled start is balanced up to the rounding of its bases (the run's precision: ~1e-8 relative
 # in float32, from the first core's part on Sigma11's null directions), far below what moves T_ct

@@ -26,6 +26,16 @@ class FlowMethod(Enum):
     descent = "descent"
 
 
+class EndToEndSolver(Enum):
+    """The integrator of the end-to-end flow (dlnjax.theory.end_to_end_flow.SOLVERS):
+    ``rosenbrock_w`` (ROS34PW2 with the frozen-preconditioner J, steps sized by accuracy, rtol
+    1e-5) or ``tsit5`` (diffrax, explicit: steps bounded by stability, about lambda* T_ct / 3.3,
+    rtol 1e-8; the reference)."""
+
+    rosenbrock_w = "rosenbrock_w"
+    tsit5 = "tsit5"
+
+
 @dataclass
 class RateStatsConfig:
     """How the robust Fig. 4 statistics are measured (see dlnjax.measure.robust)."""
@@ -50,6 +60,7 @@ class RateStatsConfig:
     # (1.4e-3 at depth 300, 1.45% at 1000, where float64 descent agrees with the end-to-end flow
     # to 2e-6; docs/fig4.md); the end-to-end flow costs more CPU than it below depth ~900
     end_to_end_from_depth: int = 200
+    end_to_end_solver: EndToEndSolver = EndToEndSolver.rosenbrock_w  # (EndToEndSolver)
     # starts per rate near the optimum: the band (best rate) and the learning time come from each
     # rate's median crossing over the start and ensemble - 1 starts with u0 x (1 + k
     # ensemble_perturbation), k = 1.. (the runs at the optimum are chaotic: one run's band centre
