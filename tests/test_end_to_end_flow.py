@@ -113,8 +113,8 @@ def test_equal_singular_values_take_the_limit():
     assert_close(got, want, F64)
 
 
-@pytest.mark.parametrize("solver,rtol", [("tsit5", 1e-10), ("rosenbrock_w", 1e-9)])
-@pytest.mark.parametrize("depth", [3, 5, 9])
+@pytest.mark.parametrize("depth,solver,rtol", [(3, "tsit5", 1e-10), (5, "tsit5", 1e-10), (9, "tsit5", 1e-10),
+                                               (3, "rosenbrock_w", 1e-9), (9, "rosenbrock_w", 1e-9)])
 def test_t_ct_is_the_layers_flow_t_ct(depth, solver, rtol):
     """Decoupled start, non-white inputs: T_ct of the end-to-end flow equals diffrax on every
     core (:func:`dlnjax.theory.gradient_flow.compressed_learning_time`), one compilation for all
