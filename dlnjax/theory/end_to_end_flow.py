@@ -219,7 +219,7 @@ def solve_path(w0: Array, cs: Any, n_layers: Array, threshold: Array, t_max: Arr
       barely changes their number: the reference, exact to rounding at rtol 1e-8.
     - ``solver="rosenbrock_w"``: ROS34PW2 (:mod:`dlnjax.theory.rosenbrock_w`) with
       :func:`frozen_preconditioner` as its J; steps sized by accuracy alone (at depth 1000, rtol
-      1e-5: 12k steps instead of 94.5k, T_ct 1e-5 from Tsit5's; ``docs/fig4.md``)."""
+      1e-5: 13.4k steps instead of 94.5k, T_ct 8e-6 from Tsit5's; ``docs/fig4.md``)."""
     if solver not in SOLVERS:
         raise ValueError(f"solver must be one of {SOLVERS}, not {solver!r}")
     dtype = w0.dtype

@@ -11,7 +11,7 @@ Rang & Angermann 2005). The end-to-end flow supplies one whose linear systems co
 products (:func:`dlnjax.theory.end_to_end_flow.frozen_preconditioner`). diffrax has no W-method,
 so the stepper is here.
 
-The method. ROS34PW2 (Rang & Angermann, BIT 45 (2005) 761, Table 4.2): four stages, order 3 for
+The method. ROS34PW2 (Rang & Angermann, BIT Numer. Math. 45 (2005) 761-787): four stages, order 3 for
 any ``J``, an embedded order-2 solution for the error estimate, L-stable and stiffly accurate.
 Each stage solves ``(I - gamma h J) k_i = h f(y + sum_j alpha_ij k_j) + h J sum_j gamma_ij k_j``,
 and ``y_new = y + sum_i b_i k_i``. Its coefficients are checked by their order conditions in
