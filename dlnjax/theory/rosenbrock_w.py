@@ -114,9 +114,8 @@ class _Carry(NamedTuple):
     num_steps: Array
     num_rejected: Array
     hit: Array
-    t_hit: Array
-    h_hit: Array  # the step's start state and size at the event, to rebuild the state there
-    y_hit: Array
+    h_hit: Array  # the step in which the event happened: its size and the end state and field
+    y_hit: Array  # (its start is the carry's t, y, fy, which the step did not replace)
     fy_hit: Array
 
 
@@ -155,28 +154,30 @@ def integrate(f: Callable[[Array], Array], linear: Linear, y0: Array, t1: float 
         saved = ok & ~crossed & lands & (c.i_save < n_save) & (t_next == t_save)
         ts = jnp.where(saved, c.ts.at[c.i_save].set(t_new), c.ts)
         ys = jnp.where(saved, c.ys.at[c.i_save].set(y_new), c.ys)
-        l0, l1 = event(c.y), event(y_new)
-        d0, d1 = h * jnp.sum(event_grad(c.y) * c.fy), h * jnp.sum(event_grad(y_new) * fy_new)
-        theta = _hermite_root(l0, l1, d0, d1)
         keep = ok & ~crossed
         # a step shortened to land on a save time does not shrink the next one
         h_next = jnp.where(lands & ok, jnp.maximum(h * fac, c.h), h * fac)
         return _Carry(jnp.where(keep, t_new, c.t), jnp.where(keep, y_new, c.y), jnp.where(keep, fy_new, c.fy),
                       h_next, jnp.where(ok, en, c.err_prev), c.i_save + saved, ts, ys, c.num_steps + ok,
-                      c.num_rejected + (~ok), crossed, jnp.where(crossed, c.t + theta * h, c.t_hit),
-                      jnp.where(crossed, theta * h, c.h_hit), jnp.where(crossed, c.y, c.y_hit),
-                      jnp.where(crossed, c.fy, c.fy_hit))
+                      c.num_rejected + (~ok), crossed, jnp.where(crossed, h, c.h_hit),
+                      jnp.where(crossed, y_new, c.y_hit), jnp.where(crossed, fy_new, c.fy_hit))
 
     fy0 = f(y0)
     zero = jnp.zeros((), dtype)
     c0 = _Carry(zero, y0, fy0, jnp.asarray(h0, dtype), jnp.ones((), dtype), jnp.int32(0),
                 jnp.full((n_save + 1,), jnp.inf, dtype), jnp.zeros((n_save + 1,) + y0.shape, dtype),
-                jnp.int32(0), jnp.int32(0), start_below, zero, zero, y0, fy0)
+                jnp.int32(0), jnp.int32(0), start_below, zero, y0, fy0)
     c = jax.lax.while_loop(cond, body, c0)
-    y_event, _ = w_step(c.y_hit, c.fy_hit, c.h_hit, f, linear)
-    t_end = jnp.where(c.hit, c.t_hit, c.t)
+    # the event's step, once (not inside the loop): the root of the Hermite interpolant of event
+    # over [t, t + h_hit], and the state there by one more step from the step's start
+    d0 = c.h_hit * jnp.sum(event_grad(c.y) * c.fy)
+    d1 = c.h_hit * jnp.sum(event_grad(c.y_hit) * c.fy_hit)
+    theta = _hermite_root(event(c.y), event(c.y_hit), d0, d1)
+    t_hit = c.t + theta * c.h_hit
+    y_event, _ = w_step(c.y, c.fy, theta * c.h_hit, f, linear)
+    t_end = jnp.where(c.hit, t_hit, c.t)
     y_end = jnp.where(c.hit, y_event, c.y)
     ts = c.ts.at[c.i_save].set(t_end)
     ys = c.ys.at[c.i_save].set(y_end)
-    t_event = jnp.where(start_below, zero, jnp.where(c.hit, c.t_hit, jnp.inf)).astype(dtype)
+    t_event = jnp.where(start_below, zero, jnp.where(c.hit, t_hit, jnp.inf)).astype(dtype)
     return Solution(t_event, ts, ys, c.num_steps, c.num_rejected)

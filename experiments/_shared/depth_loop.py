@@ -31,6 +31,8 @@ from typing import Any, Sequence
 import numpy as np
 from omegaconf import DictConfig
 
+from dlnjax.registry import enum_value
+
 from .. import schemas
 from ..common import Progress, run_dir
 from .checkpoint import load_tagged, save_tagged
@@ -238,7 +240,7 @@ class CompressedDepths(DepthEngine):
             w0 = compressed.end_to_end_rotated(cores64)
             n_layers = e2e.n_layers_of(cores64, last)
 
-        solver = str(getattr(cfg.stats.end_to_end_solver, "value", cfg.stats.end_to_end_solver))
+        solver = str(enum_value(cfg.stats.end_to_end_solver))
         rtol, atol = E2E_TOLERANCES[solver]
 
         def solve(save_times: np.ndarray, t_max: float) -> tuple:
@@ -328,8 +330,7 @@ def flow_method(cfg: DictConfig, depth: int) -> str:
     the compressed engine from depth ``stats.end_to_end_from_depth`` on (where the float32
     small-rate run drifts from the flow by more than 1e-3; both agree to ~5e-4 below it) and
     ``descent`` elsewhere."""
-    m = cfg.stats.flow_method
-    m = str(getattr(m, "value", m))
+    m = str(enum_value(cfg.stats.flow_method))
     if m == "auto":
         deep = int(depth) >= int(cfg.stats.end_to_end_from_depth)
         return "end_to_end" if (bool(cfg.compress) and deep) else "descent"
