@@ -10,6 +10,7 @@ from dlnjax.networks import engines, linear
 from dlnjax.theory import closed_form as theory
 from dlnjax.data import teacher
 from dlnjax.data.statistics import Task, best_error, full_svd_basis, stats_from_examples
+from dlnjax.measure.thresholds import Threshold
 from helpers import TOL, TOL_ULPS, approx, assert_close
 
 F64 = "float64"  # the problems and weights here are float64 unless a test says otherwise
@@ -127,6 +128,14 @@ def test_best_error_matches_least_squares():
     e_ls = 0.5 * np.sum((y - x @ w) ** 2)
     assert best_error(st) == approx(e_ls, F64)
     assert best_error(st, rank=1) > e_ls
+    # the task's cached singular values give the same E* at every rank (one eigendecomposition)
+    task = Task.from_stats(st)
+    for k in (None, 1, 2, 3):
+        assert task.best_error(k) == approx(best_error(st, rank=k), F64)
+    assert task.best_error(3) == approx(e_ls, F64)  # rank 3 = the output width: unconstrained
+    # Threshold.resolve_for reads E* from the task's cache or from the bare statistics alike
+    thr = Threshold(kind="relative", reference="zero_map", eps=0.1, value=0.0)
+    assert thr.resolve_for(task, (8, 1, 3)) == approx(thr.resolve_for(st, (8, 1, 3)), F64)
 
 
 @pytest.mark.slow

@@ -9,6 +9,7 @@ here only: every room that needs them imports them from here.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, NamedTuple
 
 import jax.numpy as jnp
@@ -49,21 +50,30 @@ def stats_from_examples(x: Array, y: Array, dtype: Any = None) -> Stats:
     return Stats(x.T @ x, y.T @ x, jnp.sum(y * y))
 
 
-def best_error(stats: Stats, rank: int | None = None) -> float:
-    """Smallest E any product of rank <= ``rank`` reaches on these statistics (exact).
-
-    With ``Sigma11 = L L^T`` (eigendecomposition, zero directions dropped), E(W) =
-    1/2 tr S33 - 1/2 ||S31 L^+T||^2 + 1/2 ||W L - S31 L^+T||^2, so the minimum over
-    rank-k W is ``1/2 tr S33 - 1/2 sum_{i <= k} sigma_i^2`` with sigma_i the singular
-    values of ``S31 L^{+T}`` (Eckart-Young in the whitened coordinates).
-    """
+def whitened_singular_values(stats: Stats) -> np.ndarray:
+    """Singular values (descending, float64) of ``Sigma31 L^{+T}``, with ``Sigma11 = L L^T`` its
+    eigendecomposition and zero directions dropped: the task's modes in whitened coordinates, from
+    which :func:`best_error` reads E* at every rank. One eigendecomposition of Sigma11 (N1 x N1),
+    so a run that needs E* at several depths computes it once (:attr:`Task.whitened_sv`)."""
     # one-off, outside any jit: always in float64
     s11 = np.asarray(stats.sigma11, np.float64)
     s31 = np.asarray(stats.sigma31, np.float64)
     evals, evecs = np.linalg.eigh(s11)
     keep = evals > evals.max() * 1e-12
     m = (s31 @ evecs[:, keep]) / np.sqrt(evals[keep])
-    sv = np.linalg.svd(m, compute_uv=False)
+    return np.linalg.svd(m, compute_uv=False)
+
+
+def best_error(stats: Stats, rank: int | None = None, *, whitened_sv: np.ndarray | None = None) -> float:
+    """Smallest E any product of rank <= ``rank`` reaches on these statistics (exact).
+
+    With ``Sigma11 = L L^T`` (eigendecomposition, zero directions dropped), E(W) =
+    1/2 tr S33 - 1/2 ||S31 L^+T||^2 + 1/2 ||W L - S31 L^+T||^2, so the minimum over
+    rank-k W is ``1/2 tr S33 - 1/2 sum_{i <= k} sigma_i^2`` with sigma_i the singular
+    values of ``S31 L^{+T}`` (Eckart-Young in the whitened coordinates). ``whitened_sv``: those
+    singular values (:func:`whitened_singular_values` of the same ``stats``) when already known.
+    """
+    sv = whitened_singular_values(stats) if whitened_sv is None else np.asarray(whitened_sv, np.float64)
     if rank is not None:
         sv = sv[: int(rank)]
     return float(0.5 * float(stats.tr33) - 0.5 * np.sum(sv**2))
@@ -101,6 +111,15 @@ class Task:
         r = len(s)
         d = jnp.einsum("ia,ij,ja->a", v[:, :r], stats.sigma11, v[:, :r])
         return cls(stats, u, np.asarray(s, np.float64), v, np.asarray(d, np.float64))
+
+    @cached_property
+    def whitened_sv(self) -> np.ndarray:
+        """:func:`whitened_singular_values` of the statistics, computed once per task."""
+        return whitened_singular_values(self.stats)
+
+    def best_error(self, rank: int | None = None) -> float:
+        """:func:`best_error` of the statistics at ``rank``, from :attr:`whitened_sv`."""
+        return best_error(self.stats, rank, whitened_sv=self.whitened_sv)
 
     @property
     def is_whitened(self) -> bool:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Sequence
-from dlnjax.data.statistics import best_error
+from dlnjax.data.statistics import Task, best_error
 from dlnjax.registry import enum_value
 
 KINDS = ("relative", "absolute")
@@ -69,9 +69,11 @@ class Threshold:
 
     def resolve_for(self, stats: Any, widths: Sequence[int], loss0: float | None = None) -> tuple[float, float]:
         """(threshold, E*) on these statistics (a :class:`dlnjax.Stats`, or anything with a
-        ``stats`` attribute such as :class:`dlnjax.Task`) for a network of these widths:
+        ``stats`` attribute such as :class:`dlnjax.Task`, whose E* comes from its cached
+        :attr:`~dlnjax.Task.whitened_sv`) for a network of these widths:
         E* is the best error of rank ``min(widths)`` (exact), the zero map's error ``1/2 tr Sigma33``."""
+        e_star = float(stats.best_error(min(widths)) if isinstance(stats, Task) else
+                       best_error(getattr(stats, "stats", stats), rank=min(widths)))
         stats = getattr(stats, "stats", stats)
-        e_star = float(best_error(stats, rank=min(widths)))
         e_zero = 0.5 * float(stats.tr33) if (self.kind == "relative" and self.reference == "zero_map") else None
         return self.resolve(e_star, loss0=loss0, e_zero=e_zero), e_star

@@ -454,14 +454,13 @@ def run_depth(cfg: DictConfig, problem: Problem, engine: DepthEngine, depth: int
               progress: Any = None) -> DepthRecord:
     """Fig. 4's statistics at one depth (:func:`dlnjax.measure.robust.rate_statistics` on the
     engine's member), checkpointed run by run."""
-    from dlnjax.data.statistics import best_error
     from dlnjax.measure import robust, sweep
 
     t0 = time.time()
     stats = problem.task.stats
     widths = sweep.widths_for(stats.n_in, stats.n_out, depth, int(cfg.hidden))
     r = min(widths)
-    e_star = float(best_error(problem.stats64, rank=r))
+    e_star = problem.best_error(r)
     threshold_of = lambda loss0: _threshold(cfg, loss0, e_star, 0.5 * float(problem.stats64.tr33))  # noqa: E731
     member, thr, loss0 = engine.member(cfg, problem, depth, widths, l_cap, threshold_of)
     ck = _DepthCheckpoint(cfg, depth)
@@ -657,6 +656,7 @@ def run_depths(cfg: DictConfig, problem: Problem, depths: Sequence[int], rates: 
         return rec
 
     workers = workers_for(cfg, len(depths))
+    problem.whitened_sv64  # E*'s eigendecomposition, once, before the threads share it
     if workers > 1:
         log.info("%s: %d depths, %d at a time", label, len(depths), workers)
     order = sorted(depths, reverse=True)  # the deepest first: they take longest

@@ -38,6 +38,20 @@ class Problem:
 
         return compressed.rotate_inputs(self.stats64.sigma11)
 
+    @cached_property
+    def whitened_sv64(self) -> np.ndarray:
+        """:func:`dlnjax.data.statistics.whitened_singular_values` of the float64 statistics,
+        computed once: E* at every depth (:func:`best_error`) without another eigendecomposition."""
+        from dlnjax.data.statistics import whitened_singular_values
+
+        return whitened_singular_values(self.stats64)
+
+    def best_error(self, rank: int) -> float:
+        """E* of rank ``rank`` on the float64 statistics (:func:`dlnjax.data.statistics.best_error`)."""
+        from dlnjax.data.statistics import best_error
+
+        return best_error(self.stats64, rank, whitened_sv=self.whitened_sv64)
+
     def full_width_rotation(self, cfg: DictConfig) -> Any:
         """The rotation for :func:`dlnjax.measure.sweep.run_batch` when ``cfg.rotate_inputs`` (else None)."""
         return self.rotation if bool(cfg.get("rotate_inputs", False)) else None
