@@ -405,14 +405,10 @@ def in_threads(tasks: Sequence[Callable[[], Any]], workers: int) -> list[Any]:
     """Run independent ``tasks`` (the longest first), ``workers`` at a time in threads (XLA and
     the native kernels release the GIL while they run); their results in ``tasks``' order. With
     ``workers <= 1`` they run one after the other, in that order. Every task's numbers depend on
-    its own inputs alone, so the results are the same for any ``workers``. While they run, NumPy's
-    BLAS uses one thread: its own pool would otherwise spin against the workers' kernels for the
-    same cores (threadpoolctl; the small decompositions the tasks make lose nothing by it)."""
+    its own inputs alone, so the results are the same for any ``workers``."""
     if workers <= 1 or len(tasks) <= 1:
         return [t() for t in tasks]
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(min(int(workers), len(tasks))) as ex:
+    with ThreadPoolExecutor(min(int(workers), len(tasks))) as ex:
         futures = [ex.submit(t) for t in tasks]
         return [f.result() for f in futures]
 
