@@ -43,6 +43,8 @@ def render(path: Path) -> str:
         return _render_apps(d, lines)
     if "flop_formula" in d:
         return _render_flops(d, lines)
+    if "stacked_layout" in d:
+        return _render_stacked(d, lines)
     if "t_min_s" in d:
         c = d["config"]
         by_p = d.get("step_s_by_examples", {})
@@ -236,6 +238,19 @@ def _render_flops(d: dict, lines: list) -> str:
         lines.append(f"| {r['depth']} | {r['members']} | {r['flops_per_member_step']:,.0f} | {r['member_steps_per_s']:,.0f} | "
                      f"{r['gflops_per_s']:.1f} | {pct(r['fraction_of_measured_peak'])} | "
                      f"{pct(r.get('fraction_of_theoretical_peak'))} |")
+    return "\n".join(lines) + "\n"
+
+
+def _render_stacked(d: dict, lines: list) -> str:
+    c = d["config"]
+    lines += [f"One program for every depth (hidden stack of {c['capacity']} layers) vs one per depth, XLA step, "
+              f"{c['members']} members vmapped, {c['hidden']} hidden, {c['n_in']} inputs, {c['dtype']}; first call = "
+              "trace + compile + one call of " + str(c["steps_per_call"]) + " steps (compilation cache off)", ""]
+    lines += ["| depth | first call, tuple | first call, stacked | step, tuple | step, stacked | stacked / tuple |",
+              "| --- | --- | --- | --- | --- | --- |"]
+    for r in d["stacked_layout"]:
+        lines.append(f"| {r['depth']} | {r['tuple_first_call_s']:.2f} s | {r['stacked_first_call_s']:.2f} s | "
+                     f"{r['tuple_step_s'] * 1e3:.2f} ms | {r['stacked_step_s'] * 1e3:.2f} ms | {r['stacked_over_tuple']:.2f} x |")
     return "\n".join(lines) + "\n"
 
 

@@ -272,6 +272,7 @@ def full_width_batch(sw: Sweep, di: int, depth: int, widths, kinds: list, thr: f
         record_every=int(cfg.record_every), progress=cb, on_chunk=on_chunk if every > 0 else None, resume=resume,
         engine=cfg.engine.value, stop=stop_rule(index, len(sw.rates), int(cfg.seeds), robust.BAND),
         rotation=sw.problem.full_width_rotation(cfg),
+        capacity=max(max(int(d) for d in cfg.depths) - 3, 1) if bool(cfg.stack_depths) else None,
     )
     log.info("depth %d: %d of %d member-steps run (finished members leave the batch; %d members stopped)", depth,
              res.member_steps, len(index) * res.steps_run, int(res.stopped.sum()))

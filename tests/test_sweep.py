@@ -227,3 +227,67 @@ def test_rotated_inputs_give_the_original_networks_run():
     assert extra == 3 * 6  # the first layer's null columns
     big = np.abs(a) > 1e-8 * np.abs(a).max()
     assert_close(np.sort(a[big]), np.sort(b[np.abs(b) > 1e-8 * np.abs(a).max()]), F64, rtol=1e-9)
+
+
+def _small_problem(depth: int, n: int = 8):
+    from dlnjax.init import functions as init_fns
+
+    ds = teacher([2.0, 1.5, 1.0], 5, 4, seed=0)
+    stats = stats_from_examples(ds.x, ds.y, dtype=jnp.float64)
+    net = init_fns.small_gaussian(jax.random.PRNGKey(depth), (5,) + (6,) * (depth - 2) + (4,), 0.1, jnp.float64)
+    return stats, tuple(jnp.broadcast_to(w, (n,) + w.shape) for w in net)
+
+
+def test_stacked_layout_gives_the_tuple_layouts_runs_with_one_compilation_for_all_depths():
+    """run_batch with ``capacity`` (the hidden layers as one stack with a traced count,
+    linear.Stacked) against the tuple of layers, float64, XLA step, at depths 3, 4 and 6 on one
+    capacity: the same learning times, divergences and loss records, bit for bit (the same
+    products in the same order); and the three depths share one compiled program (the batch is
+    kept whole, shrink=False, so it has one size)."""
+    lrs = np.array([0.004, 0.008, 0.016, 0.032, 0.064, 40.0, 0.002, 0.001])  # 40 diverges
+    key = (10, 10, "vmap", True)
+    sweep._STACKED_STEPS.pop(key, None)
+    learned = 0
+    for depth in (3, 4, 6):
+        stats, batch = _small_problem(depth)
+        kw = dict(threshold=float(0.05 * float(stats.tr33)), max_steps=2000, chunk_steps=100, record_every=10,
+                  engine="xla", shrink=False)
+        tup = sweep.run_batch(stats, batch, lrs, **kw)
+        stk = sweep.run_batch(stats, batch, lrs, capacity=4, **kw)
+        np.testing.assert_array_equal(stk.learning_time, tup.learning_time)
+        np.testing.assert_array_equal(stk.diverged, tup.diverged)
+        np.testing.assert_array_equal(stk.loss, tup.loss)
+        assert bool(tup.diverged[5])
+        learned += int(np.isfinite(tup.learning_time).sum())
+    assert learned >= 10  # the comparison covers members that crossed, at every depth
+    assert sweep._STACKED_STEPS[key]._cache_size() == 1
+
+
+def test_stack_layers_round_trip_and_refusals():
+    stats, batch = _small_problem(5, n=2)
+    stacked, n_hidden = linear.stack_layers(batch, 4)
+    assert n_hidden == 2 and stacked.hidden.shape == (2, 4, 6, 6)
+    np.testing.assert_array_equal(stacked.hidden[:, 2:], jnp.broadcast_to(jnp.eye(6), (2, 2, 6, 6)))  # identity padding
+    for a, b in zip(linear.unstack_layers(stacked, n_hidden), batch):
+        np.testing.assert_array_equal(a, b)
+    one = tuple(w[0] for w in batch)
+    kern = linear.StackedKernels(n_hidden)
+    np.testing.assert_allclose(kern.product(linear.stack_layers(one, 4)[0]), linear.product(one), rtol=1e-13)
+    with pytest.raises(ValueError, match="exceed the stack's capacity 1"):
+        linear.stack_layers(batch, 1)
+    assert not linear.stackable((jnp.zeros((6, 5)), jnp.zeros((7, 6)), jnp.zeros((4, 7))))
+    with pytest.raises(ValueError, match="equal square hidden layers"):
+        linear.stack_layers((jnp.zeros((6, 5)), jnp.zeros((7, 6)), jnp.zeros((4, 7))), 4)
+
+
+def test_stacked_run_resumes_exactly_and_refuses_a_snapshot_of_the_other_layout():
+    stats, batch = _small_problem(4, n=3)
+    lrs = [0.005, 0.02, 40.0]
+    kw = dict(threshold=float(0.05 * float(stats.tr33)), max_steps=1500, chunk_steps=100, record_every=10, engine="xla")
+    snaps = []
+    full = sweep.run_batch(stats, batch, lrs, on_chunk=snaps.append, capacity=3, **kw)
+    again = sweep.run_batch(stats, batch, lrs, resume=snaps[2], capacity=3, **kw)
+    np.testing.assert_array_equal(again.loss, full.loss)
+    np.testing.assert_array_equal(again.learning_time, full.learning_time)
+    with pytest.raises(sweep.SnapshotMismatch, match="does not match"):
+        sweep.run_batch(stats, batch, lrs, resume=snaps[2], **kw)  # a stacked snapshot, a tuple run

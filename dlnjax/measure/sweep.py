@@ -7,6 +7,7 @@ progress is reported through an optional callback.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -116,6 +117,34 @@ def batched(
     raise ValueError(f"mode must be 'auto', 'vmap' or 'map', got {mode!r}")
 
 
+_STACKED_STEPS: dict = {}
+_STACKED_LOCK = threading.Lock()
+
+
+def stacked_step(record_every: int, n_records: int, mode: str, donate: bool) -> Callable:
+    """The jitted batch step on :class:`dlnjax.networks.linear.Stacked` weights, ``step(states, lrs,
+    threshold, n_hidden, stats)``: one function per (record_every, n_records, mode, donate) for the
+    whole process, with the statistics an argument (not a constant of the program), so every depth
+    up to the stack's capacity, and every call of :func:`run_batch`, reuses one compilation per batch
+    size."""
+    key = (int(record_every), int(n_records), mode, bool(donate))
+    with _STACKED_LOCK:
+        if key not in _STACKED_STEPS:
+            def step(states, lrs, thr, n_hidden, stats):
+                run = linear.make_stacked_runner(stats, record_every=key[0], n_records=key[1])
+                if mode == "vmap":
+                    return jax.vmap(run, in_axes=(0, 0, None, None))(states, lrs, thr, n_hidden)
+                return jax.lax.map(lambda a: run(a[0], a[1], thr, n_hidden), (states, lrs))
+
+            _STACKED_STEPS[key] = jax.jit(step, donate_argnums=(0,) if donate else ())
+        return _STACKED_STEPS[key]
+
+
+class SnapshotMismatch(ValueError):
+    """A snapshot handed to :func:`run_batch` as ``resume`` is not of this batch (other members,
+    shapes or weight layout): nothing was run; start afresh or pass the matching snapshot."""
+
+
 def member_shapes(weights: Sequence[Array]) -> list:
     """Shapes and dtypes of one member of a batch of weights (leading member axis dropped)."""
     return [jax.ShapeDtypeStruct(tuple(w.shape[1:]), w.dtype) for w in weights]
@@ -137,6 +166,7 @@ def run_batch(
     stop: Callable[[int, np.ndarray, np.ndarray, np.ndarray], np.ndarray] | None = None,
     shrink: bool = True,
     rotation: Any = None,
+    capacity: int | None = None,
 ) -> BatchResult:
     """Train a batch of networks (``weights``: every array with a leading member axis M, one
     learning rate per member) in chunks of ``chunk_steps`` until every member has crossed
@@ -164,7 +194,16 @@ def run_batch(
     ``rotation`` (an :class:`dlnjax.networks.compressed.InputRotation` of these statistics' Sigma11):
     train with the inputs in Sigma11's eigenbasis (:func:`dlnjax.networks.compressed.rotated_full_width`),
     an exact change of variables that makes the step's ``W Sigma11`` elementwise; the results
-    (learning times, loss curves) are those of the original network, to rounding."""
+    (learning times, loss curves) are those of the original network, to rounding.
+
+    ``capacity`` (an int): when the step runs as XLA operations (the engine's kernels for these
+    networks are None) and the hidden layers are square of one width, hold them as one stack of
+    ``capacity`` layers (:class:`dlnjax.networks.linear.Stacked`) with the layer count a traced
+    argument, so one compiled program per batch size serves every depth up to ``capacity + 2``
+    layers and every call (:func:`stacked_step`); the same numbers as the tuple layout, to
+    rounding (tested bit-identical in float64). Off by default: on a CPU its looped step costs
+    1.1x (depth 3) to 2.8x (depth 32) the unrolled one at 32 hidden units (docs/benchmarks.md),
+    more than the compilations it saves."""
     dtype = stats.sigma11.dtype
     if rotation is not None:
         from dlnjax.networks import compressed
@@ -179,11 +218,22 @@ def run_batch(
     loss0 = np.asarray(states.loss_ref, np.float64)
     lr_all = jnp.asarray(np.asarray(learning_rates, np.float64), dtype)
     engine = engines.resolve(engine)
-    runner = engines.make_runner(stats, record_every=record_every, n_records=chunk_steps // record_every, engine=engine)
     fused = engines.fused(engine, member_shapes(weights))
-    step_fn = batched(runner, member_bytes=sum(int(w[0].nbytes) for w in weights), fused=fused, donate=True)
+    member_bytes = sum(int(w[0].nbytes) for w in weights)
+    layout = 0  # 0: the tuple of layers; k > 0: a hidden stack of capacity k
+    if capacity is not None and not fused and linear.stackable(weights):
+        layout = max(int(capacity), 1)
+        stacked, n_hidden = linear.stack_layers(states.weights, layout)
+        states = states._replace(weights=stacked)
+        mode = "map" if (jax.default_backend() == "cpu" and member_bytes >= MAP_MIN_BYTES_CPU) else "vmap"
+        stacked_fn = stacked_step(record_every, chunk_steps // record_every, mode, True)
+        n_hid = jnp.asarray(n_hidden, jnp.int32)
+        step_fn = lambda st, lr, thr: stacked_fn(st, lr, thr, n_hid, stats)  # noqa: E731
+    else:
+        runner = engines.make_runner(stats, record_every=record_every, n_records=chunk_steps // record_every, engine=engine)
+        step_fn = batched(runner, member_bytes=member_bytes, fused=fused, donate=True)
     thr_arr = jnp.asarray(threshold, dtype)
-    b = _Batch(n, lr_all)
+    b = _Batch(n, lr_all, layout)
     if resume is not None:
         b.restore(resume, states)
     else:
@@ -209,8 +259,8 @@ class _Batch:
     rows repeat the last); ``keep`` marks the rows still running. A member's outcome is fixed
     when it leaves (crossed, diverged or stopped): ``cross``, ``div``, ``stopped`` over all M."""
 
-    def __init__(self, n: int, lr_all: Array):
-        self.n, self.lr_all = n, lr_all
+    def __init__(self, n: int, lr_all: Array, layout: int = 0):
+        self.n, self.lr_all, self.layout = n, lr_all, int(layout)
         self.cross = np.full(n, -1, np.int64)
         self.div = np.zeros(n, bool)
         self.stopped = np.zeros(n, bool)
@@ -279,7 +329,7 @@ class _Batch:
         snap = {f"state_{i}": np.asarray(x) for i, x in enumerate(jax.tree_util.tree_leaves(self.states))}
         snap.update(steps=np.stack(self.steps), losses=np.stack(self.losses), done_steps=np.asarray(self.done_steps),
                     active=self.active.copy(), keep=self.keep.copy(), cross=self.cross.copy(), div=self.div.copy(),
-                    stopped=self.stopped.copy(),
+                    stopped=self.stopped.copy(), layout=np.asarray(self.layout),
                     member_steps=np.asarray(self.member_steps))
         return snap
 
@@ -288,8 +338,9 @@ class _Batch:
         leaves, treedef = jax.tree_util.tree_flatten(fresh)
         saved = [resume.get(f"state_{i}") for i in range(len(leaves))]
         if ("active" not in resume or len(resume["cross"]) != self.n or len(resume["steps"]) != len(resume["losses"])
+                or int(resume.get("layout", 0)) != self.layout
                 or any(a is None or np.shape(a)[1:] != np.shape(b)[1:] for a, b in zip(saved, leaves))):
-            raise ValueError("run_batch: the snapshot to resume from does not match this batch")
+            raise SnapshotMismatch("run_batch: the snapshot to resume from does not match this batch")
         self.active, keep = np.asarray(resume["active"], np.int64), np.asarray(resume["keep"], bool)
         states = jax.tree_util.tree_unflatten(treedef, [jnp.asarray(a, b.dtype) for a, b in zip(saved, leaves)])
         self.place(jax.tree_util.tree_map(lambda x: x[: len(self.active)], states), self.active, int(np.shape(saved[0])[0]))

@@ -245,9 +245,11 @@ def _step(st: TrainState, lr: Array, threshold: Array, stats: Stats, pick: Calla
 
 
 def _block(st: TrainState, lr: Array, threshold: Array, stats: Stats, pick: Callable[[Sequence[Array]], Any],
-           diverge_factor: float, record_every: int, u: Array | None, v: Array | None) -> tuple[TrainState, Records]:
-    """``record_every`` steps and the record at their start (loss, mode strengths)."""
-    w_tot = product(st.weights)
+           diverge_factor: float, record_every: int, u: Array | None, v: Array | None,
+           prod: Callable[[Any], Array] = product) -> tuple[TrainState, Records]:
+    """``record_every`` steps and the record at their start (loss, mode strengths); ``prod``: the
+    end-to-end map of the weights (:func:`product`, or :meth:`StackedKernels.product`)."""
+    w_tot = prod(st.weights)
     modes = mode_strengths(w_tot, u, v) if u is not None else jnp.zeros((0,), w_tot.dtype)
     step0 = st.step
 
@@ -263,6 +265,172 @@ def _block(st: TrainState, lr: Array, threshold: Array, stats: Stats, pick: Call
     dead = st.diverged & (st.diverge_step <= step0)
     rec = Records(step0, jnp.where(dead, nan, first_loss), jnp.where(dead, nan, modes))
     return st, rec
+
+
+# ----------------------------------------------------------------------------------------
+# One compilation across depths: the hidden layers as one capacity stack with a traced count
+# ----------------------------------------------------------------------------------------
+class Stacked(NamedTuple):
+    """A network of equal hidden widths as ``W = last @ hidden[L-1] @ ... @ hidden[0] @ first``:
+    ``first`` (h, N_in), ``hidden`` a capacity stack ``(L_cap, h, h)`` of which the first
+    ``L = n_layers - 2`` are the hidden layers (the rest identity, never read or written),
+    ``last`` (N_out, h). The layer count ``L`` is not part of the weights but a traced argument of
+    :func:`make_stacked_runner`, shared by a batch: so one compiled program steps every depth up to
+    ``L_cap + 2`` layers, where the tuple layout compiles one program per depth (and its trace grows
+    with the depth: the layers are unrolled). The same rank-r trick as the compressed engine's
+    cores (:class:`dlnjax.networks.compressed.Cores`, which is this with r = h), at full width."""
+
+    first: Array
+    hidden: Array
+    last: Array
+
+
+def stackable(weights: Sequence[Array]) -> bool:
+    """Whether a network (one member, or a batch with a leading member axis) has the stacked form:
+    at least two layers and every hidden layer square of one width."""
+    weights = tuple(weights)
+    if len(weights) < 2:
+        return False
+    h = weights[0].shape[-2]
+    return weights[-1].shape[-1] == h and all(w.shape[-2:] == (h, h) for w in weights[1:-1])
+
+
+def stack_layers(weights: Sequence[Array], capacity: int) -> tuple[Stacked, int]:
+    """``(Stacked, L)``: the layers in the stacked form with a hidden stack of ``capacity`` (at
+    least 1) padded with identities; works on one member or a batch (leading member axes)."""
+    weights = tuple(weights)
+    if not stackable(weights):
+        raise ValueError(f"stack_layers needs equal square hidden layers; got shapes {[tuple(w.shape) for w in weights]}")
+    hidden = weights[1:-1]
+    cap = max(int(capacity), 1)
+    if len(hidden) > cap:
+        raise ValueError(f"{len(hidden)} hidden layers exceed the stack's capacity {cap}")
+    first = weights[0]
+    h = first.shape[-2]
+    eye = jnp.broadcast_to(jnp.eye(h, dtype=first.dtype), first.shape[:-2] + (h, h))
+    stack = jnp.stack(list(hidden) + [eye] * (cap - len(hidden)), axis=-3)
+    return Stacked(first, stack, weights[-1]), len(hidden)
+
+
+def unstack_layers(w: Stacked, n_hidden: int) -> tuple:
+    """The layers of a :class:`Stacked` network as a tuple (the inverse of :func:`stack_layers`)."""
+    return (w.first,) + tuple(w.hidden[..., j, :, :] for j in range(int(n_hidden))) + (w.last,)
+
+
+def _at(stack: Array, j: Array) -> Array:
+    """``stack[j]`` as a plain dynamic slice (``0 <= j < len(stack)``). Its index is the very
+    one :func:`_put` writes with, so XLA sees a read-modify-write of one slice and updates the
+    stack in place; an index that wraps negative values (``stack[j]``, ``dynamic_index_in_dim``)
+    made it copy the whole stack at every layer (7x slower at 29 layers, measured)."""
+    z = jnp.zeros((), jnp.int32)
+    j = jnp.asarray(j, jnp.int32)
+    return jax.lax.dynamic_slice(stack, (j,) + (z,) * (stack.ndim - 1), (1,) + stack.shape[1:])[0]
+
+
+def _put(stack: Array, x: Array, j: Array) -> Array:
+    """``stack.at[j].set(x)`` as a plain dynamic update slice (see :func:`_at`)."""
+    z = jnp.zeros((), jnp.int32)
+    j = jnp.asarray(j, jnp.int32)
+    return jax.lax.dynamic_update_slice(stack, x[None], (j,) + (z,) * (stack.ndim - 1))
+
+
+STACK_UNROLL = 1
+
+
+def _loop(n: Array, body: Callable[[Array, Any], Any], init: Any, unroll: int | None = None) -> Any:
+    """``fori_loop(0, n, body, init)`` with a traced ``n``, ``unroll`` iterations per trip of the
+    compiled loop (and the remainder one by one): XLA's CPU loop costs tens of microseconds a trip,
+    more than a small layer's work."""
+    k = STACK_UNROLL if unroll is None else int(unroll)
+
+    def block(b, c):
+        for u in range(k):
+            c = body(b * k + u, c)
+        return c
+
+    c = jax.lax.fori_loop(0, n // k, block, init)
+    return jax.lax.fori_loop((n // k) * k, n, body, c)
+
+
+class StackedKernels:
+    """The step of :func:`make_runner` on :class:`Stacked` weights, as XLA operations: the
+    top-down products and the bottom-up update of :func:`_factors` (output side narrow) walked
+    by ``fori_loop`` over the ``n_hidden`` used layers of the stack, with the same products in
+    the same order (so the same numbers as the tuple layout, to rounding). Quacks like a module
+    of fused kernels (``top_down``, ``bottom_up``) for :func:`_step`."""
+
+    def __init__(self, n_hidden: Array):
+        self.n = jnp.asarray(n_hidden, jnp.int32)
+
+    def product(self, w: Stacked) -> Array:
+        """The end-to-end map ``last @ hidden[L-1] @ ... @ hidden[0] @ first``."""
+        acc = _loop(self.n, lambda i, a: a @ _at(w.hidden, self.n - 1 - i), w.last)
+        return acc @ w.first
+
+    def top_down(self, w: Stacked) -> list:
+        """``[P_1, Pstack]`` with ``P_1`` the end-to-end map and ``Pstack[j] = P_{j+2} = last @
+        hidden[L-1] @ ... @ hidden[j]`` (r x h; entries j >= L unused)."""
+        n = self.n
+
+        def body(i, c):
+            acc, ps = c
+            j = n - 1 - i
+            acc = acc @ _at(w.hidden, j)
+            return acc, _put(ps, acc, j)
+
+        ps0 = jnp.zeros((w.hidden.shape[0],) + w.last.shape, w.last.dtype)
+        acc, ps = _loop(n, body, (w.last, ps0))
+        return [acc @ w.first, ps]
+
+    def bottom_up(self, lr: Array, g: Array, ps: Sequence[Array], w: Stacked) -> Stacked:
+        """``W_l - lr P_{l+1}^T M_l`` for every layer (``M_1 = g``, ``M_{l+1} = M_l W_l^T`` with
+        the old weights, ``P_{L+3} = I``), as :func:`_update` writes it. Two loops over the stack:
+        the ``M_l`` first (reading it), then the updates (each reads only the layer it writes).
+        In one loop the old layer feeds both ``M_{l+1}`` and its own update, and XLA then copies
+        the whole stack at every layer (7x slower at 29 layers, measured)."""
+        (pst,) = ps
+        n, cap = self.n, w.hidden.shape[0]
+
+        def coef(j):  # P_{j+2}: the stack's entry j for j < L, else the last layer
+            return jnp.where(j < n, _at(pst, jnp.minimum(j, cap - 1)), w.last)
+
+        def m_body(j, c):
+            m, ms = c
+            return m @ _at(w.hidden, j).T, _put(ms, m, j)
+
+        ms0 = jnp.zeros((cap,) + w.last.shape, w.last.dtype)
+        m_top, ms = _loop(n, m_body, (g @ w.first.T, ms0))
+        hidden = _loop(
+            n, lambda j, hid: _put(hid, _update(_at(hid, j), lr, coef(j + 1).T, _at(ms, j)), j), w.hidden)
+        return Stacked(_update(w.first, lr, coef(0).T, g), hidden, w.last - lr * m_top)
+
+
+def make_stacked_runner(
+    stats: Stats,
+    *,
+    record_every: int,
+    n_records: int,
+    u: Array | None = None,
+    v: Array | None = None,
+    diverge_factor: float = 1e4,
+) -> Any:
+    """``run(state, lr, threshold, n_hidden) -> (state, Records)``: :func:`make_runner` on a state
+    whose weights are :class:`Stacked` (:func:`stack_layers`), with the hidden-layer count a
+    traced argument: one compilation serves every depth up to the stack's capacity (vmap it with
+    ``n_hidden`` shared by the batch, ``in_axes=None``: a batched count would make the loops run
+    to the largest count with selects on every weight). XLA operations (:class:`StackedKernels`)."""
+    record_every = int(record_every)
+    n_records = int(n_records)
+
+    def run(state: TrainState, lr: Array, threshold: Array, n_hidden: Array) -> tuple[TrainState, Records]:
+        lr = jnp.asarray(lr, state.loss_ref.dtype)
+        threshold = jnp.asarray(threshold, state.loss_ref.dtype)
+        kern = StackedKernels(n_hidden)
+        return jax.lax.scan(lambda st, _: _block(st, lr, threshold, stats, lambda w: kern, diverge_factor, record_every,
+                                                 u, v, prod=kern.product),
+                            state, None, length=n_records)
+
+    return run
 
 
 def evaluate(state: TrainState, stats: Stats, u: Array | None = None, v: Array | None = None) -> Records:
