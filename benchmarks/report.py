@@ -243,14 +243,15 @@ def _render_flops(d: dict, lines: list) -> str:
 
 def _render_stacked(d: dict, lines: list) -> str:
     c = d["config"]
-    lines += [f"One program for every depth (hidden stack of {c['capacity']} layers) vs one per depth, XLA step, "
-              f"{c['members']} members vmapped, {c['hidden']} hidden, {c['n_in']} inputs, {c['dtype']}; first call = "
-              "trace + compile + one call of " + str(c["steps_per_call"]) + " steps (compilation cache off)", ""]
-    lines += ["| depth | first call, tuple | first call, stacked | step, tuple | step, stacked | stacked / tuple |",
-              "| --- | --- | --- | --- | --- | --- |"]
+    names = list(d["stacked_layout"][0]["layouts"])
+    lines += [f"One program for every depth (`stacked`: a hidden stack of {c['capacity']} layers) vs one per depth "
+              f"(`tuple`), {c['members']} members vmapped, {c['hidden']} hidden, {c['n_in']} inputs, {c['dtype']}; "
+              f"each cell: first call (trace + compile + one call of {c['steps_per_call']} steps, compilation cache "
+              "off; the stacked program compiles at the first depth only) / median time per step", ""]
+    lines += ["| depth | " + " | ".join(n.replace("_", ", ") for n in names) + " |", "| --- " * (len(names) + 1) + "|"]
     for r in d["stacked_layout"]:
-        lines.append(f"| {r['depth']} | {r['tuple_first_call_s']:.2f} s | {r['stacked_first_call_s']:.2f} s | "
-                     f"{r['tuple_step_s'] * 1e3:.2f} ms | {r['stacked_step_s'] * 1e3:.2f} ms | {r['stacked_over_tuple']:.2f} x |")
+        cells = [f"{r['layouts'][n]['first_call_s']:.2f} s / {r['layouts'][n]['step_s'] * 1e3:.2f} ms" for n in names]
+        lines.append(f"| {r['depth']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 

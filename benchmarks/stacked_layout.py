@@ -9,7 +9,8 @@ hidden layers as one capacity stack walked by loops with a traced count (one pro
 depth). Both run the same products in the same order (bit-identical in float64, tested). Timed side by
 side in one process, per depth: the first call (trace, lowering, XLA compilation and the run:
 the stacked program compiles at the first depth only, later depths reuse it) and the median per
-step of later calls, float32, XLA step, the batch vmapped, with the stacked/tuple ratio.
+step of later calls, float32, the batch vmapped, on XLA and on the native kernels (where they
+build), each layout.
 """
 
 from __future__ import annotations
@@ -42,9 +43,14 @@ def main(argv: list[str] | None = None) -> dict:
     stats = Stats(lam, jnp.asarray(rng.standard_normal((n_out, n_in)), dt), jnp.asarray(1e4, dt))
     lrs = jnp.full((members,), 1e-7, dt)  # too small to cross or diverge: every call takes all its steps
     cap = max(depths) - 3
-    tup_run = linear.make_runner(stats, record_every=10, n_records=steps // 10)
-    stk = jax.jit(jax.vmap(linear.make_stacked_runner(stats, record_every=10, n_records=steps // 10),
-                           in_axes=(0, 0, None, None)))
+    from dlnjax.networks import engines
+    from dlnjax.networks.engines.native import NativeStacked
+    from dlnjax.networks.kernels import native
+
+    kinds = ["xla"] + (["native"] if native.available() else [])
+    stacked_fns = {k: jax.jit(jax.vmap(linear.make_stacked_runner(
+        stats, record_every=10, n_records=steps // 10, kernels=NativeStacked if k == "native" else linear.StackedKernels),
+        in_axes=(0, 0, None, None))) for k in kinds}
     rows, out = [], []
     for depth in depths:
         widths = (n_in,) + (hidden,) * (depth - 2) + (n_out,)
@@ -52,9 +58,15 @@ def main(argv: list[str] | None = None) -> dict:
         s0 = jax.vmap(lambda w: linear.init_state(w, stats))(ws)
         stacked, n_hidden = linear.stack_layers(ws, cap)
         s1 = s0._replace(weights=stacked)
-        tup = jax.jit(jax.vmap(tup_run, in_axes=(0, 0, None)))  # a new program per depth, as the apps build it
+        calls = {}
+        for k in kinds:
+            # a new program per depth for the tuple of layers, as the apps build it; one for all depths stacked
+            tup = jax.jit(jax.vmap(engines.make_runner(stats, record_every=10, n_records=steps // 10, engine=k),
+                                   in_axes=(0, 0, None)))
+            calls[f"tuple_{k}"] = (lambda f: lambda: f(s0, lrs, -jnp.inf))(tup)
+            calls[f"stacked_{k}"] = (lambda f: lambda: f(s1, lrs, -jnp.inf, n_hidden))(stacked_fns[k])
         res = {}
-        for name, call in (("tuple", lambda: tup(s0, lrs, -jnp.inf)), ("stacked", lambda: stk(s1, lrs, -jnp.inf, n_hidden))):
+        for name, call in calls.items():
             t0 = time.perf_counter()
             block(call())
             first = time.perf_counter() - t0
@@ -64,11 +76,9 @@ def main(argv: list[str] | None = None) -> dict:
                 block(call())
                 times.append(time.perf_counter() - t0)
             res[name] = {"first_call_s": first, "step_s": float(np.median(times)) / steps}
-        ratio = res["stacked"]["step_s"] / res["tuple"]["step_s"]
-        out.append({"depth": depth, **{f"{k}_{q}": v[q] for k, v in res.items() for q in v}, "stacked_over_tuple": ratio})
-        rows.append((depth, f"{res['tuple']['first_call_s']:.2f} s", f"{res['stacked']['first_call_s']:.2f} s",
-                     f"{res['tuple']['step_s'] * 1e3:.2f} ms", f"{res['stacked']['step_s'] * 1e3:.2f} ms", f"{ratio:.2f} x"))
-    print(table(rows, ("depth", "first call, tuple", "first call, stacked", "step, tuple", "step, stacked", "stacked / tuple")))
+        out.append({"depth": depth, "layouts": res})
+        rows.append((depth, *(f"{res[n]['first_call_s']:.2f} s / {res[n]['step_s'] * 1e3:.2f} ms" for n in calls)))
+    print(table(rows, ("depth", *(f"{n}: first call / step" for n in calls))))
     payload = {"stacked_layout": out, "config": {"n_in": n_in, "hidden": hidden, "n_out": n_out, "members": members,
                                                  "capacity": cap, "steps_per_call": steps, "dtype": "float32"}}
     write("stacked_layout", payload)

@@ -223,3 +223,37 @@ def test_native_batch_sharded_over_four_devices_equals_one_device(monkeypatch):
     four = json.loads(r.stdout.strip().splitlines()[-1])
     assert four["devices"] == 4
     assert_close(np.asarray(four["loss"]), np.asarray(one["loss"]), rtol=SHARDED_RTOL[F64])
+
+
+@needs_native
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_stacked_layout_on_the_native_kernels_equals_the_tuple_of_layers(dtype):
+    """The stacked layout's native kernels (depths 3, 4 and 6 in a stack of 4, the layer count
+    traced) against the native kernels on the tuple of layers: the same loops in the same order,
+    so the same bits, every weight and every recorded loss over 60 steps (rates that move the
+    loss, one that diverges); the stack's unused layers untouched; and against the stacked XLA
+    step to the dtype's tolerance."""
+    from dlnjax.networks.engines.native import NativeStacked
+
+    dt = jnp.dtype(dtype)
+    lrs = jnp.asarray([1e-3, 3e-3, 1e2], dt)
+    for depth in (3, 4, 6):
+        st, w = _problem((9,) + (7,) * (depth - 2) + (3,), dt, seed=depth)
+        batch = tuple(jnp.broadcast_to(x, (3,) + x.shape) for x in w)
+        states = jax.vmap(lambda ws: linear.init_state(ws, st))(batch)
+        tup = jax.jit(jax.vmap(engines.make_runner(st, record_every=5, n_records=12, engine="native"), in_axes=(0, 0, None)))
+        a, ra = tup(states, lrs, -jnp.inf)
+        stacked, n = linear.stack_layers(batch, 4)
+        stk = linear.make_stacked_runner(st, record_every=5, n_records=12, kernels=NativeStacked)
+        b, rb = jax.jit(jax.vmap(stk, in_axes=(0, 0, None, None)))(states._replace(weights=stacked), lrs, -jnp.inf, n)
+        for x, y in zip(a.weights, linear.unstack_layers(b.weights, n)):
+            np.testing.assert_array_equal(x, y)
+        np.testing.assert_array_equal(ra.loss, rb.loss)
+        assert bool(a.diverged[2]) and not bool(a.diverged[0])
+        assert float(ra.loss[1, -1]) < 0.9 * float(ra.loss[1, 0])  # the loss moved
+        np.testing.assert_array_equal(b.weights.hidden[:, n:], jnp.broadcast_to(jnp.eye(7, dtype=dt), (3, 4 - n, 7, 7)))
+        xla = jax.jit(jax.vmap(linear.make_stacked_runner(st, record_every=5, n_records=12), in_axes=(0, 0, None, None)))
+        c, rc = xla(states._replace(weights=stacked), lrs, -jnp.inf, n)
+        assert_close(rc.loss[:2], rb.loss[:2], dtype=dtype)
+        for x, y in zip(jax.tree_util.tree_leaves(c.weights), jax.tree_util.tree_leaves(b.weights)):
+            assert_close(x[:2], y[:2], dtype=dtype)

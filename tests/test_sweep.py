@@ -245,7 +245,7 @@ def test_stacked_layout_gives_the_tuple_layouts_runs_with_one_compilation_for_al
     products in the same order); and the three depths share one compiled program (the batch is
     kept whole, shrink=False, so it has one size)."""
     lrs = np.array([0.004, 0.008, 0.016, 0.032, 0.064, 40.0, 0.002, 0.001])  # 40 diverges
-    key = (10, 10, "vmap", True)
+    key = (10, 10, "vmap", True, linear.StackedKernels)
     sweep._STACKED_STEPS.pop(key, None)
     learned = 0
     for depth in (3, 4, 6):
@@ -291,3 +291,11 @@ def test_stacked_run_resumes_exactly_and_refuses_a_snapshot_of_the_other_layout(
     np.testing.assert_array_equal(again.learning_time, full.learning_time)
     with pytest.raises(sweep.SnapshotMismatch, match="does not match"):
         sweep.run_batch(stats, batch, lrs, resume=snaps[2], **kw)  # a stacked snapshot, a tuple run
+
+
+def test_stack_capacity_pads_small_layers_to_the_sweep_and_wide_ones_per_power_of_two():
+    assert sweep.stack_capacity(0, 29, 4096) == 29  # 32 x 32 float32 layers: one program for depths 3..32
+    assert sweep.stack_capacity(29, 29, 4096) == 29
+    wide = 4_000_000  # 1000 x 1000 float32
+    assert [sweep.stack_capacity(n, 97, wide) for n in (0, 1, 3, 5, 9, 70, 97)] == [1, 1, 4, 8, 16, 97, 97]
+    assert sweep.stack_capacity(3, 97, wide, pad_bytes=10**12) == 97

@@ -121,23 +121,41 @@ _STACKED_STEPS: dict = {}
 _STACKED_LOCK = threading.Lock()
 
 
-def stacked_step(record_every: int, n_records: int, mode: str, donate: bool) -> Callable:
+def stacked_step(record_every: int, n_records: int, mode: str, donate: bool, kernels: Callable = linear.StackedKernels
+                 ) -> Callable:
     """The jitted batch step on :class:`dlnjax.networks.linear.Stacked` weights, ``step(states, lrs,
-    threshold, n_hidden, stats)``: one function per (record_every, n_records, mode, donate) for the
-    whole process, with the statistics an argument (not a constant of the program), so every depth
-    up to the stack's capacity, and every call of :func:`run_batch`, reuses one compilation per batch
-    size."""
-    key = (int(record_every), int(n_records), mode, bool(donate))
+    threshold, n_hidden, stats)``: one function per (record_every, n_records, mode, donate, kernels)
+    for the whole process, with the statistics an argument (not a constant of the program), so
+    every depth up to the stack's capacity, and every call of :func:`run_batch`, reuses one
+    compilation per batch size. ``kernels``: an engine's
+    :meth:`~dlnjax.networks.engines.base.FullWidthBase.stacked_kernels`."""
+    key = (int(record_every), int(n_records), mode, bool(donate), kernels)
     with _STACKED_LOCK:
         if key not in _STACKED_STEPS:
             def step(states, lrs, thr, n_hidden, stats):
-                run = linear.make_stacked_runner(stats, record_every=key[0], n_records=key[1])
+                run = linear.make_stacked_runner(stats, record_every=key[0], n_records=key[1], kernels=kernels)
                 if mode == "vmap":
                     return jax.vmap(run, in_axes=(0, 0, None, None))(states, lrs, thr, n_hidden)
                 return jax.lax.map(lambda a: run(a[0], a[1], thr, n_hidden), (states, lrs))
 
             _STACKED_STEPS[key] = jax.jit(step, donate_argnums=(0,) if donate else ())
         return _STACKED_STEPS[key]
+
+
+# identity layers a member may carry beyond its own depth in the stacked layout, in bytes (see
+# stack_capacity): at 32 hidden units the stack of a 32-layer sweep pads a depth-3 member by 0.1 MB
+STACK_PAD_BYTES = 32_000_000
+
+
+def stack_capacity(n_hidden: int, capacity: int, layer_bytes: int, pad_bytes: int = STACK_PAD_BYTES) -> int:
+    """The hidden-stack capacity a batch of ``n_hidden`` hidden layers runs with in a sweep whose
+    deepest network has ``capacity``: that one (one program for every depth) while the padding
+    costs at most ``pad_bytes`` per member, else the next power of two at or above ``n_hidden``
+    (wide layers: at most twice a depth's own memory, one program per power of two)."""
+    n_hidden, capacity = int(n_hidden), max(int(capacity), int(n_hidden), 1)
+    if (capacity - n_hidden) * int(layer_bytes) <= pad_bytes:
+        return capacity
+    return min(capacity, 1 << max(n_hidden - 1, 0).bit_length())
 
 
 class SnapshotMismatch(ValueError):
@@ -196,14 +214,15 @@ def run_batch(
     an exact change of variables that makes the step's ``W Sigma11`` elementwise; the results
     (learning times, loss curves) are those of the original network, to rounding.
 
-    ``capacity`` (an int): when the step runs as XLA operations (the engine's kernels for these
-    networks are None) and the hidden layers are square of one width, hold them as one stack of
-    ``capacity`` layers (:class:`dlnjax.networks.linear.Stacked`) with the layer count a traced
-    argument, so one compiled program per batch size serves every depth up to ``capacity + 2``
-    layers and every call (:func:`stacked_step`); the same numbers as the tuple layout, to
-    rounding (tested bit-identical in float64). Off by default: on a CPU its looped step costs
-    1.1x (depth 3) to 2.8x (depth 32) the unrolled one at 32 hidden units (docs/benchmarks.md),
-    more than the compilations it saves."""
+    ``capacity`` (an int, the most hidden layers of any network of the sweep): when the hidden
+    layers are square of one width, hold them as one stack (:class:`dlnjax.networks.linear.Stacked`)
+    with the layer count a traced argument, so one compiled program per batch size serves every
+    depth up to ``capacity + 2`` layers and every call (:func:`stacked_step`; wide layers get a
+    stack per power of two instead, :func:`stack_capacity`). The engine's
+    :meth:`~dlnjax.networks.engines.base.FullWidthBase.stacked_kernels` run it: the native kernels
+    (``auto`` where they build, or ``native``; the same bits as on the tuple of layers) or XLA's
+    loops (``xla``; the same numbers as its tuple step, but 1.1x to 2.8x slower per step on a CPU:
+    docs/benchmarks.md); an engine without them (``pallas``) runs the tuple of layers."""
     dtype = stats.sigma11.dtype
     if rotation is not None:
         from dlnjax.networks import compressed
@@ -220,13 +239,20 @@ def run_batch(
     engine = engines.resolve(engine)
     fused = engines.fused(engine, member_shapes(weights))
     member_bytes = sum(int(w[0].nbytes) for w in weights)
-    layout = 0  # 0: the tuple of layers; k > 0: a hidden stack of capacity k
-    if capacity is not None and not fused and linear.stackable(weights):
-        layout = max(int(capacity), 1)
+    layout, make = 0, None  # layout 0: the tuple of layers; k > 0: a hidden stack of capacity k
+    if capacity is not None and linear.stackable(weights):
+        try:
+            make = engines.get(engine).stacked_kernels(member_shapes(weights))
+        except (ValueError, RuntimeError):  # no stacked kernels on this engine: the tuple of layers (which
+            make = None                      # raises, saying why, if the engine cannot run these at all)
+    if make is not None:
+        layout = stack_capacity(len(weights) - 2, capacity, int(weights[1][0].nbytes) if len(weights) > 2 else 0)
         stacked, n_hidden = linear.stack_layers(states.weights, layout)
         states = states._replace(weights=stacked)
-        mode = "map" if (jax.default_backend() == "cpu" and member_bytes >= MAP_MIN_BYTES_CPU) else "vmap"
-        stacked_fn = stacked_step(record_every, chunk_steps // record_every, mode, True)
+        native = make is not linear.StackedKernels
+        big = member_bytes >= MAP_MIN_BYTES_CPU
+        mode = "map" if (jax.default_backend() == "cpu" and big and not native) else "vmap"
+        stacked_fn = stacked_step(record_every, chunk_steps // record_every, mode, True, make)
         n_hid = jnp.asarray(n_hidden, jnp.int32)
         step_fn = lambda st, lr, thr: stacked_fn(st, lr, thr, n_hid, stats)  # noqa: E731
     else:

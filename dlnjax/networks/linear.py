@@ -413,19 +413,23 @@ def make_stacked_runner(
     u: Array | None = None,
     v: Array | None = None,
     diverge_factor: float = 1e4,
+    kernels: Callable[[Array], StackedKernels] | None = None,
 ) -> Any:
     """``run(state, lr, threshold, n_hidden) -> (state, Records)``: :func:`make_runner` on a state
     whose weights are :class:`Stacked` (:func:`stack_layers`), with the hidden-layer count a
     traced argument: one compilation serves every depth up to the stack's capacity (vmap it with
     ``n_hidden`` shared by the batch, ``in_axes=None``: a batched count would make the loops run
-    to the largest count with selects on every weight). XLA operations (:class:`StackedKernels`)."""
+    to the largest count with selects on every weight). ``kernels(n_hidden)`` computes the step:
+    :class:`StackedKernels` (XLA operations, the default) or an engine's
+    (:meth:`dlnjax.networks.engines.base.FullWidthBase.stacked_kernels`)."""
+    make = kernels or StackedKernels
     record_every = int(record_every)
     n_records = int(n_records)
 
     def run(state: TrainState, lr: Array, threshold: Array, n_hidden: Array) -> tuple[TrainState, Records]:
         lr = jnp.asarray(lr, state.loss_ref.dtype)
         threshold = jnp.asarray(threshold, state.loss_ref.dtype)
-        kern = StackedKernels(n_hidden)
+        kern = make(n_hidden)
         return jax.lax.scan(lambda st, _: _block(st, lr, threshold, stats, lambda w: kern, diverge_factor, record_every,
                                                  u, v, prod=kern.product),
                             state, None, length=n_records)

@@ -35,10 +35,11 @@ class Config(RandomStartProtocol):
     checkpoint_every: int = 5000  # steps between saves of the training state (0: finished depths only)
     # the decoupled reference runs on the exact compressed engine (its own batch); false: full width
     compress: bool = True
-    # the full-width batch on the XLA step with one hidden stack for every depth (one compilation
-    # per batch size for all depths; dlnjax.measure.sweep.run_batch's ``capacity``). Off: on a CPU
-    # the looped step costs more than the compilations it saves (docs/benchmarks.md)
-    stack_depths: bool = False
+    # the full-width batch with its hidden layers as one stack for every depth (one compilation
+    # per batch size for all depths: dlnjax.measure.sweep.run_batch's ``capacity``), on the native
+    # kernels where they build (engine=auto/native), else XLA's loops; false: a program per depth
+    # (docs/benchmarks.md, "One compilation across depths")
+    stack_depths: bool = True
 
 
 def check(cfg: DictConfig) -> None:

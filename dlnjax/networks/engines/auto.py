@@ -26,3 +26,11 @@ class Auto(FullWidthBase):
         total = sum(int(np.prod(w.shape)) * jnp.dtype(w.dtype).itemsize for w in weights)
         big = total >= NATIVE_MIN_BYTES and total >= NATIVE_MIN_LAYER_BYTES * len(weights)
         return _native if (_native.supports(weights) and big and _native.available()) else None
+
+    def stacked_kernels(self, weights):
+        """The stacked layout on the native kernels whenever they take these shapes here (at 32
+        hidden units they beat XLA's looped step at every depth, docs/benchmarks.md), else XLA."""
+        from dlnjax.networks import linear
+        from dlnjax.networks.engines.native import NativeStacked
+
+        return NativeStacked if (_native.supports(weights) and _native.available()) else linear.StackedKernels

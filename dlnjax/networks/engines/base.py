@@ -81,6 +81,15 @@ class FullWidthBase:
     def kernels(self, weights: Sequence[Array]) -> Any:
         raise NotImplementedError
 
+    def stacked_kernels(self, weights: Sequence[Array]) -> Callable[[Array], Any]:
+        """For the stacked layout (:class:`dlnjax.networks.linear.Stacked`, one compilation for every
+        depth) of networks with these (per-member) layers: ``make(n_hidden)``, the object whose
+        ``product`` / ``top_down`` / ``bottom_up`` run a step; raises, saying why, when this engine
+        has none. Default: XLA operations (:class:`dlnjax.networks.linear.StackedKernels`)."""
+        from dlnjax.networks import linear
+
+        return linear.StackedKernels
+
     def init_state(self, start: Sequence[Array], stats: Any, **options: Any) -> Any:
         from dlnjax.networks import linear
 

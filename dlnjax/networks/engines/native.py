@@ -5,8 +5,23 @@ from __future__ import annotations
 
 import jax
 
+from dlnjax.networks import linear
 from dlnjax.networks.kernels import native as _native
 from dlnjax.networks.engines.base import FullWidthBase, fused_kernels_for
+
+
+class NativeStacked(linear.StackedKernels):
+    """The stacked layout's step on the fused kernels (:func:`dlnjax.networks.kernels.native.top_down_stacked`,
+    :func:`~dlnjax.networks.kernels.native.bottom_up_stacked`): the same loops over rows as the
+    tuple of layers, the layer count read at run time (the end-to-end map of the records stays
+    :class:`~dlnjax.networks.linear.StackedKernels`' XLA loop)."""
+
+    def top_down(self, w: linear.Stacked) -> list:
+        return _native.top_down_stacked(w.first, w.hidden, w.last, self.n)
+
+    def bottom_up(self, lr, g, ps, w: linear.Stacked) -> linear.Stacked:
+        (pst,) = ps
+        return linear.Stacked(*_native.bottom_up_stacked(lr, g, pst, w.first, w.hidden, w.last, self.n))
 
 
 class Native(FullWidthBase):
@@ -21,3 +36,7 @@ class Native(FullWidthBase):
 
     def kernels(self, weights):
         return fused_kernels_for(self, _native, weights)
+
+    def stacked_kernels(self, weights):
+        fused_kernels_for(self, _native, weights)
+        return NativeStacked

@@ -48,6 +48,10 @@ TARGETS = {
     ("top_down", "float64"): "DlnjaxTopDownF64",
     ("bottom_up", "float32"): "DlnjaxBottomUpF32",
     ("bottom_up", "float64"): "DlnjaxBottomUpF64",
+    ("top_down_stacked", "float32"): "DlnjaxTopDownStackedF32",
+    ("top_down_stacked", "float64"): "DlnjaxTopDownStackedF64",
+    ("bottom_up_stacked", "float32"): "DlnjaxBottomUpStackedF32",
+    ("bottom_up_stacked", "float64"): "DlnjaxBottomUpStackedF64",
 }
 
 _state: dict[str, Any] = {"tried": False, "ok": False, "reason": "not built yet", "path": None}
@@ -262,3 +266,26 @@ def bottom_up(lr: Array, g: Array, ps: Sequence[Array], weights: Sequence[Array]
     call = jax.ffi.ffi_call(_target("bottom_up", dt, g.shape[-2]), shapes, vmap_method="broadcast_all",
                             input_output_aliases=aliases)
     return tuple(call(jnp.asarray(lr, dt), g, *ps, *weights))
+
+
+def top_down_stacked(first: Array, hidden: Array, last: Array, n_hidden: Array) -> list[Array]:
+    """:func:`top_down` on the stacked layout (:class:`dlnjax.networks.linear.Stacked`): ``[P_1,
+    Pstack]`` with ``Pstack[j] = P_{j+2}`` for the ``n_hidden`` used layers (the rest of the stack
+    is not written). ``n_hidden`` is an int32 (traced): one compiled program for every depth."""
+    dt = last.dtype
+    r = last.shape[-2]
+    shapes = [jax.ShapeDtypeStruct(last.shape[:-2] + (r, first.shape[-1]), dt),
+              jax.ShapeDtypeStruct(hidden.shape[:-2] + (r, hidden.shape[-1]), dt)]
+    call = jax.ffi.ffi_call(_target("top_down_stacked", dt, r), shapes, vmap_method="broadcast_all")
+    return list(call(first, hidden, last, jnp.asarray(n_hidden, jnp.int32)))
+
+
+def bottom_up_stacked(lr: Array, g: Array, pst: Array, first: Array, hidden: Array, last: Array,
+                      n_hidden: Array) -> tuple[Array, Array, Array]:
+    """:func:`bottom_up` on the stacked layout: the updated ``(first, hidden, last)``, aliasing
+    the inputs (the stack's unused layers are left as they are)."""
+    dt = last.dtype
+    shapes = [jax.ShapeDtypeStruct(a.shape, dt) for a in (first, hidden, last)]
+    call = jax.ffi.ffi_call(_target("bottom_up_stacked", dt, g.shape[-2]), shapes, vmap_method="broadcast_all",
+                            input_output_aliases={3: 0, 4: 1, 5: 2})
+    return tuple(call(jnp.asarray(lr, dt), g, pst, first, hidden, last, jnp.asarray(n_hidden, jnp.int32)))

@@ -549,24 +549,27 @@ inline T* member(const ffi::AnyBuffer& buf, int64_t b) {
 constexpr int64_t kTopDownChunkRows = 128;
 constexpr int64_t kTopDownMaxChunks = 16;
 
+// One member's network as pointers: layer l (0-based, input side first) is w[l] (dims[l].rows x
+// dims[l].cols). The variadic kernels (a tuple of layers) and the stacked ones (first layer, a
+// capacity stack of square hidden layers with a count, last layer) both run these.
+template <typename T>
+struct Layers {
+  std::vector<const T*> w;  // the weights (read)
+  std::vector<T*> out;      // top-down: P_{l+1} for l < n-1; bottom-up: the updated weights
+  std::vector<Mat> dims;
+  std::vector<const T*> coef;  // bottom-up: P_{l+2} for l < n-1 (the last layer's own weights for l = n-2)
+};
+
 template <typename T, int R>
-ffi::Error top_down(ffi::RemainingArgs args, ffi::RemainingRets rets, int64_t b) {
-  // args: W_1 ... W_N; rets: P_1 ... P_{N-1}
-  const int64_t n = static_cast<int64_t>(args.size());
-  if (static_cast<int64_t>(rets.size()) != n - 1) return ffi::Error::InvalidArgument("top_down: expected N-1 results");
-  auto wN = args.get<ffi::AnyBuffer>(n - 1);
-  if (!wN) return wN.error();
-  const T* a = member<T>(*wN, b);
+void top_down_layers(const Layers<T>& L) {
+  // P_N = W_N; P_{l+1} = P_{l+2} W_{l+1} written to out[l], from the output side
+  const int64_t n = static_cast<int64_t>(L.w.size());
+  const T* a = L.w[n - 1];
   Scratch<T> partial;
   for (int64_t l = n - 2; l >= 0; --l) {
-    auto w = args.get<ffi::AnyBuffer>(l);
-    auto out = rets.get<ffi::AnyBuffer>(l);
-    if (!w) return w.error();
-    if (!out) return out.error();
-    const Mat wm = mat_of(*w);
-    const int64_t m = wm.rows, cols = wm.cols;
-    const T* wp = member<T>(*w, b);
-    T* op = member<T>(**out, b);
+    const int64_t m = L.dims[l].rows, cols = L.dims[l].cols;
+    const T* wp = L.w[l];
+    T* op = L.out[l];
     const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(kTopDownMaxChunks, m / kTopDownChunkRows));
     const int64_t per = (m + chunks - 1) / chunks;
     const int64_t ld = padded_ld<T>(cols), block = R * ld;
@@ -589,48 +592,24 @@ ffi::Error top_down(ffi::RemainingArgs args, ffi::RemainingRets rets, int64_t b)
     });
     a = op;
   }
-  return ffi::Error::Success();
 }
 
 template <typename T, int R>
-ffi::Error bottom_up(ffi::AnyBuffer lr_buf, ffi::AnyBuffer g, ffi::RemainingArgs args, ffi::RemainingRets rets,
-                     int64_t b) {
-  // args: P_2 ... P_{N-1}, W_1 ... W_N (2N - 2 buffers); rets: W_1' ... W_N'. The factor of layer
-  // N-1 is P_N = W_N itself, read before W_N is updated (the last layer is updated last).
-  const int64_t n = static_cast<int64_t>(rets.size());
-  if (n < 2 || static_cast<int64_t>(args.size()) != 2 * n - 2)
-    return ffi::Error::InvalidArgument("bottom_up: expected 2N-2 arguments for N >= 2 layers");
-  const T lr = lr_buf.element_count() > 1 ? reinterpret_cast<const T*>(lr_buf.untyped_data())[b]
-                                           : *reinterpret_cast<const T*>(lr_buf.untyped_data());
-  for (int64_t l = 0; l < n; ++l)
-    if (!args.get<ffi::AnyBuffer>(n - 2 + l)) return args.get<ffi::AnyBuffer>(n - 2 + l).error();
-  // M_l in padded scratch (see padded_ld); M_1 = G copied in
+void bottom_up_layers(const Layers<T>& L, T lr, const T* gp) {
+  // W_l <- W_l - lr P_{l+1}^T M_l from the input side, M_1 = G, M_{l+1} = M_l W_l^T (old weights)
+  const int64_t n = static_cast<int64_t>(L.w.size());
   int64_t ldmax = 1;
-  for (int64_t l = 0; l < n; ++l) {
-    auto w = args.get<ffi::AnyBuffer>(n - 2 + l);
-    ldmax = std::max(ldmax, padded_ld<T>(mat_of(*w).cols));
-  }
+  for (int64_t l = 0; l < n; ++l) ldmax = std::max(ldmax, padded_ld<T>(L.dims[l].cols));
   Scratch<T> mbuf[2] = {Scratch<T>(R * ldmax), Scratch<T>(R * ldmax)};
-  const int64_t n1 = mat_of(g).cols;
+  const int64_t n1 = L.dims[0].cols;
   int64_t ldm = padded_ld<T>(n1);
-  const T* gp = member<T>(g, b);
   for (int k = 0; k < R; ++k) std::copy(gp + k * n1, gp + (k + 1) * n1, mbuf[1].data() + k * ldm);
   const T* m = mbuf[1].data();
   for (int64_t l = 0; l < n; ++l) {
-    auto w = args.get<ffi::AnyBuffer>(n - 2 + l);
-    auto out = rets.get<ffi::AnyBuffer>(l);
-    if (!w) return w.error();
-    if (!out) return out.error();
-    const T* coef = nullptr;
-    if (l < n - 1) {
-      auto p = args.get<ffi::AnyBuffer>(l < n - 2 ? l : 2 * n - 3);
-      if (!p) return p.error();
-      coef = member<T>(*p, b);
-    }
-    const Mat wm = mat_of(*w);
-    const int64_t rows = wm.rows, cols = wm.cols;
-    const T* src = member<T>(*w, b);
-    T* dst = member<T>(**out, b);
+    const T* coef = l < n - 1 ? L.coef[l] : nullptr;
+    const int64_t rows = L.dims[l].rows, cols = L.dims[l].cols;
+    const T* src = L.w[l];
+    T* dst = L.out[l];
     T* mnext = (l < n - 1) ? mbuf[l % 2].data() : nullptr;
     const int64_t ldn = padded_ld<T>(rows);
     int64_t chunks = n_chunks_for(rows, kMinRowsPerChunk);
@@ -642,6 +621,125 @@ ffi::Error bottom_up(ffi::AnyBuffer lr_buf, ffi::AnyBuffer g, ffi::RemainingArgs
     m = mnext;
     ldm = ldn;
   }
+}
+
+template <typename T>
+inline T lr_of(const ffi::AnyBuffer& lr_buf, int64_t b) {
+  return lr_buf.element_count() > 1 ? reinterpret_cast<const T*>(lr_buf.untyped_data())[b]
+                                    : *reinterpret_cast<const T*>(lr_buf.untyped_data());
+}
+
+template <typename T, int R>
+ffi::Error top_down(ffi::RemainingArgs args, ffi::RemainingRets rets, int64_t b) {
+  // args: W_1 ... W_N; rets: P_1 ... P_{N-1}
+  const int64_t n = static_cast<int64_t>(args.size());
+  if (static_cast<int64_t>(rets.size()) != n - 1) return ffi::Error::InvalidArgument("top_down: expected N-1 results");
+  Layers<T> L;
+  for (int64_t l = 0; l < n; ++l) {
+    auto w = args.get<ffi::AnyBuffer>(l);
+    if (!w) return w.error();
+    L.w.push_back(member<T>(*w, b));
+    L.dims.push_back(mat_of(*w));
+    if (l < n - 1) {
+      auto out = rets.get<ffi::AnyBuffer>(l);
+      if (!out) return out.error();
+      L.out.push_back(member<T>(**out, b));
+    }
+  }
+  top_down_layers<T, R>(L);
+  return ffi::Error::Success();
+}
+
+template <typename T, int R>
+ffi::Error bottom_up(ffi::AnyBuffer lr_buf, ffi::AnyBuffer g, ffi::RemainingArgs args, ffi::RemainingRets rets,
+                     int64_t b) {
+  // args: P_2 ... P_{N-1}, W_1 ... W_N (2N - 2 buffers); rets: W_1' ... W_N'. The factor of layer
+  // N-1 is P_N = W_N itself, read before W_N is updated (the last layer is updated last).
+  const int64_t n = static_cast<int64_t>(rets.size());
+  if (n < 2 || static_cast<int64_t>(args.size()) != 2 * n - 2)
+    return ffi::Error::InvalidArgument("bottom_up: expected 2N-2 arguments for N >= 2 layers");
+  Layers<T> L;
+  for (int64_t l = 0; l < n; ++l) {
+    auto w = args.get<ffi::AnyBuffer>(n - 2 + l);
+    auto out = rets.get<ffi::AnyBuffer>(l);
+    if (!w) return w.error();
+    if (!out) return out.error();
+    L.w.push_back(member<T>(*w, b));
+    L.out.push_back(member<T>(**out, b));
+    L.dims.push_back(mat_of(*w));
+    if (l < n - 1) {
+      auto p = args.get<ffi::AnyBuffer>(l < n - 2 ? l : 2 * n - 3);
+      if (!p) return p.error();
+      L.coef.push_back(member<T>(*p, b));
+    }
+  }
+  bottom_up_layers<T, R>(L, lr_of<T>(lr_buf, b), member<T>(g, b));
+  return ffi::Error::Success();
+}
+
+// The stacked layout (dlnjax.networks.linear.Stacked): first (h x n_in), a stack (cap, h, h) of
+// which the first `count` are the hidden layers, last (r x h); count is an int32 per member (or
+// one for all). One compiled program then serves every depth up to cap + 2 layers.
+inline int64_t count_of(const ffi::AnyBuffer& c, int64_t b) {
+  const int32_t* p = reinterpret_cast<const int32_t*>(c.untyped_data());
+  return c.element_count() > 1 ? p[b] : p[0];
+}
+
+template <typename T>
+inline const T* stack_entry(const ffi::AnyBuffer& stack, int64_t b, int64_t j) {
+  auto d = stack.dimensions();
+  const size_t k = d.size();
+  const int64_t cap = d[k - 3], rows = d[k - 2], cols = d[k - 1];
+  return reinterpret_cast<const T*>(stack.untyped_data()) + (b * cap + j) * rows * cols;
+}
+
+inline int64_t capacity_of(const ffi::AnyBuffer& stack) {
+  auto d = stack.dimensions();
+  return d.size() >= 3 ? d[d.size() - 3] : 0;
+}
+
+template <typename T>
+Layers<T> stacked_layers(const ffi::AnyBuffer& first, const ffi::AnyBuffer& hidden, const ffi::AnyBuffer& last,
+                         int64_t count, int64_t b) {
+  Layers<T> L;
+  L.w.push_back(member<T>(first, b));
+  L.dims.push_back(mat_of(first));
+  const Mat h = mat_of(hidden);
+  for (int64_t j = 0; j < count; ++j) {
+    L.w.push_back(stack_entry<T>(hidden, b, j));
+    L.dims.push_back(h);
+  }
+  L.w.push_back(member<T>(last, b));
+  L.dims.push_back(mat_of(last));
+  return L;
+}
+
+template <typename T, int R>
+ffi::Error top_down_stacked(const ffi::AnyBuffer& first, const ffi::AnyBuffer& hidden, const ffi::AnyBuffer& last,
+                            const ffi::AnyBuffer& count_buf, ffi::AnyBuffer* p1, ffi::AnyBuffer* pst, int64_t b) {
+  const int64_t count = count_of(count_buf, b);
+  if (count < 0 || count > capacity_of(hidden)) return ffi::Error::InvalidArgument("top_down_stacked: count out of range");
+  Layers<T> L = stacked_layers<T>(first, hidden, last, count, b);
+  L.out.push_back(member<T>(*p1, b));
+  for (int64_t j = 0; j < count; ++j) L.out.push_back(const_cast<T*>(stack_entry<T>(*pst, b, j)));
+  top_down_layers<T, R>(L);
+  return ffi::Error::Success();
+}
+
+template <typename T, int R>
+ffi::Error bottom_up_stacked(const ffi::AnyBuffer& lr_buf, const ffi::AnyBuffer& g, const ffi::AnyBuffer& pst,
+                             const ffi::AnyBuffer& first, const ffi::AnyBuffer& hidden, const ffi::AnyBuffer& last,
+                             const ffi::AnyBuffer& count_buf, ffi::AnyBuffer* first_out, ffi::AnyBuffer* hidden_out,
+                             ffi::AnyBuffer* last_out, int64_t b) {
+  const int64_t count = count_of(count_buf, b);
+  if (count < 0 || count > capacity_of(hidden)) return ffi::Error::InvalidArgument("bottom_up_stacked: count out of range");
+  Layers<T> L = stacked_layers<T>(first, hidden, last, count, b);
+  L.out.push_back(member<T>(*first_out, b));
+  for (int64_t j = 0; j < count; ++j) L.out.push_back(const_cast<T*>(stack_entry<T>(*hidden_out, b, j)));
+  L.out.push_back(member<T>(*last_out, b));
+  for (int64_t j = 0; j < count; ++j) L.coef.push_back(stack_entry<T>(pst, b, j));
+  L.coef.push_back(member<T>(last, b));  // P_N = W_N, read before it is updated (last)
+  bottom_up_layers<T, R>(L, lr_of<T>(lr_buf, b), member<T>(g, b));
   return ffi::Error::Success();
 }
 
@@ -734,6 +832,39 @@ ffi::Error bottom_up_any(ffi::ThreadPool pool, ffi::AnyBuffer lr, ffi::AnyBuffer
   });
 }
 
+template <typename T>
+ffi::Error top_down_stacked_any(ffi::ThreadPool pool, ffi::AnyBuffer first, ffi::AnyBuffer hidden, ffi::AnyBuffer last,
+                                ffi::AnyBuffer count, ffi::Result<ffi::AnyBuffer> p1, ffi::Result<ffi::AnyBuffer> pst) {
+  UsePool use(&pool);
+  const int64_t batch = batch_of(last, 2);
+  if (count.element_count() != 1 && count.element_count() != static_cast<size_t>(batch))
+    return ffi::Error::InvalidArgument("top_down_stacked: one layer count, or one per member");
+  return with_rank(mat_of(last).rows, "top_down_stacked", [&](auto k) {
+    return for_each_member(batch, [&](int64_t b) {
+      return top_down_stacked<T, decltype(k)::value>(first, hidden, last, count, &*p1, &*pst, b);
+    });
+  });
+}
+
+template <typename T>
+ffi::Error bottom_up_stacked_any(ffi::ThreadPool pool, ffi::AnyBuffer lr, ffi::AnyBuffer g, ffi::AnyBuffer pst,
+                                 ffi::AnyBuffer first, ffi::AnyBuffer hidden, ffi::AnyBuffer last, ffi::AnyBuffer count,
+                                 ffi::Result<ffi::AnyBuffer> first_out, ffi::Result<ffi::AnyBuffer> hidden_out,
+                                 ffi::Result<ffi::AnyBuffer> last_out) {
+  UsePool use(&pool);
+  const int64_t batch = batch_of(g, 2);
+  if (lr.element_count() != 1 && lr.element_count() != static_cast<size_t>(batch))
+    return ffi::Error::InvalidArgument("bottom_up_stacked: one learning rate, or one per member");
+  if (count.element_count() != 1 && count.element_count() != static_cast<size_t>(batch))
+    return ffi::Error::InvalidArgument("bottom_up_stacked: one layer count, or one per member");
+  return with_rank(mat_of(g).rows, "bottom_up_stacked", [&](auto k) {
+    return for_each_member(batch, [&](int64_t b) {
+      return bottom_up_stacked<T, decltype(k)::value>(lr, g, pst, first, hidden, last, count, &*first_out,
+                                                      &*hidden_out, &*last_out, b);
+    });
+  });
+}
+
 }  // namespace
 
 // Bindings: XLA's thread pool, then (bottom-up) the learning rate and G, then the buffers.
@@ -741,6 +872,31 @@ ffi::Error bottom_up_any(ffi::ThreadPool pool, ffi::AnyBuffer lr, ffi::AnyBuffer
 #define DLNJAX_BOTTOM_UP_BINDING \
   ffi::Ffi::Bind().Ctx<ffi::ThreadPool>().Arg<ffi::AnyBuffer>().Arg<ffi::AnyBuffer>().RemainingArgs().RemainingRets()
 
+#define DLNJAX_TOP_DOWN_STACKED_BINDING                                                                          \
+  ffi::Ffi::Bind().Ctx<ffi::ThreadPool>().Arg<ffi::AnyBuffer>().Arg<ffi::AnyBuffer>().Arg<ffi::AnyBuffer>().Arg< \
+      ffi::AnyBuffer>().Ret<ffi::AnyBuffer>().Ret<ffi::AnyBuffer>()
+#define DLNJAX_BOTTOM_UP_STACKED_BINDING                                                                          \
+  ffi::Ffi::Bind()                                                                                               \
+      .Ctx<ffi::ThreadPool>()                                                                                    \
+      .Arg<ffi::AnyBuffer>()                                                                                     \
+      .Arg<ffi::AnyBuffer>()                                                                                     \
+      .Arg<ffi::AnyBuffer>()                                                                                     \
+      .Arg<ffi::AnyBuffer>()                                                                                     \
+      .Arg<ffi::AnyBuffer>()                                                                                     \
+      .Arg<ffi::AnyBuffer>()                                                                                     \
+      .Arg<ffi::AnyBuffer>()                                                                                     \
+      .Ret<ffi::AnyBuffer>()                                                                                     \
+      .Ret<ffi::AnyBuffer>()                                                                                     \
+      .Ret<ffi::AnyBuffer>()
+
+#if !defined(DLNJAX_FLOAT) || DLNJAX_FLOAT == 32
+XLA_FFI_DEFINE_HANDLER_SYMBOL(DlnjaxTopDownStackedF32, top_down_stacked_any<float>, DLNJAX_TOP_DOWN_STACKED_BINDING);
+XLA_FFI_DEFINE_HANDLER_SYMBOL(DlnjaxBottomUpStackedF32, bottom_up_stacked_any<float>, DLNJAX_BOTTOM_UP_STACKED_BINDING);
+#endif
+#if !defined(DLNJAX_FLOAT) || DLNJAX_FLOAT == 64
+XLA_FFI_DEFINE_HANDLER_SYMBOL(DlnjaxTopDownStackedF64, top_down_stacked_any<double>, DLNJAX_TOP_DOWN_STACKED_BINDING);
+XLA_FFI_DEFINE_HANDLER_SYMBOL(DlnjaxBottomUpStackedF64, bottom_up_stacked_any<double>, DLNJAX_BOTTOM_UP_STACKED_BINDING);
+#endif
 #if !defined(DLNJAX_FLOAT) || DLNJAX_FLOAT == 32
 XLA_FFI_DEFINE_HANDLER_SYMBOL(DlnjaxTopDownF32, top_down_any<float>, DLNJAX_TOP_DOWN_BINDING);
 XLA_FFI_DEFINE_HANDLER_SYMBOL(DlnjaxBottomUpF32, bottom_up_any<float>, DLNJAX_BOTTOM_UP_BINDING);
