@@ -257,3 +257,27 @@ def test_stacked_layout_on_the_native_kernels_equals_the_tuple_of_layers(dtype):
         assert_close(rc.loss[:2], rb.loss[:2], dtype=dtype)
         for x, y in zip(jax.tree_util.tree_leaves(c.weights), jax.tree_util.tree_leaves(b.weights)):
             assert_close(x[:2], y[:2], dtype=dtype)
+
+
+def test_auto_keeps_a_program_per_depth_on_a_cpu_without_the_native_kernels(monkeypatch):
+    """``auto`` runs the stacked layout on the native kernels; without them on a CPU it has none
+    (run_batch then keeps the tuple of layers, faster there than XLA's loops), and the run gives
+    the numbers of the tuple layout."""
+    from dlnjax.measure import sweep
+
+    shapes = [jax.ShapeDtypeStruct((7, 9), jnp.float64), jax.ShapeDtypeStruct((7, 7), jnp.float64),
+              jax.ShapeDtypeStruct((3, 7), jnp.float64)]
+    monkeypatch.setattr(native, "available", lambda: False)
+    if jax.default_backend() == "cpu":
+        with pytest.raises(ValueError, match="native kernels only on a CPU"):
+            engines.get("auto").stacked_kernels(shapes)
+    st, w = _problem((9, 7, 7, 3), jnp.dtype("float64"))
+    batch = tuple(jnp.broadcast_to(x, (2,) + x.shape) for x in w)
+    kw = dict(threshold=float(0.5 * float(linear.loss_from_stats(w, st))), max_steps=400, chunk_steps=100,
+              record_every=10, engine="auto")
+    snaps = []
+    a = sweep.run_batch(st, batch, [1e-3, 3e-3], capacity=5, on_chunk=snaps.append, **kw)
+    assert int(snaps[0]["layout"]) == 0  # the tuple of layers
+    b = sweep.run_batch(st, batch, [1e-3, 3e-3], **kw)
+    np.testing.assert_array_equal(a.loss, b.loss)
+    assert np.isfinite(a.learning_time).all()

@@ -318,10 +318,8 @@ def unstack_layers(w: Stacked, n_hidden: int) -> tuple:
 
 
 def _at(stack: Array, j: Array) -> Array:
-    """``stack[j]`` as a plain dynamic slice (``0 <= j < len(stack)``). Its index is the very
-    one :func:`_put` writes with, so XLA sees a read-modify-write of one slice and updates the
-    stack in place; an index that wraps negative values (``stack[j]``, ``dynamic_index_in_dim``)
-    made it copy the whole stack at every layer (7x slower at 29 layers, measured)."""
+    """``stack[j]`` as a plain dynamic slice, for ``0 <= j < len(stack)`` (no wrap-around of
+    negative indices, which ``stack[j]`` adds to every access)."""
     z = jnp.zeros((), jnp.int32)
     j = jnp.asarray(j, jnp.int32)
     return jax.lax.dynamic_slice(stack, (j,) + (z,) * (stack.ndim - 1), (1,) + stack.shape[1:])[0]
@@ -332,24 +330,6 @@ def _put(stack: Array, x: Array, j: Array) -> Array:
     z = jnp.zeros((), jnp.int32)
     j = jnp.asarray(j, jnp.int32)
     return jax.lax.dynamic_update_slice(stack, x[None], (j,) + (z,) * (stack.ndim - 1))
-
-
-STACK_UNROLL = 1
-
-
-def _loop(n: Array, body: Callable[[Array, Any], Any], init: Any, unroll: int | None = None) -> Any:
-    """``fori_loop(0, n, body, init)`` with a traced ``n``, ``unroll`` iterations per trip of the
-    compiled loop (and the remainder one by one): XLA's CPU loop costs tens of microseconds a trip,
-    more than a small layer's work."""
-    k = STACK_UNROLL if unroll is None else int(unroll)
-
-    def block(b, c):
-        for u in range(k):
-            c = body(b * k + u, c)
-        return c
-
-    c = jax.lax.fori_loop(0, n // k, block, init)
-    return jax.lax.fori_loop((n // k) * k, n, body, c)
 
 
 class StackedKernels:
@@ -364,7 +344,7 @@ class StackedKernels:
 
     def product(self, w: Stacked) -> Array:
         """The end-to-end map ``last @ hidden[L-1] @ ... @ hidden[0] @ first``."""
-        acc = _loop(self.n, lambda i, a: a @ _at(w.hidden, self.n - 1 - i), w.last)
+        acc = jax.lax.fori_loop(0, self.n, lambda i, a: a @ _at(w.hidden, self.n - 1 - i), w.last)
         return acc @ w.first
 
     def top_down(self, w: Stacked) -> list:
@@ -379,7 +359,7 @@ class StackedKernels:
             return acc, _put(ps, acc, j)
 
         ps0 = jnp.zeros((w.hidden.shape[0],) + w.last.shape, w.last.dtype)
-        acc, ps = _loop(n, body, (w.last, ps0))
+        acc, ps = jax.lax.fori_loop(0, n, body, (w.last, ps0))
         return [acc @ w.first, ps]
 
     def bottom_up(self, lr: Array, g: Array, ps: Sequence[Array], w: Stacked) -> Stacked:
@@ -399,9 +379,9 @@ class StackedKernels:
             return m @ _at(w.hidden, j).T, _put(ms, m, j)
 
         ms0 = jnp.zeros((cap,) + w.last.shape, w.last.dtype)
-        m_top, ms = _loop(n, m_body, (g @ w.first.T, ms0))
-        hidden = _loop(
-            n, lambda j, hid: _put(hid, _update(_at(hid, j), lr, coef(j + 1).T, _at(ms, j)), j), w.hidden)
+        m_top, ms = jax.lax.fori_loop(0, n, m_body, (g @ w.first.T, ms0))
+        hidden = jax.lax.fori_loop(
+            0, n, lambda j, hid: _put(hid, _update(_at(hid, j), lr, coef(j + 1).T, _at(ms, j)), j), w.hidden)
         return Stacked(_update(w.first, lr, coef(0).T, g), hidden, w.last - lr * m_top)
 
 

@@ -5,6 +5,7 @@ on this machine; XLA otherwise (never Pallas: not yet timed on a GPU)."""
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -28,9 +29,16 @@ class Auto(FullWidthBase):
         return _native if (_native.supports(weights) and big and _native.available()) else None
 
     def stacked_kernels(self, weights):
-        """The stacked layout on the native kernels whenever they take these shapes here (at 32
-        hidden units they beat XLA's looped step at every depth, docs/benchmarks.md), else XLA."""
+        """The stacked layout on the native kernels whenever they take these shapes here (as fast
+        as on the tuple of layers, docs/benchmarks.md); off a CPU, XLA's loops (not timed there);
+        on a CPU without the native kernels none (ValueError): XLA's loops cost there more than
+        the compilations they save, so the sweeps keep a program per depth."""
         from dlnjax.networks import linear
         from dlnjax.networks.engines.native import NativeStacked
 
-        return NativeStacked if (_native.supports(weights) and _native.available()) else linear.StackedKernels
+        if _native.supports(weights) and _native.available():
+            return NativeStacked
+        if jax.default_backend() != "cpu":
+            return linear.StackedKernels
+        raise ValueError("engine='auto' runs the stacked layout on the native kernels only on a CPU, and they cannot "
+                         f"run here ({_native.reason()}; shapes {[tuple(w.shape) for w in weights]})")
