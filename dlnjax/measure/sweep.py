@@ -221,8 +221,9 @@ def run_batch(
     stack per power of two instead, :func:`stack_capacity`). The engine's
     :meth:`~dlnjax.networks.engines.base.FullWidthBase.stacked_kernels` run it: the native kernels
     (``auto`` where they build, or ``native``; the same bits as on the tuple of layers) or XLA's
-    loops (``xla``; the same numbers as its tuple step, but 1.1x to 2.8x slower per step on a CPU:
-    docs/benchmarks.md); an engine without them (``pallas``) runs the tuple of layers."""
+    loops (``xla``; the same numbers as its tuple step, but 1.1x to 2.7x slower per step on a CPU:
+    docs/benchmarks.md); an engine without them (``pallas``, or ``auto`` on a CPU without the
+    native kernels) runs the tuple of layers."""
     dtype = stats.sigma11.dtype
     if rotation is not None:
         from dlnjax.networks import compressed
