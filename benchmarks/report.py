@@ -198,7 +198,8 @@ def _render_apps(d: dict, lines: list) -> str:
         lines.append(f"| {r['name']} ({r['what']}) | `{r['command']}` | {r['seconds']:.0f} | {'' if not t else f'{t:.0f}'} | {verdict} |")
         for app, sec in (r.get("apps") or {}).items():
             lines.append(f"| &nbsp;&nbsp;{app} (inside the report) | | {sec:.0f} | | |")
-    return "\n".join(lines) + "\n"
+    notes = [f"- {r['name']}: {r['note']}" for r in d["runs"] if r.get("note")]
+    return "\n".join(lines + ([""] + notes if notes else [])) + "\n"
 
 
 def _render_flops(d: dict, lines: list) -> str:
