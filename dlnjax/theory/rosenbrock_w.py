@@ -148,7 +148,7 @@ def integrate(f: Callable[[Array], Array], linear: Linear, y0: Array, t1: float 
         # PI control (Gustafsson): grow by at most 5, shrink by at most 5; never grow after a rejection
         fac = 0.9 * en ** (-0.7 / k) * c.err_prev ** (0.3 / k)
         fac = jnp.clip(jnp.where(ok, fac, jnp.minimum(fac, 0.9)), 0.2, 5.0)
-        fy_new = f(y_new)
+        fy_new = jax.lax.cond(ok, f, lambda _: c.fy, y_new)  # a rejected step's field is never used
         crossed = ok & (event(y_new) <= 0)
         t_new = jnp.where(lands, t_next, c.t + h)
         saved = ok & ~crossed & lands & (c.i_save < n_save) & (t_next == t_save)
