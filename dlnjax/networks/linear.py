@@ -205,12 +205,19 @@ def make_runner(
     pick = kernels if kernels is not None else (lambda w: None)
 
     def run(state: TrainState, lr: Array, threshold: Array = -jnp.inf) -> tuple[TrainState, Records]:
-        lr = jnp.asarray(lr, state.loss_ref.dtype)
-        threshold = jnp.asarray(threshold, state.loss_ref.dtype)
-        return jax.lax.scan(lambda st, _: _block(st, lr, threshold, stats, pick, diverge_factor, record_every, u, v),
-                            state, None, length=n_records)
+        return _blocks(state, lr, threshold, stats, pick, product, diverge_factor, record_every, n_records, u, v)
 
     return run
+
+
+def _blocks(state: TrainState, lr: Array, threshold: Array, stats: Stats, pick: Callable[[Any], Any],
+            prod: Callable[[Any], Array], diverge_factor: float, record_every: int, n_records: int, u: Array | None,
+            v: Array | None) -> tuple[TrainState, Records]:
+    """``n_records`` blocks of :func:`_block` (the runners' body; ``lr``, ``threshold`` traced)."""
+    lr = jnp.asarray(lr, state.loss_ref.dtype)
+    threshold = jnp.asarray(threshold, state.loss_ref.dtype)
+    return jax.lax.scan(lambda st, _: _block(st, lr, threshold, stats, pick, diverge_factor, record_every, u, v, prod),
+                        state, None, length=n_records)
 
 
 def _step(st: TrainState, lr: Array, threshold: Array, stats: Stats, pick: Callable[[Sequence[Array]], Any],
@@ -407,12 +414,9 @@ def make_stacked_runner(
     n_records = int(n_records)
 
     def run(state: TrainState, lr: Array, threshold: Array, n_hidden: Array) -> tuple[TrainState, Records]:
-        lr = jnp.asarray(lr, state.loss_ref.dtype)
-        threshold = jnp.asarray(threshold, state.loss_ref.dtype)
         kern = make(n_hidden)
-        return jax.lax.scan(lambda st, _: _block(st, lr, threshold, stats, lambda w: kern, diverge_factor, record_every,
-                                                 u, v, prod=kern.product),
-                            state, None, length=n_records)
+        return _blocks(state, lr, threshold, stats, lambda w: kern, kern.product, diverge_factor, record_every,
+                       n_records, u, v)
 
     return run
 
