@@ -64,7 +64,9 @@ def compressed_step_times(depth: int, n_train: int | None, steps: int, repeats: 
     try:
         from dlnjax.networks.kernels.native import compressed as ncomp
 
-        if ncomp.available():
+        if jax.default_backend() != "cpu":
+            out["native_note"] = f"the native kernels run on a CPU backend only (here: {jax.default_backend()})"
+        elif ncomp.available():
             runners["native"] = jax.jit(ncomp.make_member_runner(cs, record_every=steps))
         else:
             out["native_note"] = ncomp.reason()
@@ -90,6 +92,9 @@ def main() -> None:
     ap.add_argument("--pallas", action="store_true", help="time the Pallas kernels even off a GPU (interpreted)")
     ap.add_argument("--pallas-blocks", default="", help="tile sizes of the Pallas kernels, e.g. bottom_up_rows=64,top_down_cols=128")
     a = ap.parse_args()
+    from dlnjax.measure.devices import ieee_matmuls
+
+    ieee_matmuls()  # XLA's float32 products on a GPU in IEEE float32, as the Pallas kernels' (not TF32)
     for item in filter(None, a.pallas_blocks.split(",")):
         k, _, v = item.partition("=")
         if k not in pallas_step.BLOCKS or not v.isdigit():

@@ -34,6 +34,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args(argv)
     jax.config.update("jax_enable_compilation_cache", False)  # compile times as on a first run
+    from dlnjax.measure.devices import ieee_matmuls
+
+    ieee_matmuls()  # IEEE float32 products on a GPU too
     n_in, hidden, n_out, members = (20, 8, 4, 4) if args.tiny else (658, 32, 10, 36)
     depths = (3, 5) if args.tiny else (3, 12, 32)
     steps = 100 if args.tiny else 500
@@ -45,9 +48,7 @@ def main(argv: list[str] | None = None) -> dict:
     cap = max(depths) - 3
     from dlnjax.networks import engines
     from dlnjax.networks.engines.native import NativeStacked
-    from dlnjax.networks.kernels import native
-
-    kinds = ["xla"] + (["native"] if native.available() else [])
+    kinds = ["xla"] + (["native"] if engines.get("native").unavailable() is None else [])
     stacked_fns = {k: jax.jit(jax.vmap(linear.make_stacked_runner(
         stats, record_every=10, n_records=steps // 10, kernels=NativeStacked if k == "native" else linear.StackedKernels),
         in_axes=(0, 0, None, None))) for k in kinds}

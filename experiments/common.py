@@ -163,6 +163,9 @@ def app(name: str, fn: Callable[[DictConfig], Any]) -> Callable[[DictConfig], An
                 return done
             if "precision" in cfg:
                 set_precision(cfg.precision)
+            from dlnjax.measure.devices import ieee_matmuls
+
+            ieee_matmuls()  # float32 products in float32 on a GPU too (not TF32); nothing changes on a CPU
             enable_compilation_cache()
             return fn(cfg)
         except (ConfigError, DataError, IdxError) as e:

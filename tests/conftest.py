@@ -25,6 +25,10 @@ import pytest  # noqa: E402
 
 # Theory checks run in float64; tests that exercise float32 pass dtypes explicitly.
 jax.config.update("jax_enable_x64", True)
+# IEEE float32 products on a GPU too (XLA's default there is TF32); nothing changes on a CPU
+from dlnjax.measure.devices import ieee_matmuls  # noqa: E402
+
+ieee_matmuls()
 
 
 @pytest.fixture

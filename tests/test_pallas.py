@@ -132,3 +132,24 @@ def test_pallas_engine_refuses_what_it_cannot_run(monkeypatch):
     monkeypatch.setattr(pallas_step, "_REASON", "no Triton (test)")
     with pytest.raises(RuntimeError, match="no Triton"):
         engines.get("pallas").kernels(ok)
+
+
+def test_ieee_matmuls_sets_highest_off_a_cpu_only_and_respects_a_choice(monkeypatch):
+    """On a GPU XLA's float32 product defaults to TF32: ieee_matmuls asks for IEEE float32
+    ('highest') there, leaves a CPU alone (its products are IEEE already) and never overrides a
+    precision the user chose."""
+    import jax
+
+    from dlnjax.measure import devices
+
+    before = jax.config.jax_default_matmul_precision
+    try:
+        jax.config.update("jax_default_matmul_precision", None)
+        monkeypatch.setattr(jax, "default_backend", lambda: "cpu")
+        assert devices.ieee_matmuls() is None
+        monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+        assert devices.ieee_matmuls() == "highest"
+        jax.config.update("jax_default_matmul_precision", "tensorfloat32")
+        assert devices.ieee_matmuls() == "tensorfloat32"
+    finally:
+        jax.config.update("jax_default_matmul_precision", before)
