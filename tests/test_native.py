@@ -259,18 +259,19 @@ def test_stacked_layout_on_the_native_kernels_equals_the_tuple_of_layers(dtype):
             assert_close(x[:2], y[:2], dtype=dtype)
 
 
-def test_auto_keeps_a_program_per_depth_on_a_cpu_without_the_native_kernels(monkeypatch):
-    """``auto`` runs the stacked layout on the native kernels; without them on a CPU it has none
-    (run_batch then keeps the tuple of layers, faster there than XLA's loops), and the run gives
-    the numbers of the tuple layout."""
+def test_auto_keeps_a_program_per_depth_without_the_native_kernels(monkeypatch):
+    """``auto`` runs the stacked layout on the native kernels; without them it has none, nor has
+    ``xla`` (run_batch then keeps the tuple of layers, faster than XLA's loops on a CPU and a GPU),
+    and the run gives the numbers of the tuple layout."""
     from dlnjax.measure import sweep
 
     shapes = [jax.ShapeDtypeStruct((7, 9), jnp.float64), jax.ShapeDtypeStruct((7, 7), jnp.float64),
               jax.ShapeDtypeStruct((3, 7), jnp.float64)]
+    with pytest.raises(ValueError, match="no kernels for the stacked layout"):
+        engines.get("xla").stacked_kernels(shapes)
     monkeypatch.setattr(native, "available", lambda: False)
-    if jax.default_backend() == "cpu":
-        with pytest.raises(ValueError, match="native kernels only on a CPU"):
-            engines.get("auto").stacked_kernels(shapes)
+    with pytest.raises(ValueError, match="on the native kernels only"):
+        engines.get("auto").stacked_kernels(shapes)
     st, w = _problem((9, 7, 7, 3), jnp.dtype("float64"))
     batch = tuple(jnp.broadcast_to(x, (2,) + x.shape) for x in w)
     kw = dict(threshold=float(0.5 * float(linear.loss_from_stats(w, st))), max_steps=400, chunk_steps=100,
@@ -281,3 +282,28 @@ def test_auto_keeps_a_program_per_depth_on_a_cpu_without_the_native_kernels(monk
     b = sweep.run_batch(st, batch, [1e-3, 3e-3], **kw)
     np.testing.assert_array_equal(a.loss, b.loss)
     assert np.isfinite(a.learning_time).all()
+
+
+@needs_native
+def test_stacked_sweep_on_the_native_kernels_resumes_exactly_and_refuses_the_other_layout():
+    """run_batch with ``capacity`` on the native kernels: the same learning times and records as
+    the tuple of layers (bit for bit: the same row loops), an exact resume from a snapshot, and a
+    snapshot of the other layout refused."""
+    from dlnjax.measure import sweep
+
+    st, w = _problem((9, 7, 7, 7, 3), jnp.dtype("float64"))
+    batch = tuple(jnp.broadcast_to(x, (3,) + x.shape) for x in w)
+    lrs = [1e-3, 3e-3, 1e2]  # the last diverges
+    kw = dict(threshold=float(0.5 * float(linear.loss_from_stats(w, st))), max_steps=1500, chunk_steps=100,
+              record_every=10, engine="native")
+    snaps = []
+    full = sweep.run_batch(st, batch, lrs, on_chunk=snaps.append, capacity=4, **kw)
+    assert int(snaps[0]["layout"]) == 4
+    tup = sweep.run_batch(st, batch, lrs, **kw)
+    np.testing.assert_array_equal(full.loss, tup.loss)
+    np.testing.assert_array_equal(full.learning_time, tup.learning_time)
+    assert np.isfinite(full.learning_time[:2]).all() and bool(full.diverged[2])
+    again = sweep.run_batch(st, batch, lrs, resume=snaps[2], capacity=4, **kw)
+    np.testing.assert_array_equal(again.loss, full.loss)
+    with pytest.raises(sweep.SnapshotMismatch, match="does not match"):
+        sweep.run_batch(st, batch, lrs, resume=snaps[2], **kw)  # a stacked snapshot, a tuple run

@@ -239,28 +239,36 @@ def _small_problem(depth: int, n: int = 8):
 
 
 def test_stacked_layout_gives_the_tuple_layouts_runs_with_one_compilation_for_all_depths():
-    """run_batch with ``capacity`` (the hidden layers as one stack with a traced count,
-    linear.Stacked) against the tuple of layers, float64, XLA step, at depths 3, 4 and 6 on one
-    capacity: the same learning times, divergences and loss records, bit for bit (the same
-    products in the same order); and the three depths share one compiled program (the batch is
-    kept whole, shrink=False, so it has one size)."""
-    lrs = np.array([0.004, 0.008, 0.016, 0.032, 0.064, 40.0, 0.002, 0.001])  # 40 diverges
-    key = (10, 10, "vmap", True, linear.StackedKernels)
+    """The stacked layout (the hidden layers as one stack with a traced count, linear.Stacked) on
+    XLA's loops against the tuple of layers, float64, depths 3, 4 and 6 in one capacity, through
+    the sweeps' jitted batch step (sweep.stacked_step): the same crossings, divergences, weights
+    and loss records, bit for bit (the same products in the same order); and the three depths
+    share one compiled program."""
+    lrs = jnp.asarray([0.004, 0.008, 0.016, 0.032, 0.064, 40.0, 0.002, 0.001])  # 40 diverges
+    key = (10, 10, "vmap", False, linear.StackedKernels)
     sweep._STACKED_STEPS.pop(key, None)
-    learned = 0
+    step = sweep.stacked_step(10, 10, "vmap", False, linear.StackedKernels)
+    crossed = 0
     for depth in (3, 4, 6):
         stats, batch = _small_problem(depth)
-        kw = dict(threshold=float(0.05 * float(stats.tr33)), max_steps=2000, chunk_steps=100, record_every=10,
-                  engine="xla", shrink=False)
-        tup = sweep.run_batch(stats, batch, lrs, **kw)
-        stk = sweep.run_batch(stats, batch, lrs, capacity=4, **kw)
-        np.testing.assert_array_equal(stk.learning_time, tup.learning_time)
-        np.testing.assert_array_equal(stk.diverged, tup.diverged)
-        np.testing.assert_array_equal(stk.loss, tup.loss)
-        assert bool(tup.diverged[5])
-        learned += int(np.isfinite(tup.learning_time).sum())
-    assert learned >= 10  # the comparison covers members that crossed, at every depth
-    assert sweep._STACKED_STEPS[key]._cache_size() == 1
+        thr = jnp.asarray(0.05 * float(stats.tr33))
+        states = jax.vmap(lambda w: linear.init_state(w, stats))(batch)
+        tup = jax.jit(jax.vmap(engines.make_runner(stats, record_every=10, n_records=10, engine="xla"),
+                               in_axes=(0, 0, None)))
+        stacked, n = linear.stack_layers(batch, 4)
+        s_stk, s_tup = states._replace(weights=stacked), states
+        for _ in range(20):  # 2000 steps in chunks of 100, as run_batch runs them
+            s_tup, r_tup = tup(s_tup, lrs, thr)
+            s_stk, r_stk = step(s_stk, lrs, thr, jnp.int32(n), stats)
+            np.testing.assert_array_equal(r_stk.loss, r_tup.loss)
+        for x, y in zip(linear.unstack_layers(s_stk.weights, n), s_tup.weights):
+            np.testing.assert_array_equal(x, y)
+        np.testing.assert_array_equal(s_stk.cross_step, s_tup.cross_step)
+        np.testing.assert_array_equal(s_stk.diverged, s_tup.diverged)
+        assert bool(s_tup.diverged[5])
+        crossed += int((np.asarray(s_tup.cross_step) >= 0).sum())
+    assert crossed >= 10  # the comparison covers members that crossed, at every depth
+    assert step._cache_size() == 1
 
 
 def test_stack_layers_round_trip_and_refusals():
@@ -278,19 +286,6 @@ def test_stack_layers_round_trip_and_refusals():
     assert not linear.stackable((jnp.zeros((6, 5)), jnp.zeros((7, 6)), jnp.zeros((4, 7))))
     with pytest.raises(ValueError, match="equal square hidden layers"):
         linear.stack_layers((jnp.zeros((6, 5)), jnp.zeros((7, 6)), jnp.zeros((4, 7))), 4)
-
-
-def test_stacked_run_resumes_exactly_and_refuses_a_snapshot_of_the_other_layout():
-    stats, batch = _small_problem(4, n=3)
-    lrs = [0.005, 0.02, 40.0]
-    kw = dict(threshold=float(0.05 * float(stats.tr33)), max_steps=1500, chunk_steps=100, record_every=10, engine="xla")
-    snaps = []
-    full = sweep.run_batch(stats, batch, lrs, on_chunk=snaps.append, capacity=3, **kw)
-    again = sweep.run_batch(stats, batch, lrs, resume=snaps[2], capacity=3, **kw)
-    np.testing.assert_array_equal(again.loss, full.loss)
-    np.testing.assert_array_equal(again.learning_time, full.learning_time)
-    with pytest.raises(sweep.SnapshotMismatch, match="does not match"):
-        sweep.run_batch(stats, batch, lrs, resume=snaps[2], **kw)  # a stacked snapshot, a tuple run
 
 
 def test_stack_capacity_pads_small_layers_to_the_sweep_and_wide_ones_per_power_of_two():

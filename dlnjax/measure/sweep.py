@@ -220,10 +220,10 @@ def run_batch(
     depth up to ``capacity + 2`` layers and every call (:func:`stacked_step`; wide layers get a
     stack per power of two instead, :func:`stack_capacity`). The engine's
     :meth:`~dlnjax.networks.engines.base.FullWidthBase.stacked_kernels` run it: the native kernels
-    (``auto`` where they build, or ``native``; the same bits as on the tuple of layers) or XLA's
-    loops (``xla``; the same numbers as its tuple step, but 1.1x to 2.7x slower per step on a CPU:
-    docs/benchmarks.md); an engine without them (``pallas``, or ``auto`` on a CPU without the
-    native kernels) runs the tuple of layers."""
+    (``auto`` where they build, or ``native``; the same bits as on the tuple of layers). An engine
+    without them (``xla``, ``pallas``, ``auto`` without the native kernels) runs the tuple of
+    layers: XLA's loops over a stack cost more per step than the compilations they save, on a CPU
+    and on a GPU (docs/benchmarks.md)."""
     dtype = stats.sigma11.dtype
     if rotation is not None:
         from dlnjax.networks import compressed
@@ -250,10 +250,8 @@ def run_batch(
         layout = stack_capacity(len(weights) - 2, capacity, int(weights[1][0].nbytes) if len(weights) > 2 else 0)
         stacked, n_hidden = linear.stack_layers(states.weights, layout)
         states = states._replace(weights=stacked)
-        native = make is not linear.StackedKernels
-        big = member_bytes >= MAP_MIN_BYTES_CPU
-        mode = "map" if (jax.default_backend() == "cpu" and big and not native) else "vmap"
-        stacked_fn = stacked_step(record_every, chunk_steps // record_every, mode, True, make)
+        # the native kernels loop over a vmapped batch's members themselves
+        stacked_fn = stacked_step(record_every, chunk_steps // record_every, "vmap", True, make)
         n_hid = jnp.asarray(n_hidden, jnp.int32)
         step_fn = lambda st, lr, thr: stacked_fn(st, lr, thr, n_hid, stats)  # noqa: E731
     else:

@@ -36,10 +36,9 @@ class Config(RandomStartProtocol):
     # the decoupled reference runs on the exact compressed engine (its own batch); false: full width
     compress: bool = True
     # the full-width batch with its hidden layers as one stack for every depth (one compilation
-    # per batch size for all depths: dlnjax.measure.sweep.run_batch's ``capacity``) where the
-    # engine has kernels for it: native (engine=auto where they build, or native), or XLA's
-    # loops with engine=xla (slower per step on a CPU than a program per depth, which auto
-    # keeps there without the native kernels, as does pallas); false: a program per depth
+    # per batch size for all depths: dlnjax.measure.sweep.run_batch's ``capacity``) on the native
+    # kernels (engine=auto where they build, or native); other engines keep a program per depth
+    # (XLA's loops over a stack are slower, on a CPU and a GPU); false: a program per depth
     # (docs/benchmarks.md, "One compilation across depths at full width")
     stack_depths: bool = True
 

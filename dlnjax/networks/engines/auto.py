@@ -1,7 +1,7 @@
 """``auto``: not an engine of its own but the rule that picks one per network: the native
 kernels on a CPU for networks of at least ``NATIVE_MIN_BYTES`` of weights and
 ``NATIVE_MIN_LAYER_BYTES`` per layer on average, of shapes the kernels support, when they build
-on this machine; XLA otherwise (never Pallas: not yet timed on a GPU)."""
+on this machine; XLA otherwise (never Pallas: on an H200 it was slower than XLA, docs/benchmarks.md)."""
 
 from __future__ import annotations
 
@@ -30,15 +30,13 @@ class Auto(FullWidthBase):
 
     def stacked_kernels(self, weights):
         """The stacked layout on the native kernels whenever they take these shapes here (as fast
-        as on the tuple of layers, docs/benchmarks.md); off a CPU, XLA's loops (not timed there);
-        on a CPU without the native kernels none (ValueError): XLA's loops cost there more than
-        the compilations they save, so the sweeps keep a program per depth."""
-        from dlnjax.networks import linear
+        as on the tuple of layers, docs/benchmarks.md); else none (ValueError): XLA's loops cost
+        more than the compilations they save, on a CPU and on a GPU, so the sweeps keep a program
+        per depth."""
         from dlnjax.networks.engines.native import NativeStacked
 
         if _native.supports(weights) and _native.available():
             return NativeStacked
-        if jax.default_backend() != "cpu":
-            return linear.StackedKernels
-        raise ValueError("engine='auto' runs the stacked layout on the native kernels only on a CPU, and they cannot "
-                         f"run here ({_native.reason()}; shapes {[tuple(w.shape) for w in weights]})")
+        why = _native.reason() if jax.default_backend() == "cpu" else f"not a CPU backend ({jax.default_backend()})"
+        raise ValueError(f"engine='auto' runs the stacked layout on the native kernels only, and they cannot run here "
+                         f"({why}; shapes {[tuple(w.shape) for w in weights]})")

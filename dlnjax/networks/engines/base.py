@@ -84,11 +84,12 @@ class FullWidthBase:
     def stacked_kernels(self, weights: Sequence[Array]) -> Callable[[Array], Any]:
         """For the stacked layout (:class:`dlnjax.networks.linear.Stacked`, one compilation for every
         depth) of networks with these (per-member) layers: ``make(n_hidden)``, the object whose
-        ``product`` / ``top_down`` / ``bottom_up`` run a step; raises, saying why, when this engine
-        has none. Default: XLA operations (:class:`dlnjax.networks.linear.StackedKernels`)."""
-        from dlnjax.networks import linear
-
-        return linear.StackedKernels
+        ``product`` / ``top_down`` / ``bottom_up`` run a step; raises ValueError, saying why, when
+        this engine has none (the sweeps then keep a program per depth). Only the native engine has
+        them: XLA's loops over a stack (:class:`dlnjax.networks.linear.StackedKernels`) give the same
+        numbers but cost 1.1-2.7x the unrolled step per step on a CPU and 3-15x on an H200
+        (docs/benchmarks.md), more than the compilations they save."""
+        raise ValueError(f"engine={self.name!r} has no kernels for the stacked layout (only native has)")
 
     def init_state(self, start: Sequence[Array], stats: Any, **options: Any) -> Any:
         from dlnjax.networks import linear

@@ -18,7 +18,3 @@ class Pallas(FullWidthBase):
 
     def kernels(self, weights):
         return fused_kernels_for(self, _pallas, weights)
-
-    def stacked_kernels(self, weights):
-        raise ValueError("engine='pallas' has no kernels for the stacked layout (one compilation for every depth): "
-                         "use engine=native or xla with it, or the tuple of layers with pallas")

@@ -25,10 +25,11 @@ as XLA loops; slow): that is how the tests check them on machines without a GPU.
 refuses to run interpreted unless ``DLNJAX_PALLAS_INTERPRET=1`` (see
 :meth:`dlnjax.networks.engines.base.FullWidthEngine.kernels`).
 
-Status: correct (tested, interpreted, against the XLA engine) and lowered to Triton for CUDA
-in the tests; **not yet timed on a GPU** (none was lent to the session that wrote it). The
-block sizes below are first guesses for an H100; ``benchmarks/linear_step.py`` times this
-engine next to the others when it runs on a GPU.
+Status: correct (tested, interpreted, against the XLA engine; on an H200 its layers after 40
+steps were 8.3e-7 from XLA's) and lowered to Triton for CUDA in the tests. Timed on an H200
+(2026-12-04, depth 20, 1000 hidden, 20 rates, float32): 4.9 ms a step against 3.3 ms for the
+XLA engine, so ``auto`` does not choose it. The block sizes below are first guesses for an
+H100, not tuned; ``benchmarks/linear_step.py`` times this engine next to the others on a GPU.
 """
 
 from __future__ import annotations
