@@ -245,9 +245,9 @@ def test_stacked_layout_gives_the_tuple_layouts_runs_with_one_compilation_for_al
     and loss records, bit for bit (the same products in the same order); and the three depths
     share one compiled program."""
     lrs = jnp.asarray([0.004, 0.008, 0.016, 0.032, 0.064, 40.0, 0.002, 0.001])  # 40 diverges
-    key = (10, 10, "vmap", False, linear.StackedKernels)
+    key = (10, 10, False, linear.StackedKernels)
     sweep._STACKED_STEPS.pop(key, None)
-    step = sweep.stacked_step(10, 10, "vmap", False, linear.StackedKernels)
+    step = sweep.stacked_step(10, 10, False, linear.StackedKernels)
     crossed = 0
     for depth in (3, 4, 6):
         stats, batch = _small_problem(depth)

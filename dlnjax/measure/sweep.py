@@ -121,22 +121,19 @@ _STACKED_STEPS: dict = {}
 _STACKED_LOCK = threading.Lock()
 
 
-def stacked_step(record_every: int, n_records: int, mode: str, donate: bool, kernels: Callable = linear.StackedKernels
-                 ) -> Callable:
+def stacked_step(record_every: int, n_records: int, donate: bool, kernels: Callable = linear.StackedKernels) -> Callable:
     """The jitted batch step on :class:`dlnjax.networks.linear.Stacked` weights, ``step(states, lrs,
-    threshold, n_hidden, stats)``: one function per (record_every, n_records, mode, donate, kernels)
-    for the whole process, with the statistics an argument (not a constant of the program), so
+    threshold, n_hidden, stats)``, the members vmapped (the native kernels loop over them
+    themselves): one function per (record_every, n_records, donate, kernels) for the whole process, with the statistics an argument (not a constant of the program), so
     every depth up to the stack's capacity, and every call of :func:`run_batch`, reuses one
     compilation per batch size. ``kernels``: an engine's
     :meth:`~dlnjax.networks.engines.base.FullWidthBase.stacked_kernels`."""
-    key = (int(record_every), int(n_records), mode, bool(donate), kernels)
+    key = (int(record_every), int(n_records), bool(donate), kernels)
     with _STACKED_LOCK:
         if key not in _STACKED_STEPS:
             def step(states, lrs, thr, n_hidden, stats):
                 run = linear.make_stacked_runner(stats, record_every=key[0], n_records=key[1], kernels=kernels)
-                if mode == "vmap":
-                    return jax.vmap(run, in_axes=(0, 0, None, None))(states, lrs, thr, n_hidden)
-                return jax.lax.map(lambda a: run(a[0], a[1], thr, n_hidden), (states, lrs))
+                return jax.vmap(run, in_axes=(0, 0, None, None))(states, lrs, thr, n_hidden)
 
             _STACKED_STEPS[key] = jax.jit(step, donate_argnums=(0,) if donate else ())
         return _STACKED_STEPS[key]
@@ -250,8 +247,7 @@ def run_batch(
         layout = stack_capacity(len(weights) - 2, capacity, int(weights[1][0].nbytes) if len(weights) > 2 else 0)
         stacked, n_hidden = linear.stack_layers(states.weights, layout)
         states = states._replace(weights=stacked)
-        # the native kernels loop over a vmapped batch's members themselves
-        stacked_fn = stacked_step(record_every, chunk_steps // record_every, "vmap", True, make)
+        stacked_fn = stacked_step(record_every, chunk_steps // record_every, True, make)
         n_hid = jnp.asarray(n_hidden, jnp.int32)
         step_fn = lambda st, lr, thr: stacked_fn(st, lr, thr, n_hid, stats)  # noqa: E731
     else:

@@ -685,12 +685,13 @@ inline int64_t count_of(const ffi::AnyBuffer& c, int64_t b) {
   return c.element_count() > 1 ? p[b] : p[0];
 }
 
+// Entry j of member b's stack (batch..., cap, rows, cols), as member() does for a matrix.
 template <typename T>
-inline const T* stack_entry(const ffi::AnyBuffer& stack, int64_t b, int64_t j) {
+inline T* stack_entry(const ffi::AnyBuffer& stack, int64_t b, int64_t j) {
   auto d = stack.dimensions();
   const size_t k = d.size();
   const int64_t cap = d[k - 3], rows = d[k - 2], cols = d[k - 1];
-  return reinterpret_cast<const T*>(stack.untyped_data()) + (b * cap + j) * rows * cols;
+  return reinterpret_cast<T*>(stack.untyped_data()) + (b * cap + j) * rows * cols;
 }
 
 inline int64_t capacity_of(const ffi::AnyBuffer& stack) {
@@ -721,7 +722,7 @@ ffi::Error top_down_stacked(const ffi::AnyBuffer& first, const ffi::AnyBuffer& h
   if (count < 0 || count > capacity_of(hidden)) return ffi::Error::InvalidArgument("top_down_stacked: count out of range");
   Layers<T> L = stacked_layers<T>(first, hidden, last, count, b);
   L.out.push_back(member<T>(*p1, b));
-  for (int64_t j = 0; j < count; ++j) L.out.push_back(const_cast<T*>(stack_entry<T>(*pst, b, j)));
+  for (int64_t j = 0; j < count; ++j) L.out.push_back(stack_entry<T>(*pst, b, j));
   top_down_layers<T, R>(L);
   return ffi::Error::Success();
 }
@@ -735,7 +736,7 @@ ffi::Error bottom_up_stacked(const ffi::AnyBuffer& lr_buf, const ffi::AnyBuffer&
   if (count < 0 || count > capacity_of(hidden)) return ffi::Error::InvalidArgument("bottom_up_stacked: count out of range");
   Layers<T> L = stacked_layers<T>(first, hidden, last, count, b);
   L.out.push_back(member<T>(*first_out, b));
-  for (int64_t j = 0; j < count; ++j) L.out.push_back(const_cast<T*>(stack_entry<T>(*hidden_out, b, j)));
+  for (int64_t j = 0; j < count; ++j) L.out.push_back(stack_entry<T>(*hidden_out, b, j));
   L.out.push_back(member<T>(*last_out, b));
   for (int64_t j = 0; j < count; ++j) L.coef.push_back(stack_entry<T>(pst, b, j));
   L.coef.push_back(member<T>(last, b));  // P_N = W_N, read before it is updated (last)
